@@ -1,0 +1,229 @@
+"""Baseline files: one JSON per device, validated on load, merged and written atomically.
+
+Layout of ``baselines/<device-key>.json``::
+
+    {"schema": "pytest-llmperf-baseline", "schema_version": 1,
+     "device": {"key": ..., "name": ...}, "fingerprint": {...},
+     "tests": {"<nodeid>": {"status": "ok", "tier": "smoke", "group": ..., "params": {...},
+                "metrics": {"time": {"value": ..., "unit": "s", "higher_is_better": false,
+                                     "kind": "time", "tolerance": null, "gated": true,
+                                     "summary": {...}, "runs": [{"samples": [...],
+                                     "normalized_samples": [...]}]}}}}}
+
+Keys are sorted and indentation fixed so a refresh diffs cleanly in review.
+A write re-reads the file under a lock and merges, so pytest-xdist workers,
+parallel jobs and partial refreshes (``-k``) never lose an entry; it goes to a
+temporary file first and is renamed over the old one, so an interrupted write
+leaves the old file intact. A corrupt or foreign file is never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .results import Metric, TestResult, summarize
+from .statistics import sketch
+
+SCHEMA = "pytest-llmperf-baseline"
+SCHEMA_VERSION = 1
+#: Significant digits kept for samples: enough for any gate, small diffs on refresh.
+DIGITS = 6
+
+
+class BaselineError(Exception):
+    """A baseline file that cannot be used; the message names the file."""
+
+
+@dataclass
+class BaselineFile:
+    path: Path
+    device: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def entry(self, nodeid: str, tier: str) -> dict[str, Any] | None:
+        """The stored entry for this test at this tier; another tier's numbers don't count."""
+        e = self.tests.get(nodeid)
+        if e is None or (tier and e.get("tier", tier) != tier):
+            return None
+        return e
+
+
+def _fail(path: Path, why: str) -> BaselineError:
+    return BaselineError(
+        f"llmperf: baseline file {path} {why}. It was left untouched; fix or delete it "
+        f"(or point --llmperf-baselines elsewhere) and run again."
+    )
+
+
+def _validate(data: Any, path: Path, device_key: str | None) -> BaselineFile:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise _fail(path, f'is not a pytest-llmperf baseline (no "schema": "{SCHEMA}")')
+    version = data.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+        raise _fail(
+            path, f"has schema_version {version!r}; this plugin reads up to {SCHEMA_VERSION}"
+        )
+    device = data.get("device")
+    tests = data.get("tests")
+    if not isinstance(device, dict) or not isinstance(tests, dict):
+        raise _fail(path, 'lacks a "device" object or a "tests" object')
+    if device_key is not None and device.get("key") != device_key:
+        raise _fail(
+            path, f"belongs to device {device.get('key')!r}, not to this device {device_key!r}"
+        )
+    for nodeid, entry in tests.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("metrics", {}), dict):
+            raise _fail(path, f"has a malformed entry for {nodeid!r}")
+        for name, m in entry.get("metrics", {}).items():
+            if not isinstance(m, dict) or not isinstance(m.get("value"), (int, float)):
+                raise _fail(path, f"has a malformed metric {name!r} in {nodeid!r}")
+    return BaselineFile(path, device, data.get("fingerprint") or {}, tests)
+
+
+def load(path: Path, device_key: str | None = None) -> BaselineFile | None:
+    """The baseline at ``path``, None if there is none; BaselineError if unusable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return _validate(data, path, device_key)
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.{DIGITS}g}")
+
+
+def metric_samples(m: dict[str, Any], normalized: bool = False) -> list[float]:
+    """All samples of a stored metric, pooled over its runs."""
+    key = "normalized_samples" if normalized else "samples"
+    return [x for run in m.get("runs", []) for x in run.get(key, [])]
+
+
+def run_spread(m: dict[str, Any], normalized: bool = False) -> float:
+    """Largest relative distance of one pooled run's median from the runs' median."""
+    from statistics import median
+
+    key = "normalized_samples" if normalized else "samples"
+    medians = [median(r[key]) for r in m.get("runs", []) if r.get(key)]
+    if len(medians) < 2:
+        return 0.0
+    mid = median(medians)
+    return max(abs(x - mid) for x in medians) / mid if mid else 0.0
+
+
+def metric_entry(metric: Metric, previous: dict[str, Any] | None, pool: int) -> dict[str, Any]:
+    """A metric as stored; with ``pool`` > 1 the last ``pool`` runs are kept together."""
+    from statistics import median
+
+    run: dict[str, Any] = {"samples": [_round(x) for x in sketch(metric.samples or [metric.value])]}
+    if metric.normalized_samples:
+        run["normalized_samples"] = [_round(x) for x in sketch(metric.normalized_samples)]
+    runs = [run]
+    if previous is not None and pool > 1:
+        runs = (list(previous.get("runs", [])) + runs)[-pool:]
+    pooled = [x for r in runs for x in r["samples"]]
+    value = metric.value if len(runs) == 1 else median(pooled)
+    return {
+        "value": _round(value),
+        "unit": metric.unit,
+        "higher_is_better": metric.higher_is_better,
+        "kind": metric.kind,
+        "tolerance": metric.tolerance,
+        "gated": metric.gated,
+        "summary": {k: _round(v) for k, v in summarize(metric.samples or [metric.value]).items()},
+        "runs": runs,
+    }
+
+
+def test_entry(result: TestResult, previous: dict[str, Any] | None, pool: int) -> dict[str, Any]:
+    """A test's stored entry; runs are pooled only with a previous entry of the same tier."""
+    same = previous is not None and previous.get("tier") == result.tier
+    prev_metrics = previous.get("metrics", {}) if same and previous else {}
+    if same and previous and previous.get("status") != result.status:
+        prev_metrics = {}
+    return {
+        "status": result.status,
+        "tier": result.tier,
+        "group": result.group,
+        "params": result.params,
+        "metrics": {
+            name: metric_entry(m, prev_metrics.get(name), pool)
+            for name, m in sorted(result.metrics.items())
+        },
+    }
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock beside the file, so concurrent writers merge one at a time."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: rename is still atomic
+        yield
+        return
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write(
+    path: Path,
+    *,
+    device: dict[str, Any],
+    fingerprint: dict[str, Any],
+    results: list[TestResult],
+    pool: int = 1,
+) -> int:
+    """Merge ``results`` into the file at ``path``; returns how many entries were written.
+
+    Entries of tests that did not run are kept. Raises BaselineError, leaving the
+    file as it was, if the existing file is corrupt or belongs to another device.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        existing = load(path, device.get("key"))
+        tests = dict(existing.tests) if existing else {}
+        for r in results:
+            tests[r.nodeid] = test_entry(r, tests.get(r.nodeid), pool)
+        data = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "device": device,
+            "fingerprint": fingerprint,
+            "tests": tests,
+        }
+        text = dumps(data)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    return len(results)

@@ -1,0 +1,163 @@
+"""Which device a run measures on, its baseline key and the software fingerprint.
+
+The key names the baseline file (``baselines/<key>.json``), so an H100 runner
+never compares with an A100's numbers, nor a 2-core CPU with a 64-core one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import re
+import sys
+from typing import Any
+
+
+def slug(text: str) -> str:
+    """Lower-case, dash-separated: a file-name-safe rendering of a device name."""
+    s = re.sub(r"\(r\)|\(tm\)|\bcpu\b|@.*$", "", text.lower())
+    s = re.sub(r"[^a-z0-9]+", "-", s).strip("-")
+    return s or "unknown"
+
+
+def cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def current_device() -> Any:
+    """The accelerator torch would use (CUDA, ROCm, XPU, MPS), else the CPU.
+
+    ``LLMPERF_DEVICE=cpu`` forces the CPU on a machine that has an accelerator.
+    """
+    import torch
+
+    forced = os.environ.get("LLMPERF_DEVICE")
+    if forced:
+        return torch.device(forced)
+    acc = getattr(torch, "accelerator", None)
+    if acc is not None and acc.is_available():
+        dev = acc.current_accelerator()
+        return torch.device(dev.type, acc.current_device_index())
+    return torch.device("cpu")
+
+
+def device_name(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "xpu":
+        return torch.xpu.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple {platform.machine()} MPS"
+    return cpu_model_name()
+
+
+def device_key(device: Any) -> str:
+    """File-name key of the device: the model name, plus the core count on CPUs."""
+    name = device_name(device)
+    if device.type == "cpu":
+        return f"cpu-{slug(name)}-{cpu_count()}c"
+    return slug(name)
+
+
+def _version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return None
+
+
+def fingerprint(device: Any) -> dict[str, Any]:
+    """Device and software stack: what a baseline remembers and a verdict compares."""
+    import torch
+
+    fp: dict[str, Any] = {
+        "device": device_name(device),
+        "device_type": device.type,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchao": _version("torchao"),
+        "platform": sys.platform,
+    }
+    if device.type == "cpu":
+        fp["cpu_count"] = cpu_count()
+        fp["threads"] = torch.get_num_threads()
+    elif device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        fp["device_count"] = torch.cuda.device_count()
+        fp["memory_bytes"] = int(props.total_memory)
+        fp["cuda"] = torch.version.cuda or torch.version.hip
+        fp["driver"] = _nvml_driver()
+    return fp
+
+
+def _nvml_driver() -> str | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        drv = pynvml.nvmlSystemGetDriverVersion()
+        return drv.decode() if isinstance(drv, bytes) else drv
+    except Exception:
+        return None
+
+
+#: Fingerprint keys whose change is worth showing beside a verdict.
+FINGERPRINT_KEYS = (
+    "device",
+    "device_count",
+    "memory_bytes",
+    "driver",
+    "cuda",
+    "torch",
+    "torchao",
+    "python",
+    "cpu_count",
+)
+
+
+def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    return {
+        k: [old.get(k), new.get(k)]
+        for k in FINGERPRINT_KEYS
+        if k in old and k in new and old.get(k) != new.get(k)
+    }
+
+
+def is_oom(exc: BaseException) -> bool:
+    """An out-of-memory error on any device (torch.OutOfMemoryError, MemoryError, CPU allocator)."""
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    if isinstance(exc, RuntimeError):
+        msg = str(exc).lower()
+        return "out of memory" in msg or "can't allocate memory" in msg
+    return False
+
+
+def synchronize(device: Any) -> None:
+    import torch
+
+    if device.type != "cpu":
+        torch.accelerator.synchronize(device.index)

@@ -1,0 +1,170 @@
+"""Peak memory of a block: the accelerator allocator, or the process RSS on CPU.
+
+On CPU the high-water mark (VmHWM) is reset through ``/proc/self/clear_refs``
+(Linux >= 4.0), so the peak belongs to the block, not to the whole process.
+Where that reset is impossible the reading is marked inexact and not gated.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+_CLEAR_REFS = "/proc/self/clear_refs"
+_STATUS = "/proc/self/status"
+
+
+@dataclass
+class PeakReading:
+    #: Accelerator: peak allocated bytes. CPU: RSS growth over the block.
+    peak: int
+    #: Accelerator: peak reserved by the caching allocator. CPU: absolute RSS peak.
+    reserved: int | None
+    #: False when the high-water mark could not be reset for this block.
+    exact: bool
+    how: str
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open(_STATUS, encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def reset_rss_peak() -> bool:
+    """Reset this process's RSS high-water mark; False where the kernel won't."""
+    try:
+        with open(_CLEAR_REFS, "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss_bytes() -> int:
+    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(ru if sys.platform == "darwin" else ru * 1024)
+
+
+_M_MMAP_THRESHOLD = -3
+#: While measuring, blocks above this size get their own mapping, so freeing them
+#: lowers RSS and the next allocation shows up in the high-water mark again.
+_MEASURE_MMAP_THRESHOLD = 128 * 1024
+#: Afterwards: glibc's own ceiling for its dynamic threshold.
+_DEFAULT_MMAP_THRESHOLD = 32 * 2**20
+
+
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def peak_of_call(device: Any, call: Any, setup: Any = None) -> PeakReading:
+    """Peak memory of one call of ``call``, measured in a pass of its own.
+
+    On CPU, glibc keeps freed blocks for reuse, so after warm-up a workload can
+    run without growing RSS at all. For this one call the heap is trimmed and
+    large blocks are mapped individually, so the high-water mark shows what the
+    call needs; timing rounds never run in this mode.
+    """
+    if setup is not None:
+        setup()
+    meter = PeakMemory(device)
+    libc = _libc() if device.type == "cpu" and sys.platform.startswith("linux") else None
+    tuned = False
+    if libc is not None:
+        try:
+            libc.malloc_trim(0)
+            tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MEASURE_MMAP_THRESHOLD))
+        except AttributeError:  # not glibc
+            tuned = False
+    try:
+        meter.start()
+        call()
+        return meter.stop()
+    finally:
+        if tuned:
+            libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_MMAP_THRESHOLD)
+
+
+class PeakMemory:
+    """``start()`` before the block, ``stop()`` after it."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self._rss0 = 0
+        self._resettable = False
+
+    def start(self) -> None:
+        if self.device.type != "cpu":
+            import torch
+
+            torch.accelerator.synchronize(self.device.index)
+            torch.accelerator.reset_peak_memory_stats(self.device.index)
+            return
+        self._resettable = reset_rss_peak() and _status_kib("VmHWM") is not None
+        rss = _status_kib("VmRSS")
+        self._rss0 = rss * 1024 if rss is not None else _maxrss_bytes()
+
+    def stop(self) -> PeakReading:
+        if self.device.type != "cpu":
+            import torch
+
+            idx = self.device.index
+            torch.accelerator.synchronize(idx)
+            return PeakReading(
+                peak=int(torch.accelerator.max_memory_allocated(idx)),
+                reserved=int(torch.accelerator.max_memory_reserved(idx)),
+                exact=True,
+                how=f"{self.device.type} allocator peak since reset",
+            )
+        if self._resettable:
+            hwm = (_status_kib("VmHWM") or 0) * 1024
+            return PeakReading(
+                peak=max(0, hwm - self._rss0),
+                reserved=hwm,
+                exact=True,
+                how="RSS high-water mark growth (reset via /proc/self/clear_refs)",
+            )
+        hwm = _maxrss_bytes()
+        return PeakReading(
+            peak=max(0, hwm - self._rss0),
+            reserved=hwm,
+            exact=False,
+            how="process max RSS (not resettable here; growth above earlier peaks only)",
+        )
+
+
+class BlockPeak:
+    """Peak memory of a ``with`` block (the ``peak_memory`` fixture): ``.peak`` in bytes."""
+
+    def __init__(self, device: Any) -> None:
+        self._meter = PeakMemory(device)
+        self.reading: PeakReading | None = None
+
+    @property
+    def peak(self) -> int:
+        return self.reading.peak if self.reading else 0
+
+    @property
+    def exact(self) -> bool:
+        return bool(self.reading and self.reading.exact)
+
+    def __enter__(self) -> BlockPeak:
+        self._meter.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reading = self._meter.stop()

@@ -1,0 +1,214 @@
+"""Device-synchronized timing, warm-up and adaptive rounds.
+
+Accelerators: one event pair per round on the current stream and a single
+synchronize per batch of rounds (triton's ``do_bench`` method), through
+``torch.Event`` / ``torch.accelerator`` so CUDA, ROCm, XPU and MPS work alike.
+CPU: ``time.perf_counter_ns`` around each call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Warm-up "auto" stops when the last few calls agree within this spread.
+SETTLED_SPREAD = 0.10
+AUTO_WARMUP_MAX_CALLS = 20
+
+
+class RoundTimer:
+    """Times a batch of rounds of ``fn``; ``setup`` runs untimed before each round."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.accelerated = device.type != "cpu"
+
+    def run(
+        self, fn: Callable[[], Any], n: int, setup: Callable[[], Any] | None = None
+    ) -> tuple[list[float], Any]:
+        """Seconds per round for ``n`` rounds, and the last result of ``fn``."""
+        result = None
+        if not self.accelerated:
+            clock = time.perf_counter_ns
+            times = [0.0] * n
+            for i in range(n):
+                if setup is not None:
+                    setup()
+                t0 = clock()
+                result = fn()
+                times[i] = (clock() - t0) * 1e-9
+            return times, result
+
+        import torch
+
+        starts = [torch.Event(enable_timing=True) for _ in range(n)]
+        ends = [torch.Event(enable_timing=True) for _ in range(n)]
+        for i in range(n):
+            if setup is not None:
+                setup()
+            starts[i].record()
+            result = fn()
+            ends[i].record()
+        torch.accelerator.synchronize(self.device.index)
+        return [s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends, strict=True)], result
+
+
+def median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def relative_uncertainty(xs: list[float]) -> float:
+    """Relative standard error of the median, from the MAD (robust to one slow round)."""
+    n = len(xs)
+    if n < 3:
+        return math.inf
+    m = median(xs)
+    if m <= 0:
+        return math.inf
+    mad = median([abs(x - m) for x in xs]) * 1.4826
+    return 1.2533 * mad / math.sqrt(n) / m
+
+
+def settled(times: list[float], spread: float = SETTLED_SPREAD) -> bool:
+    """Whether the last three timings agree within ``spread`` of their median."""
+    if len(times) < 3:
+        return False
+    last = times[-3:]
+    m = median(last)
+    return m > 0 and (max(last) - min(last)) <= spread * m
+
+
+def warm_up(
+    timer: RoundTimer,
+    fn: Callable[[], Any],
+    warmup: int | str,
+    budget_s: float,
+    setup: Callable[[], Any] | None = None,
+) -> list[float]:
+    """Run untimed-for-the-gate calls; ``"auto"`` runs until timings settle.
+
+    Returns the warm-up timings so the report can show what warm-up removed.
+    """
+    if warmup == "auto":
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < AUTO_WARMUP_MAX_CALLS:
+            times += timer.run(fn, 1, setup)[0]
+            if settled(times) or time.perf_counter() - start > budget_s:
+                break
+        return times
+    return timer.run(fn, int(warmup), setup)[0] if warmup else []
+
+
+@dataclass
+class Rounds:
+    """Measured rounds and how many batches they came in (a drift sample per batch)."""
+
+    times: list[float] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+    result: Any = None
+
+
+def measure_rounds(
+    timer: RoundTimer,
+    fn: Callable[[], Any],
+    *,
+    rounds: int | str,
+    min_rounds: int,
+    max_rounds: int,
+    max_time: float,
+    precision: float,
+    setup: Callable[[], Any] | None = None,
+    between_batches: Callable[[], Any] | None = None,
+) -> Rounds:
+    """Fixed ``rounds``, or adaptive: stop once the median's relative uncertainty is
+    below ``precision`` (a fraction of the tolerance) or the time budget is spent."""
+    out = Rounds()
+    if rounds != "auto":
+        out.times, out.result = timer.run(fn, int(rounds), setup)
+        out.batch_sizes = [int(rounds)]
+        if between_batches is not None:
+            between_batches()
+        return out
+    start = time.perf_counter()
+    batch = max(1, min_rounds)
+    while True:
+        times, out.result = timer.run(fn, batch, setup)
+        out.times += times
+        out.batch_sizes.append(batch)
+        if between_batches is not None:
+            between_batches()
+        n = len(out.times)
+        elapsed = time.perf_counter() - start
+        if n >= max_rounds or elapsed >= max_time:
+            break
+        if n >= min_rounds and relative_uncertainty(out.times) <= precision:
+            break
+        per_round = max(elapsed / n, 1e-9)
+        # Grow geometrically, but never past the budget or the round cap.
+        batch = int(
+            min(max(batch, n // 2, 1), max_rounds - n, (max_time - elapsed) / per_round + 1)
+        )
+        batch = max(batch, 1)
+    return out
+
+
+def unsettled_note(times: list[float], warmup_times: list[float]) -> str | None:
+    """A hint when the spread says the measurement had not settled (reference 001).
+
+    A cold first round (the warm-up-0 cells of reference 001: 100x the noise)
+    or many slow rounds flag it; one preempted round on a busy machine does not.
+    """
+    if len(times) < 3:
+        return None
+    m = median(times)
+    if m <= 0:
+        return None
+    slow = [t for t in times if t > 3 * m]
+    cold = times[0] > 3 * m and times[0] == max(times)
+    if not cold and len(slow) <= 0.1 * len(times):
+        return None
+    mean = sum(times) / len(times)
+    std = math.sqrt(sum((t - mean) ** 2 for t in times) / (len(times) - 1))
+    where = "the first round" if cold else f"{len(slow)} of {len(times)} rounds"
+    return (
+        f"not settled: {where} took over 3x the median "
+        f"(std {std * 1e3:.3g} ms vs median {m * 1e3:.3g} ms) after "
+        f"{len(warmup_times)} warm-up call(s); add warm-up "
+        f"(@pytest.mark.llmperf(warmup='auto') or a count)"
+    )
+
+
+class BlockTimer:
+    """Device-synchronized elapsed seconds of a ``with`` block (the ``device_timer`` fixture)."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.elapsed: float = math.nan
+
+    def __enter__(self) -> BlockTimer:
+        if self.device.type != "cpu":
+            import torch
+
+            torch.accelerator.synchronize(self.device.index)
+            self._start = torch.Event(enable_timing=True)
+            self._end = torch.Event(enable_timing=True)
+            self._start.record()
+        else:
+            self._t0 = time.perf_counter_ns()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type != "cpu":
+            import torch
+
+            self._end.record()
+            torch.accelerator.synchronize(self.device.index)
+            self.elapsed = self._start.elapsed_time(self._end) * 1e-3
+        else:
+            self.elapsed = (time.perf_counter_ns() - self._t0) * 1e-9

@@ -1,0 +1,134 @@
+"""A test's verdict: its status and every gated metric against the baseline entry.
+
+Unclear metrics are re-measured (bounded) before the verdict is given; what is
+still unclear is reported as ``inconclusive``, never silently passed or failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .baselines import metric_samples, run_spread
+from .device import fingerprint_diff
+from .options import MEMORY_ABS_SLACK
+from .results import STATUS_OK, STATUS_OOM, TestResult
+from .statistics import IMPROVED, INCONCLUSIVE, REGRESSION, Decision, decide
+
+PASS = "pass"
+NO_BASELINE = "no-baseline"
+
+
+def compare_metrics(result: TestResult, entry: dict[str, Any]) -> list[Decision]:
+    """One decision per gated metric that both the run and the baseline have."""
+    decisions = []
+    stored = entry.get("metrics", {})
+    for name, metric in sorted(result.metrics.items()):
+        base = stored.get(name)
+        if not metric.gated or base is None:
+            continue
+        normalized = bool(metric.normalized_samples) and bool(metric_samples(base, normalized=True))
+        decisions.append(
+            decide(
+                name,
+                baseline=float(base["value"]),
+                current=metric.value,
+                tolerance=metric.tolerance if metric.tolerance is not None else 0.1,
+                higher_is_better=metric.higher_is_better,
+                unit=metric.unit,
+                baseline_samples=metric_samples(base, normalized=normalized),
+                current_samples=metric.normalized_samples if normalized else metric.samples,
+                abs_slack=MEMORY_ABS_SLACK
+                if metric.kind == "memory" and metric.unit == "B"
+                else 0.0,
+                noise_floor=run_spread(base, normalized=normalized),
+                drift_corrected=normalized,
+            )
+        )
+    return decisions
+
+
+def judge(
+    result: TestResult,
+    entry: dict[str, Any] | None,
+    *,
+    where: str,
+    baseline_fingerprint: dict[str, Any] | None = None,
+    current_fingerprint: dict[str, Any] | None = None,
+    remeasure: Callable[[list[str]], bool] | None = None,
+    attempts: int = 2,
+) -> None:
+    """Fill ``result.verdict`` and ``result.verdict_lines``.
+
+    ``where`` names the baseline file and device for the "no baseline" notice;
+    ``remeasure`` re-runs the measurements behind the named metrics.
+    """
+    lines: list[str] = []
+    if entry is None:
+        result.verdict = NO_BASELINE
+        result.verdict_lines = [
+            f"no baseline for this test in {where}; record one with --llmperf-update-baselines"
+        ]
+        return
+    result.baseline_values = {
+        k: float(v["value"]) for k, v in entry.get("metrics", {}).items() if "value" in v
+    }
+    if baseline_fingerprint and current_fingerprint:
+        result.fingerprint_diff = fingerprint_diff(baseline_fingerprint, current_fingerprint)
+    base_status = entry.get("status", STATUS_OK)
+    if base_status != result.status:
+        if result.status == STATUS_OOM:
+            result.verdict = REGRESSION
+            result.verdict_lines = [f"status: baseline {base_status}, current {result.status}"]
+            _fingerprint_lines(result)
+            return
+        lines.append(f"status: baseline {base_status}, current {result.status} (now runs)")
+    if result.status == STATUS_OOM:
+        result.verdict = PASS
+        result.verdict_lines = ["status: oom, as in the baseline"]
+        return
+
+    decisions = compare_metrics(result, entry)
+    for _ in range(attempts):
+        unclear = [d.metric for d in decisions if d.outcome == INCONCLUSIVE]
+        if not unclear or remeasure is None or not remeasure(unclear):
+            break
+        decisions = compare_metrics(result, entry)
+
+    outcomes = {d.outcome for d in decisions}
+    if REGRESSION in outcomes:
+        result.verdict = REGRESSION
+    elif INCONCLUSIVE in outcomes:
+        result.verdict = INCONCLUSIVE
+    elif IMPROVED in outcomes or lines:
+        result.verdict = IMPROVED
+    else:
+        result.verdict = PASS
+    for d in decisions:
+        if d.outcome == REGRESSION:
+            lines.append("REGRESSION " + d.describe())
+        elif d.outcome == INCONCLUSIVE:
+            lines.append(
+                "INCONCLUSIVE " + d.describe() + ": past the tolerance, but the samples do not "
+                "show it clearly after re-measuring; the machine may be noisy "
+                "(consider llmperf.ab for an interleaved comparison)"
+            )
+        elif d.outcome == IMPROVED:
+            lines.append("improved " + d.describe() + ": refresh with --llmperf-update-baselines")
+    missing = sorted(
+        k
+        for k, v in entry.get("metrics", {}).items()
+        if v.get("gated", True) and k not in result.metrics
+    )
+    if missing:
+        lines.append(f"metrics in the baseline but not recorded now: {', '.join(missing)}")
+    result.verdict_lines = lines
+    _fingerprint_lines(result)
+
+
+def _fingerprint_lines(result: TestResult) -> None:
+    if result.fingerprint_diff:
+        changes = ", ".join(
+            f"{k} {old} -> {new}" for k, (old, new) in result.fingerprint_diff.items()
+        )
+        result.verdict_lines.append(f"environment changed since the baseline: {changes}")
