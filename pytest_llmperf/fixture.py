@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import drift
+from . import distributed, drift
 from .device import device_key, is_oom
 from .options import Policy, _convert
 from .results import STATUS_OOM, Metric, TestResult
@@ -222,6 +222,7 @@ class LLMPerf:
                 meter = EnergyMeter(self.device)
                 if not on_cpu:
                     mem.start()
+                distributed.barrier()
                 meter.start()
                 rounds = measure_rounds(
                     timer,
@@ -237,6 +238,8 @@ class LLMPerf:
                     else None,
                 )
                 energy = meter.stop()
+                distributed.barrier()
+                rounds.times = distributed.slowest(rounds.times, self.device)
                 # CPU: RSS needs a pass of its own (see memory.peak_of_call).
                 peak = peak_of_call(self.device, call, setup) if on_cpu else mem.stop()
             except BaseException as exc:

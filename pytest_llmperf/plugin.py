@@ -390,7 +390,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report.llmperf = result.to_dict()
     from .exporters import junit_properties
 
-    report.user_properties.extend(junit_properties(result))
+    # junitxml writes the properties of the teardown report, copied from the item.
+    item.user_properties.extend(junit_properties(result))
     return report
 
 
@@ -448,12 +449,9 @@ def _is_controller(config: pytest.Config) -> bool:
 
 
 def _is_rank_zero() -> bool:
-    import sys
+    from . import distributed
 
-    dist = getattr(sys.modules.get("torch"), "distributed", None)
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
-    return os.environ.get("RANK", "0") == "0"
+    return distributed.rank() == 0
 
 
 @pytest.hookimpl(trylast=True)

@@ -156,6 +156,9 @@ def decide(
         return d
     bs, cs = baseline_samples or [], current_samples or []
     use_samples = len(bs) >= MIN_SAMPLES and len(cs) >= MIN_SAMPLES
+    # A sampled metric (a time, say) with too few rounds on either side cannot be
+    # told from noise: it is never failed on its values alone.
+    too_few = not use_samples and (len(bs) > 1 or len(cs) > 1)
     if use_samples:
         # Compare the samples' own centres so drift-corrected units stay consistent.
         from statistics import median
@@ -169,13 +172,15 @@ def decide(
     factor = 1.0 + effective
     if ratio > factor:
         if not use_samples:
-            d.outcome = REGRESSION
+            d.outcome = INCONCLUSIVE if too_few else REGRESSION
+            if too_few:
+                d.tolerance_note = f"fewer than {MIN_SAMPLES} rounds on a side: too few to judge"
             return d
         d.p_value = clearly_worse(bs, cs, factor, higher_is_better)
         d.outcome = REGRESSION if d.p_value < ALPHA else INCONCLUSIVE
     elif ratio < 1.0 / factor:
         if not use_samples:
-            d.outcome = IMPROVED
+            d.outcome = PASS if too_few else IMPROVED
             return d
         d.p_value = clearly_worse(cs, bs, factor, higher_is_better)
         d.outcome = IMPROVED if d.p_value < ALPHA else PASS

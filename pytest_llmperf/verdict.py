@@ -19,6 +19,32 @@ PASS = "pass"
 NO_BASELINE = "no-baseline"
 
 
+def _combine(raw: Decision, corrected: Decision) -> Decision:
+    """Raw and drift-corrected must agree before a verdict leaves "pass".
+
+    Machine drift moves raw times but not corrected ones; noise in the reference
+    kernel moves corrected times but not raw ones. A real change moves both, so
+    only agreement is a regression (or an improvement); disagreement past the
+    tolerance is inconclusive, which triggers a re-measurement.
+    """
+    raw.drift_corrected_change = corrected.drift_corrected_change
+    if raw.outcome == corrected.outcome:
+        raw.p_value = (
+            max(p for p in (raw.p_value, corrected.p_value) if p is not None)
+            if (raw.p_value is not None or corrected.p_value is not None)
+            else None
+        )
+        return raw
+    if REGRESSION in (raw.outcome, corrected.outcome) or INCONCLUSIVE in (
+        raw.outcome,
+        corrected.outcome,
+    ):
+        raw.outcome = INCONCLUSIVE
+    else:  # one says improved, the other pass
+        raw.outcome = PASS
+    return raw
+
+
 def compare_metrics(result: TestResult, entry: dict[str, Any]) -> list[Decision]:
     """One decision per gated metric that both the run and the baseline have."""
     decisions = []
@@ -27,24 +53,34 @@ def compare_metrics(result: TestResult, entry: dict[str, Any]) -> list[Decision]
         base = stored.get(name)
         if not metric.gated or base is None:
             continue
-        normalized = bool(metric.normalized_samples) and bool(metric_samples(base, normalized=True))
-        decisions.append(
-            decide(
-                name,
-                baseline=float(base["value"]),
-                current=metric.value,
-                tolerance=metric.tolerance if metric.tolerance is not None else 0.1,
-                higher_is_better=metric.higher_is_better,
-                unit=metric.unit,
-                baseline_samples=metric_samples(base, normalized=normalized),
-                current_samples=metric.normalized_samples if normalized else metric.samples,
-                abs_slack=MEMORY_ABS_SLACK
-                if metric.kind == "memory" and metric.unit == "B"
-                else 0.0,
-                noise_floor=run_spread(base, normalized=normalized),
-                drift_corrected=normalized,
-            )
+        common = {
+            "baseline": float(base["value"]),
+            "current": metric.value,
+            "tolerance": metric.tolerance if metric.tolerance is not None else 0.1,
+            "higher_is_better": metric.higher_is_better,
+            "unit": metric.unit,
+            "abs_slack": MEMORY_ABS_SLACK
+            if metric.kind == "memory" and metric.unit == "B"
+            else 0.0,
+        }
+        raw = decide(
+            name,
+            baseline_samples=metric_samples(base),
+            current_samples=metric.samples,
+            noise_floor=run_spread(base),
+            **common,
         )
+        if metric.normalized_samples and metric_samples(base, normalized=True):
+            corrected = decide(
+                name,
+                baseline_samples=metric_samples(base, normalized=True),
+                current_samples=metric.normalized_samples,
+                noise_floor=run_spread(base, normalized=True),
+                drift_corrected=True,
+                **common,
+            )
+            raw = _combine(raw, corrected)
+        decisions.append(raw)
     return decisions
 
 

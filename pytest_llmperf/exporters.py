@@ -1,0 +1,352 @@
+"""Results for the tools users already run.
+
+- :func:`write_benchmark_json`: pytest-benchmark's JSON schema, so
+  ``pytest-benchmark compare PATH`` (and ``--histogram``) work on a run;
+- :func:`write_bmf`: Bencher Metric Format for continuous-benchmarking history;
+- :func:`junit_properties`: every metric as a JUnit XML ``<property>``;
+- :func:`github_step_summary` / :func:`append_github_step_summary`: a verdict
+  table for the GitHub Actions job summary.
+
+No torch import here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import warnings
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .report import (
+    _jsonable,
+    counts_line,
+    detail_lines,
+    render_markdown_table,
+    summary_table,
+)
+from .results import Metric, TestResult
+
+#: Where the time samples for pytest-benchmark's ``stats`` come from, in order.
+_TIME_METRIC = "time"
+
+
+def _time_metric(result: TestResult) -> Metric | None:
+    """The result's ``time`` metric, else a ``<name>.time`` one (the candidate of an A/B first)."""
+    if _TIME_METRIC in result.metrics:
+        return result.metrics[_TIME_METRIC]
+    timed = [m for name, m in result.metrics.items() if name.endswith("." + _TIME_METRIC)]
+    for m in timed:
+        if m.name.endswith(".candidate.time"):
+            return m
+    return timed[0] if timed else None
+
+
+def _seconds(metric: Metric) -> list[float]:
+    from .report import convert
+
+    unit = metric.unit or "s"
+    xs = [x for x in metric.samples if isinstance(x, (int, float)) and math.isfinite(x)]
+    if not xs and isinstance(metric.value, (int, float)) and math.isfinite(metric.value):
+        xs = [metric.value]
+    return [convert(float(x), unit, "s") for x in xs]
+
+
+def benchmark_stats(samples: list[float]) -> dict[str, Any]:
+    """pytest-benchmark's ``stats`` dict of per-round seconds, computed by its own ``Stats``."""
+    from pytest_benchmark.stats import Stats
+
+    stats = Stats()
+    for x in samples:
+        stats.update(x)
+    out = stats.as_dict()
+    out["data"] = list(stats.data)
+    out["iterations"] = 1
+    return out
+
+
+def _split_nodeid(nodeid: str) -> tuple[str, str | None]:
+    name = nodeid.rsplit("::", 1)[-1]
+    match = re.search(r"\[(.*)\]$", name)
+    return name, (match.group(1) if match else None)
+
+
+def _machine_info(session: dict) -> dict[str, Any]:
+    """pytest-benchmark's machine_info keys (without the slow cpuinfo probe) + llmperf's device."""
+    device = session.get("device") or {}
+    return {
+        "node": platform.node(),
+        "processor": platform.processor(),
+        "machine": platform.machine(),
+        "python_compiler": platform.python_compiler(),
+        "python_implementation": platform.python_implementation(),
+        "python_implementation_version": platform.python_version(),
+        "python_version": platform.python_version(),
+        "python_build": list(platform.python_build()),
+        "release": platform.release(),
+        "system": platform.system(),
+        "cpu": {
+            "arch": platform.machine(),
+            "brand_raw": platform.processor() or platform.machine(),
+            "count": os.cpu_count(),
+        },
+        "llmperf_device": device,
+        "llmperf_fingerprint": session.get("fingerprint") or {},
+    }
+
+
+def _commit_info() -> dict[str, Any]:
+    try:
+        from pytest_benchmark.utils import get_commit_info
+
+        return get_commit_info()
+    except Exception as exc:  # no git, or pytest-benchmark's helper changed
+        return {
+            "id": "unknown",
+            "time": None,
+            "author_time": None,
+            "dirty": False,
+            "project": Path.cwd().name,
+            "branch": "(unknown)",
+            "error": repr(exc),
+        }
+
+
+def _extra_info(result: TestResult, time_metric: Metric) -> dict[str, Any]:
+    """Flat ``extra_info``: every metric's value, unit and baseline, plus verdict and status."""
+    info: dict[str, Any] = {
+        "llmperf.verdict": result.verdict,
+        "llmperf.status": result.status,
+        "llmperf.group": result.group,
+        "llmperf.tier": result.tier,
+        "llmperf.time_metric": time_metric.name,
+    }
+    if result.fingerprint_diff:
+        info["llmperf.fingerprint_diff"] = result.fingerprint_diff
+    for name, m in result.metrics.items():
+        info[name] = m.value
+        info[f"{name}.unit"] = m.unit
+        info[f"{name}.higher_is_better"] = m.higher_is_better
+        if name in result.baseline_values:
+            info[f"{name}.baseline"] = result.baseline_values[name]
+    return info
+
+
+def benchmark_json(results: list[TestResult], session: dict) -> dict[str, Any]:
+    """The document :func:`write_benchmark_json` writes."""
+    try:
+        from pytest_benchmark import __version__ as pb_version
+    except Exception:
+        pb_version = "5.3.1"
+    benchmarks = []
+    for r in results:
+        tm = _time_metric(r)
+        if tm is None:
+            continue
+        samples = _seconds(tm)
+        if not samples:  # e.g. OOM before any round finished
+            continue
+        name, param = _split_nodeid(r.nodeid)
+        benchmarks.append(
+            {
+                "group": r.group or None,
+                "name": name,
+                "fullname": r.nodeid,
+                "params": dict(r.params) or None,
+                "param": param,
+                "extra_info": _extra_info(r, tm),
+                "options": {
+                    "disable_gc": False,
+                    "timer": "pytest-llmperf (device-synchronized)",
+                    "min_rounds": len(samples),
+                    "max_time": None,
+                    "min_time": None,
+                    "warmup": r.params.get("num_warmups", None),
+                },
+                "stats": benchmark_stats(samples),
+            }
+        )
+    return _jsonable(
+        {
+            "machine_info": _machine_info(session),
+            "commit_info": _commit_info(),
+            "benchmarks": benchmarks,
+            "datetime": datetime.now(timezone.utc).isoformat(),
+            "version": pb_version,
+        }
+    )
+
+
+def write_benchmark_json(path: str | Path, results: list[TestResult], session: dict) -> None:
+    """pytest-benchmark's JSON (``--benchmark-json``) from each result's time samples.
+
+    Results without a time metric or without samples (OOM) are left out.
+    """
+    _write(path, json.dumps(benchmark_json(results, session), indent=4, sort_keys=True))
+
+
+# --------------------------------------------------------------------------- Bencher
+
+
+def measure_slug(metric_name: str) -> str:
+    """Bencher measure slug of a metric name (lowercase, dashes, at most 64 characters).
+
+    ``time`` maps to Bencher's built-in ``latency`` (ns) and ``throughput``
+    to its built-in ``throughput``.
+    """
+    if metric_name == "time":
+        return "latency"
+    slug = re.sub(r"[^a-z0-9]+", "-", metric_name.lower()).strip("-") or "metric"
+    return slug[:64].rstrip("-")
+
+
+def bmf(results: list[TestResult]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{benchmark: {measure: {"value", "lower_value", "upper_value"}}}``.
+
+    ``time`` is reported as ``latency`` in nanoseconds (Bencher's built-in
+    unit); other metrics keep their recorded unit. Lower/upper values are the
+    sample minimum and maximum when the metric has samples.
+    """
+    from .report import convert
+
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in results:
+        measures: dict[str, dict[str, float]] = {}
+        for name, m in r.metrics.items():
+            if not isinstance(m.value, (int, float)) or not math.isfinite(m.value):
+                continue
+            slug = measure_slug(name)
+            scale = 1.0
+            if slug == "latency":
+                scale = convert(1.0, m.unit or "s", "ns")
+            entry = {"value": float(m.value) * scale}
+            xs = [x for x in m.samples if isinstance(x, (int, float)) and math.isfinite(x)]
+            if xs:
+                entry["lower_value"] = float(min(xs)) * scale
+                entry["upper_value"] = float(max(xs)) * scale
+            measures[slug] = entry
+        if measures:
+            out[r.nodeid] = measures
+    return out
+
+
+def write_bmf(path: str | Path, results: list[TestResult]) -> None:
+    """Bencher Metric Format JSON (``bencher run --adapter json --file PATH``)."""
+    _write(path, json.dumps(bmf(results), indent=2, sort_keys=True))
+
+
+# --------------------------------------------------------------------------- JUnit
+
+
+def _fmt_value(value: Any, unit: str) -> str:
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return f"{text} {unit}".strip() if unit else text
+
+
+def junit_properties(result: TestResult) -> list[tuple[str, str]]:
+    """``(llmperf.<metric>, "value unit")`` per metric, plus verdict and status.
+
+    The plugin adds them to ``item.user_properties``, which ``--junitxml``
+    writes as ``<property>`` elements of the test case.
+    """
+    props = [("llmperf.verdict", result.verdict or ""), ("llmperf.status", result.status or "")]
+    for name, m in result.metrics.items():
+        props.append((f"llmperf.{name}", _fmt_value(m.value, m.unit)))
+        if name in result.baseline_values:
+            props.append(
+                (f"llmperf.{name}.baseline", _fmt_value(result.baseline_values[name], m.unit))
+            )
+    for key, pair in sorted((result.fingerprint_diff or {}).items()):
+        old, new = (
+            (list(pair) + [None, None])[:2] if isinstance(pair, (list, tuple)) else (None, pair)
+        )
+        props.append((f"llmperf.fingerprint.{key}", f"{old} -> {new}"))
+    return props
+
+
+# --------------------------------------------------------------------------- GitHub
+
+_ICONS = {
+    "pass": "✅",
+    "improved": "🚀",
+    "no-baseline": "🆕",
+    "inconclusive": "⚠️",
+    "regression": "❌",
+    "new-status": "❌",
+    "oom": "💥",
+}
+
+
+def github_step_summary(results: list[TestResult], session: dict) -> str:
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: counts, the verdict table and failure details."""
+    device = session.get("device") or {}
+    dev = device.get("name", "?") if isinstance(device, Mapping) else str(device)
+    lines = [
+        "## pytest-llmperf",
+        "",
+        f"**{counts_line(results)}** on {dev}, tier `{session.get('tier') or '-'}`, "
+        f"baselines `{session.get('baseline_file') or '-'}`",
+        "",
+    ]
+    if results:
+        table = summary_table(results)
+        vi = table.columns.index("verdict")
+        for row in table.rows:
+            row[vi] = f"{_ICONS.get(row[vi], '')} {row[vi]}".strip()
+        lines += [render_markdown_table(table), ""]
+        bad = [
+            (r, ls)
+            for r, ls in detail_lines(results)
+            if r.verdict in ("regression", "new-status", "oom", "inconclusive")
+        ]
+        if bad:
+            lines += ["<details><summary>Why</summary>", ""]
+            for r, ls in bad:
+                lines.append(f"- `{r.nodeid}`: **{r.verdict}**")
+                lines += [f"  - {line}" for line in ls]
+            lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def append_github_step_summary(
+    results: list[TestResult], session: dict, env: Mapping[str, str] = os.environ
+) -> bool:
+    """Append :func:`github_step_summary` to the file ``GITHUB_STEP_SUMMARY`` names.
+
+    Returns False (and writes nothing) when the variable is unset or the file
+    cannot be written (with a warning).
+    """
+    target = env.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return False
+    try:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(github_step_summary(results, session) + "\n")
+    except OSError as exc:
+        warnings.warn(
+            f"pytest-llmperf: cannot append to GITHUB_STEP_SUMMARY {target!r}: {exc}", stacklevel=2
+        )
+        return False
+    return True
+
+
+def _write(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+__all__ = [
+    "append_github_step_summary",
+    "benchmark_json",
+    "bmf",
+    "github_step_summary",
+    "junit_properties",
+    "write_benchmark_json",
+    "write_bmf",
+]

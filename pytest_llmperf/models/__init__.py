@@ -1,0 +1,1 @@
+"""Models of the shipped scenario suite, random-initialised at the documented shapes."""

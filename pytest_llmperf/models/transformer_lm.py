@@ -1,0 +1,238 @@
+"""The CS336 Transformer LM (references 001/002), in one short file.
+
+Same architecture as stanford-cs336 assignment2-systems ``cs336_basics/model.py``:
+pre-norm blocks, RMSNorm (eps 1e-5, computed in float32), SwiGLU feed-forward
+``w2(silu(w1 x) * w3 x)``, RoPE (theta 10000) on queries and keys, causal
+multi-head attention, an untied LM head, and no biases anywhere. Weights are
+random (truncated normal, as in the handout): speed does not depend on them.
+
+Attention uses ``F.scaled_dot_product_attention(is_causal=True)`` where the
+handout spells out softmax(QK^T / sqrt(d)) with a mask; the result is the same,
+the memory is not (no (T x T) score matrix is kept), so fewer cells run out of
+memory than in 002.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class TransformerLMConfig:
+    vocab_size: int
+    context_length: int
+    d_model: int
+    d_ff: int
+    num_layers: int
+    num_heads: int
+    rope_theta: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.num_heads or (self.d_model // self.num_heads) % 2:
+            raise ValueError("d_model / num_heads must be an even integer (RoPE rotates pairs)")
+
+
+VOCAB_SIZE = 10_000
+
+#: The five documented sizes: d_model, d_ff, num_layers, num_heads.
+SIZES: dict[str, tuple[int, int, int, int]] = {
+    "small": (768, 3072, 12, 12),
+    "medium": (1024, 4096, 24, 16),
+    "large": (1280, 5120, 36, 20),
+    "xl": (1600, 6400, 48, 25),
+    "2.7B": (2560, 10240, 32, 32),
+}
+
+#: Smoke-tier stand-ins: same architecture at tiny dims, ordered like the real
+#: sizes (parameters and FLOPs grow small -> 2.7B) so a sweep still ranks them.
+TINY_SIZES: dict[str, tuple[int, int, int, int]] = {
+    "small": (32, 128, 2, 2),
+    "medium": (48, 192, 2, 3),
+    "large": (64, 256, 3, 4),
+    "xl": (80, 320, 4, 5),
+    "2.7B": (128, 512, 3, 8),
+}
+TINY_VOCAB_SIZE = 512
+
+
+def config(size: str, context_length: int, vocab_size: int = VOCAB_SIZE) -> TransformerLMConfig:
+    """The documented configuration of ``size`` ("small" ... "2.7B")."""
+    d_model, d_ff, num_layers, num_heads = SIZES[size]
+    return TransformerLMConfig(vocab_size, context_length, d_model, d_ff, num_layers, num_heads)
+
+
+def tiny(size: str, context_length: int) -> TransformerLMConfig:
+    """A tiny configuration of the same architecture standing in for ``size``."""
+    d_model, d_ff, num_layers, num_heads = TINY_SIZES[size]
+    return TransformerLMConfig(
+        TINY_VOCAB_SIZE, context_length, d_model, d_ff, num_layers, num_heads
+    )
+
+
+def _trunc_normal_(w: torch.Tensor, std: float) -> torch.Tensor:
+    return nn.init.trunc_normal_(w, mean=0.0, std=std, a=-3 * std, b=3 * std)
+
+
+class Linear(nn.Linear):
+    """Bias-free linear layer with the handout's init: std = sqrt(2 / (d_in + d_out))."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__(d_in, d_out, bias=False)
+
+    def reset_parameters(self) -> None:
+        _trunc_normal_(self.weight, math.sqrt(2.0 / (self.in_features + self.out_features)))
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, computed in float32, returned in x's dtype."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        in_dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (self.weight * x).to(in_dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE on adjacent pairs (x[2i], x[2i+1]), angle = pos / theta^(2i/d)."""
+
+    def __init__(self, head_dim: int, context_length: int, theta: float):
+        super().__init__()
+        inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(context_length, dtype=torch.float32), inv_freq)
+        self.register_buffer("cos", angles.cos(), persistent=False)  # (T, head_dim / 2)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, H, T, head_dim)
+        T = x.shape[-2]
+        cos, sin = self.cos[:T].to(x.dtype), self.sin[:T].to(x.dtype)
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+        return out.flatten(-2)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: TransformerLMConfig):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.q_proj = Linear(cfg.d_model, cfg.d_model)
+        self.k_proj = Linear(cfg.d_model, cfg.d_model)
+        self.v_proj = Linear(cfg.d_model, cfg.d_model)
+        self.output_proj = Linear(cfg.d_model, cfg.d_model)
+        self.rope = RotaryEmbedding(
+            cfg.d_model // cfg.num_heads, cfg.context_length, cfg.rope_theta
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(B, T, self.num_heads, D // self.num_heads).transpose(1, 2)
+
+        q = self.rope(heads(self.q_proj(x)))
+        k = self.rope(heads(self.k_proj(x)))
+        v = heads(self.v_proj(x))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.output_proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff)
+        self.w2 = Linear(d_ff, d_model)
+        self.w3 = Linear(d_model, d_ff)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: TransformerLMConfig):
+        super().__init__()
+        self.ln1 = RMSNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = RMSNorm(cfg.d_model)
+        self.ffn = SwiGLU(cfg.d_model, cfg.d_ff)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.ffn(self.ln2(x))
+
+
+class TransformerLM(nn.Module):
+    def __init__(self, cfg: TransformerLMConfig):
+        super().__init__()
+        self.config = cfg
+        self.token_embeddings = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        _trunc_normal_(self.token_embeddings.weight, 1.0)
+        self.layers = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.num_layers))
+        self.ln_final = RMSNorm(cfg.d_model)
+        self.lm_head = Linear(cfg.d_model, cfg.vocab_size)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> logits (B, T, vocab_size)."""
+        if idx.shape[-1] > self.config.context_length:
+            raise ValueError(f"sequence of {idx.shape[-1]} > context_length")
+        x = self.token_embeddings(idx)
+        for layer in self.layers:
+            x = layer(x)
+        return self.lm_head(self.ln_final(x))
+
+
+def num_parameters(cfg: TransformerLMConfig) -> int:
+    """Analytic parameter count: embeddings + blocks + final norm + untied head."""
+    d, v = cfg.d_model, cfg.vocab_size
+    per_block = 4 * d * d + 3 * d * cfg.d_ff + 2 * d
+    return v * d + cfg.num_layers * per_block + d + d * v
+
+
+def build(
+    cfg: TransformerLMConfig, device: torch.device | str = "cpu", seed: int = 0
+) -> TransformerLM:
+    """A randomly initialised model, created directly on ``device`` (no host copy)."""
+    torch.manual_seed(seed)
+    with torch.device(device):
+        return TransformerLM(cfg)
+
+
+def random_batch(
+    cfg: TransformerLMConfig, batch_size: int, device: torch.device | str = "cpu", seed: int = 0
+) -> torch.Tensor:
+    """Random token ids of shape (batch_size, context_length + 1): inputs plus shifted targets."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, cfg.vocab_size, (batch_size, cfg.context_length + 1), generator=g)
+    return ids.to(device)
+
+
+def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW as in 002: lr 1e-3, weight decay 1e-2."""
+    return torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+
+
+def forward_step(model: TransformerLM, batch: torch.Tensor) -> torch.Tensor:
+    """One inference forward pass (no autograd graph) over ``batch[:, :-1]``; returns the logits."""
+    with torch.no_grad():
+        return model(batch[:, :-1])
+
+
+def train_step(
+    model: TransformerLM, optimizer: torch.optim.Optimizer, batch: torch.Tensor
+) -> torch.Tensor:
+    """Forward, cross-entropy against the next token, backward and one optimizer step; returns the loss."""
+    logits = model(batch[:, :-1])
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
