@@ -104,6 +104,10 @@ def load(path: Path, device_key: str | None = None) -> BaselineFile | None:
 
 
 def _round(x: float) -> float:
+    """Whole numbers (bytes, counts) stay exact; others keep DIGITS significant digits."""
+    x = float(x)
+    if x.is_integer():
+        return x
     return float(f"{x:.{DIGITS}g}")
 
 

@@ -150,8 +150,13 @@ class LLMPerf:
         bytes: float | None = None,  # noqa: A002 - pytest-benchmark-like keyword
         name: str | None = None,
         max_time: float | None = None,
+        dtype: Any = None,
     ) -> Any:
-        """Measure ``fn(*args, **kwargs)`` with full control; returns its last result."""
+        """Measure ``fn(*args, **kwargs)`` with full control; returns its last result.
+
+        ``flops`` / ``bytes`` per call add MFU / MBU against the peak for ``dtype``
+        (a torch dtype; fp32 when omitted).
+        """
         overrides = {
             k: v
             for k, v in {
@@ -183,7 +188,7 @@ class LLMPerf:
             out[0] = self._measure(m, call, policy, setup, extra=bool(m.times))
             self._owner = m
             try:
-                self._record_measurement(m, policy, prefix, item_unit)
+                self._record_measurement(m, policy, prefix, item_unit, dtype)
             finally:
                 self._owner = None
 
@@ -264,7 +269,9 @@ class LLMPerf:
             self.result.notes.append(f"{m.name + ': ' if m.name else ''}{note}")
         return rounds.result
 
-    def _record_measurement(self, m: Measurement, policy: Policy, prefix: str, unit: str) -> None:
+    def _record_measurement(
+        self, m: Measurement, policy: Policy, prefix: str, unit: str, dtype: Any = None
+    ) -> None:
         from .energy import MIN_WINDOW_S
 
         has_items = policy.items is not None and policy.items > 0
@@ -335,7 +342,7 @@ class LLMPerf:
             from .calibration import efficiency
 
             for key, value in efficiency(
-                m.median, flops=policy.flops, bytes=policy.bytes, device=self.device
+                m.median, flops=policy.flops, bytes=policy.bytes, device=self.device, dtype=dtype
             ).items():
                 self._add(
                     policy, Metric(f"{prefix}{key}", value, "", True, "efficiency", gated=False)
