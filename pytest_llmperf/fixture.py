@@ -501,6 +501,13 @@ class LLMPerf:
             m.rerun()  # type: ignore[misc]
         return bool(todo)
 
+    def release(self) -> None:
+        """Forget the measured callables once the verdict is given."""
+        for m in self.measurements:
+            m.call = None
+            m.rerun = None
+        self.owners.clear()
+
     # -- diagnosis ---------------------------------------------------------------------
     def profile(self, directory: Path, memory: bool) -> Path | None:
         """Re-run the last measured call once under the profiler; returns the saved file."""

@@ -361,6 +361,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     perf = item.stash.get(PERF, None)
     if perf is None:
         return report
+    try:
+        _verdict_into_report(item, call, report, perf)
+    finally:
+        # Items live for the whole session: drop the measured callables (and the
+        # models they hold) now, so the next test has the memory.
+        perf.release()
+        del item.stash[PERF]
+    return report
+
+
+def _verdict_into_report(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, perf: Any
+) -> None:
     state = item.config.stash[STATE]
     result: TestResult = perf.result
     result.duration_s = round(call.duration, 3)
@@ -369,14 +382,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         from .fixture import OutOfMemoryResult
 
         if not (call.excinfo.errisinstance(OutOfMemoryResult) or is_oom(call.excinfo.value)):
-            return report  # the test failed on its own: no verdict
+            return  # the test failed on its own: no verdict
         if result.status != STATUS_OOM:
             result.status = STATUS_OOM
             result.notes.append(f"out of memory: {str(call.excinfo.value).splitlines()[0][:200]}")
         report.outcome = "passed"
         report.longrepr = None
     if report.outcome == "skipped":
-        return report
+        return
     _judge(state, perf, result)
     failing = STRICT_FAILING_VERDICTS if perf.policy.strict else FAILING_VERDICTS
     if result.verdict in failing and not state.options.update:
@@ -387,12 +400,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             lines.append("  " + _profile(state, perf, result))
         report.outcome = "failed"
         report.longrepr = "\n".join(lines)
-    report.llmperf = result.to_dict()
+    report.llmperf = result.to_dict()  # type: ignore[attr-defined]
     from .exporters import junit_properties
 
     # junitxml writes the properties of the teardown report, copied from the item.
     item.user_properties.extend(junit_properties(result))
-    return report
 
 
 def _judge(state: LLMPerfState, perf: Any, result: TestResult) -> None:
