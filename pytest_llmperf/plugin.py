@@ -6,6 +6,7 @@ nothing here imports torch, numpy or scipy at module level.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import replace
@@ -400,7 +401,8 @@ def _verdict_into_report(
             lines.append("  " + _profile(state, perf, result))
         report.outcome = "failed"
         report.longrepr = "\n".join(lines)
-    report.llmperf = result.to_dict()  # type: ignore[attr-defined]
+    # JSON-safe: xdist (execnet) cannot send params such as a torch.dtype to the controller.
+    report.llmperf = json.loads(json.dumps(result.to_dict(), default=str))  # type: ignore[attr-defined]
     from .exporters import junit_properties
 
     # junitxml writes the properties of the teardown report, copied from the item.
@@ -408,6 +410,7 @@ def _verdict_into_report(
 
 
 def _judge(state: LLMPerfState, perf: Any, result: TestResult) -> None:
+    from . import distributed
     from .verdict import judge
 
     if state.options.update:
@@ -423,7 +426,9 @@ def _judge(state: LLMPerfState, perf: Any, result: TestResult) -> None:
         where=where,
         baseline_fingerprint=baseline.fingerprint if baseline else None,
         current_fingerprint=state.fingerprint,
-        remeasure=perf.remeasure,
+        # Under torch.distributed a re-measurement is a collective: ranks that
+        # decided differently would wait on each other, so none re-measures.
+        remeasure=None if distributed.active() else perf.remeasure,
         attempts=perf.policy.remeasure,
     )
 
@@ -537,7 +542,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         counts: dict[str, int] = {}
         for r in results:
             counts[r.verdict] = counts.get(r.verdict, 0) + 1
-            if r.verdict not in ("pass", "recorded") or r.notes:
+            if r.verdict not in ("pass", "recorded") or r.notes or r.fingerprint_diff:
                 tr.line(f"{r.verdict.upper():13} {r.nodeid}")
                 for line in r.verdict_lines + [f"note: {n}" for n in r.notes]:
                     tr.line(f"    {line}")
