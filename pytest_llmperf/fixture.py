@@ -36,6 +36,8 @@ class Measurement:
     warmup_times: list[float] = field(default_factory=list)
     normalized: list[float] = field(default_factory=list)
     peak_memory: int | None = None
+    #: Accelerator: the caching allocator's reserved peak; CPU: the absolute RSS peak.
+    peak_memory_reserved: int | None = None
     energy_j: float | None = None
     rerun: Callable[[], None] | None = None
     #: The call itself, kept for profiling a failure.
@@ -259,6 +261,8 @@ class LLMPerf:
             m.normalized += drift.normalize(rounds.times, rounds.batch_sizes, refs)
         if m.peak_memory is None or peak.peak > m.peak_memory:
             m.peak_memory = peak.peak
+        if peak.reserved is not None:
+            m.peak_memory_reserved = max(m.peak_memory_reserved or 0, peak.reserved)
         self._peak = peak
         if energy is not None:
             joules, window = energy

@@ -308,9 +308,16 @@ class Llama(nn.Module):
         self.freqs_cis = precompute_freqs_cis(cfg, max_seq_length, dtype).to(device)
         self.causal_mask = None
         if not linear_causal_mask:
-            self.causal_mask = torch.tril(
-                torch.ones(max_seq_length, max_seq_length, dtype=torch.bool, device=device)
-            )
+            self.causal_mask = torch.ones(
+                max_seq_length, max_seq_length, dtype=torch.bool, device=device
+            ).tril_()  # in place: one L x L buffer at the peak, not two
+
+    def free_caches(self) -> None:
+        """Drop the KV caches and masks (the next ``setup_caches`` allocates afresh)."""
+        for layer in self.layers:
+            layer.attention.kv_cache = None
+        self.freqs_cis = self.causal_mask = None
+        self.max_batch_size = self.max_seq_length = -1
 
     def forward(self, idx: Tensor, input_pos: Tensor | None = None) -> Tensor:
         """Logits (B, T, vocab). With ``input_pos`` the KV cache is used and updated;
