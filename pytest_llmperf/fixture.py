@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import tempfile
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -120,6 +121,27 @@ class LLMPerf:
         self.owners: dict[str, Measurement] = {}
         self._owner: Measurement | None = None
 
+    @contextlib.contextmanager
+    def _oom_as_status(self) -> Iterator[None]:
+        """An out-of-memory error becomes status ``oom`` and ends the test.
+
+        The error's frames hold the activations that did not fit: they are
+        cleared, and the error dropped, before memory is returned to the device.
+        """
+        message = None
+        try:
+            yield
+        except BaseException as exc:
+            if not is_oom(exc):
+                raise
+            message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            traceback.clear_frames(exc.__traceback__)
+        if message is not None:
+            self.result.status = STATUS_OOM
+            self.result.notes.append(f"out of memory: {message}")
+            _free_memory(self.device)
+            raise OutOfMemoryResult(message)
+
     # -- configuration -------------------------------------------------------------
     @property
     def group(self) -> str:
@@ -218,44 +240,36 @@ class LLMPerf:
             else self.device.type == "cpu"
         )
         refs: list[float] = []
-        with exclusive_device(self.device):
-            try:
-                if not extra:
-                    m.warmup_times = warm_up(
-                        timer, call, policy.warmup, budget_s=policy.max_time, setup=setup
-                    )
-                on_cpu = self.device.type == "cpu"
-                mem = PeakMemory(self.device)
-                meter = EnergyMeter(self.device)
-                if not on_cpu:
-                    mem.start()
-                distributed.barrier()
-                meter.start()
-                rounds = measure_rounds(
-                    timer,
-                    call,
-                    rounds=policy.rounds,
-                    min_rounds=policy.min_rounds,
-                    max_rounds=policy.max_rounds,
-                    max_time=policy.max_time,
-                    precision=policy.tolerance_for("time", "time") / 4,
-                    setup=setup,
-                    between_batches=(lambda: refs.append(drift.reference_time()))
-                    if use_drift
-                    else None,
+        with exclusive_device(self.device), self._oom_as_status():
+            if not extra:
+                m.warmup_times = warm_up(
+                    timer, call, policy.warmup, budget_s=policy.max_time, setup=setup
                 )
-                energy = meter.stop()
-                distributed.barrier()
-                rounds.times = distributed.slowest(rounds.times, self.device)
-                # CPU: RSS needs a pass of its own (see memory.peak_of_call).
-                peak = peak_of_call(self.device, call, setup) if on_cpu else mem.stop()
-            except BaseException as exc:
-                if not is_oom(exc):
-                    raise
-                self.result.status = STATUS_OOM
-                self.result.notes.append(f"out of memory: {str(exc).splitlines()[0][:200]}")
-                _free_memory(self.device)
-                raise OutOfMemoryResult(str(exc).splitlines()[0][:200]) from None
+            on_cpu = self.device.type == "cpu"
+            mem = PeakMemory(self.device)
+            meter = EnergyMeter(self.device)
+            if not on_cpu:
+                mem.start()
+            distributed.barrier()
+            meter.start()
+            rounds = measure_rounds(
+                timer,
+                call,
+                rounds=policy.rounds,
+                min_rounds=policy.min_rounds,
+                max_rounds=policy.max_rounds,
+                max_time=policy.max_time,
+                precision=policy.tolerance_for("time", "time") / 4,
+                setup=setup,
+                between_batches=(lambda: refs.append(drift.reference_time()))
+                if use_drift
+                else None,
+            )
+            energy = meter.stop()
+            distributed.barrier()
+            rounds.times = distributed.slowest(rounds.times, self.device)
+            # CPU: RSS needs a pass of its own (see memory.peak_of_call).
+            peak = peak_of_call(self.device, call, setup) if on_cpu else mem.stop()
         m.times += rounds.times
         if use_drift:
             m.normalized += drift.normalize(rounds.times, rounds.batch_sizes, refs)
@@ -434,28 +448,19 @@ class LLMPerf:
             return ratios[-1]
 
         def run() -> None:
-            with exclusive_device(self.device):
-                try:
-                    if not ratios:
-                        for mm in (ref, cand):
-                            mm.warmup_times = warm_up(
-                                timer, mm.call, policy.warmup, policy.max_time
-                            )  # type: ignore[arg-type]
-                    measure_rounds(
-                        _PairTimer(pair),
-                        lambda: None,
-                        rounds=policy.rounds,
-                        min_rounds=policy.min_rounds,
-                        max_rounds=policy.max_rounds,
-                        max_time=2 * policy.max_time,
-                        precision=policy.tolerance_for(f"{name}.speedup", "ratio") / 4,
-                    )
-                except BaseException as exc:
-                    if not is_oom(exc):
-                        raise
-                    self.result.status = STATUS_OOM
-                    _free_memory(self.device)
-                    raise OutOfMemoryResult(str(exc).splitlines()[0][:200]) from None
+            with exclusive_device(self.device), self._oom_as_status():
+                if not ratios:
+                    for mm in (ref, cand):
+                        mm.warmup_times = warm_up(timer, mm.call, policy.warmup, policy.max_time)  # type: ignore[arg-type]
+                measure_rounds(
+                    _PairTimer(pair),
+                    lambda: None,
+                    rounds=policy.rounds,
+                    min_rounds=policy.min_rounds,
+                    max_rounds=policy.max_rounds,
+                    max_time=2 * policy.max_time,
+                    precision=policy.tolerance_for(f"{name}.speedup", "ratio") / 4,
+                )
             self._owner = holder
             for mm in (ref, cand):
                 metric = Metric(

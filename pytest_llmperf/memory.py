@@ -112,6 +112,8 @@ class PeakMemory:
             import torch
 
             torch.accelerator.synchronize(self.device.index)
+            # Blocks cached by earlier tests would count towards this block's reserved peak.
+            torch.accelerator.empty_cache()
             torch.accelerator.reset_peak_memory_stats(self.device.index)
             return
         self._resettable = reset_rss_peak() and _status_kib("VmHWM") is not None

@@ -19,7 +19,8 @@ DEFAULT_TOLERANCES: dict[str, float] = {
     "throughput": 0.10,
     "memory": 0.05,
     "energy": 0.15,
-    "ratio": 0.10,
+    # An interleaved A/B ratio cancels machine drift, so it can gate tighter.
+    "ratio": 0.05,
     "efficiency": 0.10,
     "other": 0.10,
 }
@@ -202,4 +203,5 @@ class RunOptions:
     strict: bool = False
     profile_on_failure: bool = False
     pool: int = 1
+    threads: int | None = None
     policy: Policy = field(default_factory=Policy)

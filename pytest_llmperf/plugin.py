@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -96,6 +97,13 @@ _OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
         "measure on this torch device (default: the accelerator, else cpu)",
         {"metavar": "DEV"},
     ),
+    (
+        "threads",
+        "string",
+        "torch intra-op threads when measuring on the CPU (default: torch's choice); "
+        "1 keeps timings stable on shared runners",
+        {"metavar": "N"},
+    ),
 ]
 
 
@@ -143,6 +151,10 @@ def read_options(config: pytest.Config) -> RunOptions:
         raise ValueError(f"{name}: {report!r} must end in .md, .json or .html")
     pool, name = _get(config, "pool")
     opts["pool"] = int(parse_count(pool, name, allow_auto=False, minimum=1)) if pool else 1
+    threads, name = _get(config, "threads")
+    opts["threads"] = (
+        int(parse_count(threads, name, allow_auto=False, minimum=1)) if threads else None
+    )
     marker_like: dict[str, Any] = {}
     for suffix, key in (
         ("warmup", "warmup"),
@@ -182,6 +194,10 @@ class LLMPerfState:
                 os.environ["LLMPERF_DEVICE"] = dev_opt
             dev = current_device()
             self._device = _worker_device(dev)
+            if dev.type == "cpu" and self.options.threads:
+                import torch
+
+                torch.set_num_threads(self.options.threads)
         return self._device
 
     @property
@@ -389,6 +405,11 @@ def _verdict_into_report(
             result.notes.append(f"out of memory: {str(call.excinfo.value).splitlines()[0][:200]}")
         report.outcome = "passed"
         report.longrepr = None
+        # pytest keeps the last error in sys.last_*; its frames would keep the
+        # model that did not fit alive into the next test.
+        for name in ("last_exc", "last_type", "last_value", "last_traceback"):
+            if hasattr(sys, name):
+                setattr(sys, name, None)
     if report.outcome == "skipped":
         return
     _judge(state, perf, result)

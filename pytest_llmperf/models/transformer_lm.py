@@ -197,6 +197,22 @@ def num_parameters(cfg: TransformerLMConfig) -> int:
     return v * d + cfg.num_layers * per_block + d + d * v
 
 
+def flops(
+    cfg: TransformerLMConfig, batch_size: int, train: bool = False, causal: bool = True
+) -> int:
+    """Matmul FLOPs of one step over ``batch_size`` x ``context_length`` tokens.
+
+    Linear layers 2 x weights per token; attention 4 x T x d per token and layer
+    (QK^T and AV), halved when only the causal half is computed; a backward
+    pass costs twice the forward. Norms, softmax and the optimizer are ignored.
+    """
+    d, T = cfg.d_model, cfg.context_length
+    weights = cfg.num_layers * (4 * d * d + 3 * d * cfg.d_ff) + d * cfg.vocab_size
+    attention = cfg.num_layers * 4 * T * d // (2 if causal else 1)
+    forward = batch_size * T * (2 * weights + attention)
+    return 3 * forward if train else forward
+
+
 def build(
     cfg: TransformerLMConfig, device: torch.device | str = "cpu", seed: int = 0
 ) -> TransformerLM:

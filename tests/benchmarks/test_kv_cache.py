@@ -52,24 +52,6 @@ STANDARD_CACHE_SIZES = (8192,)
 _PEAKS: dict[tuple[int, str], tuple[float, str]] = {}
 
 
-#: Smoke on CPU uses one intra-op thread: on a busy 2-core runner OpenMP
-#: oversubscription makes 2-thread decode of tiny shapes 10-20x slower and noisy.
-SMOKE_CPU_THREADS = 1
-
-
-@pytest.fixture(autouse=True)
-def _smoke_cpu_threads(llmperf_tier, llmperf_device):
-    if llmperf_tier != "smoke" or llmperf_device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(SMOKE_CPU_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def smoke_config() -> llama.LlamaConfig:
     """Tiny Llama-3.1 stand-in (rope base and scaling of 3.1) whose KV cache dominates
     the per-layer temporaries as in the 32-layer 8B model, where one layer's

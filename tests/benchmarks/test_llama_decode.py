@@ -75,24 +75,6 @@ def _cells():
                 )
 
 
-#: Smoke on CPU uses one intra-op thread: on a busy 2-core runner OpenMP
-#: oversubscription makes 2-thread decode of tiny shapes 10-20x slower and noisy.
-SMOKE_CPU_THREADS = 1
-
-
-@pytest.fixture(autouse=True)
-def _smoke_cpu_threads(llmperf_tier, llmperf_device):
-    if llmperf_tier != "smoke" or llmperf_device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(SMOKE_CPU_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _release(device):
     gc.collect()
     if device.type != "cpu":

@@ -451,3 +451,20 @@ def test_tolerance_overrides_marker_and_cli(pytester: pytest.Pytester, monkeypat
     monkeypatch.setenv("SLOW", "3")
     pytester.runpytest("--llmperf").assert_outcomes(passed=1, failed=1)
     pytester.runpytest("--llmperf", "--llmperf-tolerance=time=900%").assert_outcomes(passed=2)
+
+
+def test_threads_option_sets_cpu_threads_and_fingerprint(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_thr="""
+        import torch
+        def test_it(llmperf):
+            assert torch.get_num_threads() == 1
+            llmperf.pedantic(lambda: None, rounds=5, warmup=0)
+        """
+    )
+    pytester.makeini("[pytest]\nllmperf_threads = 1\n")
+    result = pytester.runpytest_subprocess("--llmperf", "--llmperf-update-baselines")
+    result.assert_outcomes(passed=1)
+    assert json.loads(_baseline_file(pytester).read_text())["fingerprint"]["threads"] == 1
+    bad = pytester.runpytest_subprocess("--llmperf", "--llmperf-threads=0")
+    assert "--llmperf-threads" in bad.stderr.str()
