@@ -1,0 +1,331 @@
+"""Roofline estimator, device specs and calibration: FLOPs vs FlopCounterMode, roofline laws."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from pytest_llmperf import device_specs
+from pytest_llmperf.calibration import Peaks, device_peaks, efficiency
+from pytest_llmperf.estimator import (
+    MODELS,
+    error_pct,
+    estimate,
+    get_model,
+    shape_from_config,
+    torchtitan_ffn_dim,
+)
+
+torch = pytest.importorskip("torch")
+
+
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(f"pytest_llmperf.models.{module}") is not None
+
+
+def _count_flops(fn) -> int:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # The math backend decomposes attention into bmm's that FlopCounterMode counts
+    # (the fused CPU kernel is not in its registry).
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def _close(a: float, b: float, rel: float = 0.02) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+# ------------------------------------------------------------------ FLOPs vs FlopCounterMode
+
+
+def test_cs336_forward_flops_match_flop_counter():
+    from pytest_llmperf.models import transformer_lm as tlm
+
+    cfg = tlm.tiny("large", context_length=64)
+    model = tlm.build(cfg)
+    idx = torch.randint(0, cfg.vocab_size, (2, 48))
+    with torch.no_grad():
+        counted = _count_flops(lambda: model(idx))
+    est = estimate(
+        shape_from_config(cfg), mode="forward", batch=2, seq_len=48, dtype="fp32", device=_PEAKS
+    )
+    assert counted > 0
+    assert _close(est.matmul_flops, counted), (est.matmul_flops, counted)
+
+
+def test_cs336_forward_backward_flops_match_flop_counter():
+    from pytest_llmperf.models import transformer_lm as tlm
+
+    cfg = tlm.tiny("xl", context_length=64)
+    model = tlm.build(cfg)
+    idx = torch.randint(0, cfg.vocab_size, (2, 40))
+
+    def step():
+        model(idx).float().sum().backward()
+
+    counted = _count_flops(step)
+    est = estimate(
+        shape_from_config(cfg), mode="train", batch=2, seq_len=40, dtype="fp32", device=_PEAKS
+    )
+    fwd = estimate(
+        shape_from_config(cfg), mode="forward", batch=2, seq_len=40, dtype="fp32", device=_PEAKS
+    )
+    assert _close(est.matmul_flops, counted), (est.matmul_flops, counted)
+    assert est.matmul_flops == pytest.approx(3 * fwd.matmul_flops, rel=1e-9)
+
+
+@pytest.mark.skipif(not _have("llama"), reason="pytest_llmperf/models/llama.py not present yet")
+def test_llama_gqa_forward_and_decode_flops_match_flop_counter():
+    from pytest_llmperf.models import llama
+
+    cfg = llama.LlamaConfig.from_name("tiny-Meta-Llama-3-8B")
+    assert cfg.n_kv_heads < cfg.n_heads  # the GQA path is what is checked
+    model = llama.build_model(cfg, dtype=torch.float32)
+    shape = shape_from_config(cfg)
+    idx = torch.randint(0, cfg.vocab_size, (2, 24))
+    with torch.no_grad():
+        counted = _count_flops(lambda: model(idx))
+    est = estimate(shape, mode="forward", batch=2, seq_len=24, dtype="fp32", device=_PEAKS)
+    assert _close(est.matmul_flops, counted), (est.matmul_flops, counted)
+
+    # one decode step: the gpt-fast model attends over its whole static cache
+    max_len = 32
+    model.setup_caches(2, max_len)
+    with torch.no_grad():
+        model(idx, torch.arange(24))
+        tok = idx[:, -1:]
+        counted = _count_flops(lambda: model(tok, torch.tensor([24])))
+    est = estimate(shape, mode="decode", batch=2, kv_len=max_len - 1, dtype="fp32", device=_PEAKS)
+    assert _close(est.matmul_flops, counted), (est.matmul_flops, counted)
+
+
+@pytest.mark.skipif(not _have("opt"), reason="pytest_llmperf/models/opt.py not present yet")
+def test_opt_forward_flops_match_flop_counter():
+    from pytest_llmperf.models import opt
+
+    cfg = opt.OPTConfig.from_name("opt-tiny")
+    model = opt.OPTModel(cfg, dtype=torch.float32)
+    idx = torch.randint(0, cfg.vocab_size, (3, 40))
+    counted = _count_flops(lambda: model(idx))
+    shape = shape_from_config(cfg)
+    est = estimate(shape, mode="forward", batch=3, seq_len=40, dtype="fp32", device=_PEAKS)
+    assert _close(est.matmul_flops, counted), (est.matmul_flops, counted)
+    assert shape.num_parameters() == sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_counts_match_the_real_modules():
+    from pytest_llmperf.models import transformer_lm as tlm
+
+    cfg = tlm.tiny("medium", 64)
+    assert shape_from_config(cfg).num_parameters() == sum(
+        p.numel() for p in tlm.build(cfg).parameters()
+    )
+    assert get_model("cs336-small").num_parameters() == tlm.num_parameters(tlm.config("small", 128))
+    if _have("llama"):
+        from pytest_llmperf.models import llama
+
+        cfg = llama.LlamaConfig.from_name("tiny-Meta-Llama-3-8B")
+        m = llama.build_model(cfg, device="meta", dtype=torch.float32)
+        assert shape_from_config(cfg).num_parameters() == sum(p.numel() for p in m.parameters())
+
+
+# ------------------------------------------------------------------ roofline laws
+
+_PEAKS = Peaks(1e12, 1e11, "test", 100.0)
+
+
+def test_decode_step_is_memory_bound_time_is_bytes_over_bandwidth():
+    est = estimate(
+        "llama-2-7b", mode="decode", batch=1, kv_len=1024, dtype="bf16", device="H100 SXM"
+    )
+    spec = device_specs.lookup("H100 SXM")
+    assert est.runtime_s == pytest.approx(est.bytes / spec.bandwidth, rel=0.05)
+    # the weights are read once: bytes >= 2 bytes per parameter
+    assert est.bytes >= 2 * get_model("llama-2-7b").num_parameters()
+    assert all(c.bound == "memory" for c in est.ops if c.kind == "matmul")
+
+
+def test_big_prefill_is_compute_bound_time_is_flops_over_peak():
+    est = estimate(
+        "llama-2-7b", mode="forward", batch=8, seq_len=2048, dtype="bf16", device="H100 SXM"
+    )
+    spec = device_specs.lookup("H100 SXM")
+    peak = spec.peak_flops("bf16")
+    mms = [c for c in est.ops if c.kind in ("matmul", "attention")]
+    assert all(c.bound == "compute" for c in mms)
+    assert sum(c.seconds for c in mms) == pytest.approx(sum(c.flops for c in mms) / peak, rel=1e-9)
+    # element-wise ops (norms, RoPE, residuals: memory-bound) add the rest, ~10 % here
+    assert est.runtime_s == pytest.approx(est.flops / peak, rel=0.15)
+
+
+def test_runtime_is_at_least_both_roofline_bounds():
+    for mode in ("forward", "train", "decode"):
+        est = estimate("clm-200m", mode=mode, batch=2, seq_len=256, dtype="fp16", device=_PEAKS)
+        assert est.runtime_s >= est.flops / _PEAKS.flops_per_s * (1 - 1e-9)
+        assert est.runtime_s >= est.bytes / _PEAKS.bytes_per_s * (1 - 1e-9)
+        assert est.runtime_s <= (
+            est.flops / _PEAKS.flops_per_s + est.bytes / _PEAKS.bytes_per_s
+        ) * (1 + 1e-9)
+
+
+def test_energy_is_runtime_times_board_power():
+    est = estimate("opt-1.3b", batch=1, seq_len=512, dtype="fp16", device="NVIDIA RTX A5000")
+    assert est.power_w == 230
+    assert est.energy_j == pytest.approx(est.runtime_s * 230)
+    assert estimate("opt-1.3b", device=_PEAKS, power_w=50).energy_j == pytest.approx(
+        estimate("opt-1.3b", device=_PEAKS).runtime_s * 50
+    )
+    assert estimate("opt-1.3b", device=Peaks(1e12, 1e11, "x")).energy_j is None
+
+
+def test_reference_000_energy_column_is_runtime_times_230w():
+    # (runtime ms, "power" = energy J) pairs from reference 000, estimated and measured
+    pairs = [
+        (693.77, 159.57),
+        (740.79, 170.38),
+        (3275.30, 753.32),
+        (121.46, 27.94),
+        (716.71, 164.84),
+    ]
+    for ms, joules in pairs:
+        assert joules == pytest.approx(ms / 1e3 * device_specs.lookup("RTX A5000").power, abs=0.01)
+
+
+def test_memory_breakdowns():
+    m = get_model("llama-3-8b")
+    fwd = estimate(m, mode="forward", batch=1, seq_len=512, dtype="bf16", device=_PEAKS)
+    train = estimate(m, mode="train", batch=1, seq_len=512, dtype="bf16", device=_PEAKS)
+    assert fwd.memory["weights"] == m.num_parameters() * 2
+    assert set(train.memory) == {"weights", "activations", "gradients", "optimizer"}
+    assert train.memory["optimizer"] == 2 * train.memory["weights"]
+    assert train.memory_bytes > 3 * fwd.memory["weights"]
+    dec = estimate(m, mode="decode", batch=4, kv_len=1000, dtype="bf16", device=_PEAKS)
+    # K and V, per layer, kv_heads x head_dim, for the 1000 cached tokens and the new one
+    assert dec.memory["kv_cache"] == 2 * 4 * 1001 * 32 * 8 * 128 * 2
+
+
+def test_generation_is_prefill_plus_gen_len_minus_one_decode_steps():
+    one = estimate(
+        "opt-1.3b", mode="generate", batch=2, seq_len=128, gen_len=1, dtype="fp16", device=_PEAKS
+    )
+    pre = estimate("opt-1.3b", mode="prefill", batch=2, seq_len=128, dtype="fp16", device=_PEAKS)
+    assert one.runtime_s == pytest.approx(pre.runtime_s)
+    gen = estimate(
+        "opt-1.3b", mode="generate", batch=2, seq_len=128, gen_len=9, dtype="fp16", device=_PEAKS
+    )
+    steps = sum(
+        estimate(
+            "opt-1.3b", mode="decode", batch=2, kv_len=128 + i, dtype="fp16", device=_PEAKS
+        ).runtime_s
+        for i in range(8)
+    )
+    assert gen.phases["decode"] == pytest.approx(steps)
+    assert gen.runtime_s == pytest.approx(pre.runtime_s + steps)
+
+
+def test_dtype_halves_bytes_and_uses_its_peak():
+    f32 = estimate("cs336-small", dtype="fp32", device="A100 80GB")
+    b16 = estimate("cs336-small", dtype="bf16", device="A100 80GB")
+    assert b16.bytes == pytest.approx(f32.bytes / 2, rel=1e-4)  # token ids stay int64
+    assert b16.flops_per_s == 312e12 and f32.flops_per_s == 19.5e12
+
+
+# ------------------------------------------------------------------ names, configs, errors
+
+
+def test_clm_configs_follow_torchtitan_ffn_rule():
+    assert [get_model(f"clm-{s}").d_ff for s in ("60m", "200m", "400m", "1.1b")] == [
+        1408,
+        2688,
+        3328,
+        5376,
+    ]
+    assert torchtitan_ffn_dim(4096, 1024, 1.3) == 14336  # Llama-3-8B, the rule's known case
+    assert get_model("AlCrossSim/clm-1.1b") is get_model("AICrossSim/clm-1.1b")
+    assert get_model("facebook/opt-6.7b").d_model == 4096
+
+
+def test_llama_and_cs336_shapes():
+    assert (get_model("Meta-Llama-3-8B").kv_heads, get_model("llama-3-8b").vocab_size) == (
+        8,
+        128256,
+    )
+    l2 = get_model("Llama-2-7b-chat-hf")
+    assert (l2.d_model, l2.n_layers, l2.d_ff, l2.kv_heads) == (4096, 32, 11008, 32)
+    assert get_model("small").name == "cs336-small"
+    assert get_model("cs336-2.7B").d_ff == 10240
+
+
+def test_unknown_model_error_lists_known_models():
+    with pytest.raises(ValueError, match="unknown model 'gpt-5'.*opt-1.3b.*clm-60m"):
+        get_model("gpt-5")
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("NVIDIA H100 80GB HBM3", "H100 SXM"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
+        ("NVIDIA RTX A5000", "RTX A5000"),
+        ("a5000", "RTX A5000"),
+        ("NVIDIA A100-SXM4-80GB", "A100 80GB"),
+        ("NVIDIA A100-SXM4-40GB", "A100 40GB"),
+        ("NVIDIA GeForce RTX 4090", "RTX 4090"),
+        ("NVIDIA L40S", "L40S"),
+        ("NVIDIA L40", "L40"),
+        ("Tesla T4", "T4"),
+        ("AMD Instinct MI300X", "MI300X"),
+        ("NVIDIA H200", "H200"),
+    ],
+)
+def test_device_lookup_fuzzy(name, expected):
+    assert device_specs.lookup(name).name == expected
+
+
+def test_unknown_device_error_lists_known_devices():
+    with pytest.raises(ValueError, match="unknown device 'Voodoo 5'.*H100 SXM.*RTX A5000"):
+        device_specs.lookup("Voodoo 5")
+
+
+def test_spec_dtype_fallbacks():
+    v100 = device_specs.lookup("V100")
+    assert v100.peak_flops("fp16") == 125e12
+    assert v100.peak_flops("bf16") == v100.peak_flops("fp32")  # no bf16 units
+    assert device_specs.lookup("H100").peak_flops("fp8") == 1978.9e12
+    with pytest.raises(ValueError, match="unknown dtype"):
+        v100.peak_flops("int3")
+
+
+# ------------------------------------------------------------------ calibration, MFU/MBU
+
+
+def test_efficiency_is_fraction_of_peak():
+    p = Peaks(2e12, 1e11, "test")
+    assert efficiency(0.5, flops=5e11, peaks=p) == {"mfu": pytest.approx(0.5)}
+    assert efficiency(2.0, bytes=1e11, peaks=p) == {"mbu": pytest.approx(0.5)}
+    assert efficiency(1.0, peaks=p) == {}
+    assert efficiency(0.0, flops=1.0, peaks=p) == {}
+
+
+def test_cpu_peaks_are_calibrated_and_cached():
+    p = device_peaks("cpu")
+    assert p.source == "calibrated"
+    assert 1e8 < p.flops_per_s < 1e14 and 1e8 < p.bytes_per_s < 1e13
+    assert device_peaks("cpu") == p  # cached: same numbers
+    eff = efficiency(1.0, flops=p.flops_per_s / 4, bytes=p.bytes_per_s / 2, device="cpu")
+    assert eff["mfu"] == pytest.approx(0.25) and eff["mbu"] == pytest.approx(0.5)
+
+
+def test_error_pct_sign_convention():
+    assert error_pct(740.79, 693.77) == pytest.approx(6.35, abs=0.01)  # reference 000, opt-1.3b
+    assert error_pct(112.05, 121.46) == pytest.approx(-8.40, abs=0.01)
+
+
+def test_every_registered_model_estimates():
+    for name in MODELS:
+        est = estimate(name, batch=1, seq_len=64, dtype="bf16", device="RTX A5000")
+        assert est.runtime_s > 0 and est.flops > 0 and est.memory_bytes > 0

@@ -1,0 +1,475 @@
+"""report.py: every format's shape, from hand-built TestResults (no torch, fast)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+
+import pytest
+
+from pytest_llmperf import report
+from pytest_llmperf.results import Metric, TestResult
+
+SESSION = {
+    "device": {"key": "cpu-test", "name": "Test CPU"},
+    "fingerprint": {"torch": "2.13.0", "python": "3.11.7"},
+    "tier": "smoke",
+    "baseline_file": "baselines/cpu-test.json",
+    "started": "2025-01-01T00:00:00+00:00",
+    "duration_s": 12.5,
+}
+
+
+def _time(samples_ms: list[float]) -> Metric:
+    xs = [x / 1000 for x in samples_ms]
+    return Metric("time", sorted(xs)[len(xs) // 2], "s", False, "time", samples=xs)
+
+
+def transformer_results() -> list[TestResult]:
+    rng = random.Random(0)
+    out = []
+    sizes = [("small", 768, 12, 12), ("medium", 1024, 24, 16)]
+    for size, d, layers, heads in sizes:
+        for ctx in (128, 256):
+            for warm in (0, 1):
+                for fwd in (False, True):
+                    base = (40 if fwd else 110) * (d / 768) * (1 + ctx / 1024)
+                    samples = [base + rng.gauss(0, 2) for _ in range(10)]
+                    if warm == 0:
+                        samples[0] += 600
+                    r = TestResult(
+                        nodeid=f"tests/benchmarks/test_transformer_lm.py::test_sweep[{size}-{ctx}-w{warm}-{'fwd' if fwd else 'fwdbwd'}]",
+                        group="transformer_lm",
+                        tier="smoke",
+                        params=dict(
+                            model_size=size,
+                            d_model=d,
+                            d_ff=4 * d,
+                            num_layers=layers,
+                            num_heads=heads,
+                            context_length=ctx,
+                            batch_size=4,
+                            num_warmups=warm,
+                            num_trials=10,
+                            forward_only=fwd,
+                        ),
+                        verdict="pass",
+                    )
+                    r.add(_time(samples))
+                    r.add(
+                        Metric(
+                            "throughput", 4 * ctx / (base / 1000), "tokens/s", True, "throughput"
+                        )
+                    )
+                    r.add(Metric("peak_memory", 1.5e9 * d / 768, "B", False, "memory"))
+                    r.add(Metric("mfu", 0.31, "", True, "efficiency", gated=False))
+                    r.baseline_values = {
+                        "time": base / 1000 * 1.01,
+                        "throughput": 4 * ctx / (base / 1000) * 0.99,
+                    }
+                    out.append(r)
+    oom = TestResult(
+        nodeid="tests/benchmarks/test_transformer_lm.py::test_sweep[large-1024-w1-fwdbwd]",
+        group="transformer_lm",
+        status="oom",
+        params=dict(
+            model_size="large",
+            d_model=1280,
+            num_layers=36,
+            num_heads=20,
+            context_length=1024,
+            batch_size=4,
+            num_warmups=1,
+            num_trials=10,
+            forward_only=False,
+        ),
+        verdict="oom",
+        verdict_lines=["out of memory (baseline: oom)"],
+    )
+    out.append(oom)
+    return out
+
+
+def decode_results() -> list[TestResult]:
+    out = []
+    for model, size_gb in (("Llama-2-7b-chat-hf", 13.21), ("Meta-Llama-3-8B", 15.01)):
+        for mode, factor in (("bf16", 1.0), ("int8wo", 0.5), ("int8dq", 0.5)):
+            r = TestResult(
+                nodeid=f"tests/benchmarks/test_llama_decode.py::test_decode[{model}-{mode}-compile]",
+                group="llama_decode",
+                params=dict(model=model, mode=mode, compile=True, dtype="bfloat16"),
+                verdict="pass",
+            )
+            tps = 107.38 / factor if mode != "int8dq" else 9.61
+            r.add(
+                Metric(
+                    "throughput",
+                    tps,
+                    "tok/s",
+                    True,
+                    "throughput",
+                    samples=[tps * 0.99, tps, tps * 1.01],
+                )
+            )
+            r.add(Metric("model_size", size_gb * factor, "GB", False, "other", gated=False))
+            r.add(Metric("mem_per_s", size_gb * factor * tps, "GB/s", True, "other", gated=False))
+            r.add(Metric("peak_memory_reserved", 13.88e9 * factor, "B", False, "memory"))
+            r.baseline_values = {"throughput": tps}
+            out.append(r)
+    for cache in (8192, 131072):
+        for kvq, mask, peak in (
+            ("none", False, 59.27),
+            ("int8", False, 52.62),
+            ("int8", True, 34.18),
+        ):
+            r = TestResult(
+                nodeid=f"tests/benchmarks/test_kv_cache.py::test_kv[{cache}-{kvq}-{mask}]",
+                group="kv_cache",
+                params=dict(
+                    model="Meta-Llama-3.1-8B",
+                    cache_size=cache,
+                    kv_quant=kvq,
+                    linear_causal_mask=mask,
+                ),
+                verdict="no-baseline",
+            )
+            r.add(Metric("throughput", 19.71 * 8192 / cache, "tok/s", True, "throughput"))
+            r.add(Metric("model_size", 15.01, "GB", gated=False))
+            r.add(Metric("mem_per_s", 15.01 * 19.71 * 8192 / cache, "GB/s", True, gated=False))
+            r.add(Metric("peak_memory_reserved", peak * 1e9 * cache / 131072, "B", False, "memory"))
+            out.append(r)
+    return out
+
+
+def batched_results() -> list[TestResult]:
+    out = []
+    for n in (4, 8):
+        for p in (128, 512, 1024):
+            oom = n == 8 and p == 1024
+            r = TestResult(
+                nodeid=f"tests/benchmarks/test_batched_generation.py::test_ab[N{n}-P{p}]",
+                group="batched_generation",
+                status="oom" if oom else "ok",
+                params=dict(num_batches=n, prompt_len=p, gpu_batch_size=8, gen_len=32),
+                verdict="oom" if oom else "pass",
+            )
+            if not oom:
+                lat_o, lat_d = 0.66 * n * (1 + p / 1024), 0.5 * n * (1 + p / 2048)
+                thr_o, thr_d = 8 * n * 32 / lat_o, 8 * n * 32 / lat_d
+                mem_o, mem_d = 2 + n * p / 300, 2 + n * p / 320
+                r.add(Metric("origin.latency", lat_o, "s", gated=False))
+                r.add(Metric("diagonal.latency", lat_d, "s", gated=False))
+                r.add(Metric("origin.throughput", thr_o, "tok/s", True, gated=False))
+                r.add(Metric("diagonal.throughput", thr_d, "tok/s", True, gated=False))
+                r.add(Metric("origin.peak_memory", mem_o, "GiB", gated=False))
+                r.add(Metric("diagonal.peak_memory", mem_d, "GiB", gated=False))
+                r.add(Metric("scale.throughput", thr_d / thr_o, "x", True, "ratio"))
+                r.add(Metric("scale.peak_memory", mem_d / mem_o, "x", False, "ratio"))
+                r.baseline_values = {"scale.throughput": thr_d / thr_o * 1.02}
+            out.append(r)
+    return out
+
+
+def estimator_results() -> list[TestResult]:
+    out = []
+    for model, est, meas, mem in (
+        ("facebook/opt-1.3b", 693.77, 740.79, 5.53),
+        ("AICrossSim/clm-60m", 121.46, 112.05, 6.16),
+    ):
+        r = TestResult(
+            nodeid=f"tests/benchmarks/test_estimator.py::test_estimate[{model}]",
+            group="estimator",
+            params=dict(model=model, device="NVIDIA RTX A5000"),
+            verdict="pass",
+        )
+        err = (meas - est) / meas * 100
+        r.add(Metric("runtime_ms.estimated", est, "ms", gated=False))
+        r.add(Metric("runtime_ms.measured", meas, "ms", gated=False))
+        r.add(Metric("runtime_ms.error_pct", err, "%"))
+        r.add(Metric("energy_j.estimated", est / 1000 * 230, "J", gated=False))
+        r.add(Metric("memory_gb.estimated", mem, "GB", gated=False))
+        r.add(Metric("memory_gb.measured", mem * 0.998, "GB", gated=False))
+        r.add(Metric("memory_gb.error_pct", -0.2, "%"))
+        out.append(r)
+    return out
+
+
+def other_results() -> list[TestResult]:
+    a = TestResult(
+        nodeid="tests/test_mine.py::test_matmul[1024]",
+        group="",
+        params=dict(n=1024),
+        verdict="regression",
+        verdict_lines=["time: 1.20 ms vs baseline 1.00 ms (+20.0%, tolerance 5%, p=0.001)"],
+        fingerprint_diff={"torch": ["2.12.0", "2.13.0"]},
+        baseline_values={"time": 1.0e-3, "throughput": 2.1e12},
+    )
+    a.add(Metric("time", 1.2e-3, "s", False, "time", samples=[1.19e-3, 1.2e-3, 1.21e-3, 1.22e-3]))
+    a.add(Metric("throughput", 1.79e12, "FLOP/s", True, "throughput"))
+    a.add(Metric("mbu", 0.42, "", True, "efficiency", gated=False))
+    b = TestResult(
+        nodeid="tests/test_mine.py::test_matmul[2048]",
+        params=dict(n=2048),
+        verdict="improved",
+        baseline_values={"time": 9.0e-3},
+        notes=["much faster than baseline: refresh with --llmperf-update-baselines"],
+    )
+    b.add(Metric("time", 7.0e-3, "s", False, "time", samples=[7.0e-3, 7.1e-3, 6.9e-3]))
+    c = TestResult(
+        nodeid="tests/test_mine.py::test_noisy",
+        verdict="inconclusive",
+        verdict_lines=["time: noise too large to decide"],
+    )
+    c.add(Metric("time", 2e-3, "s", False, "time", samples=[1e-3, 3e-3, 2e-3]))
+    return [a, b, c]
+
+
+def all_results() -> list[TestResult]:
+    return (
+        transformer_results()
+        + decode_results()
+        + batched_results()
+        + estimator_results()
+        + other_results()
+    )
+
+
+def _table_after(text: str, heading: str) -> list[list[str]]:
+    """Rows (header first) of the first markdown table after ``heading``."""
+    start = text.index(heading)
+    lines = text[start:].splitlines()
+    rows, seen = [], False
+    for line in lines[1:]:
+        if line.startswith("|"):
+            seen = True
+            if re.fullmatch(r"\|[-:|]+\|", line.replace(" ", "")):
+                continue
+            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+        elif seen:
+            break
+    return rows
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_unknown_suffix_is_an_error_naming_path_and_suffixes(tmp_path):
+    path = tmp_path / "report.txt"
+    with pytest.raises(ValueError) as info:
+        report.write_report(path, all_results(), SESSION)
+    msg = str(info.value)
+    assert str(path) in msg
+    for suffix in (".md", ".json", ".html"):
+        assert suffix in msg
+    assert not path.exists()
+
+
+def test_markdown_summary_table(tmp_path):
+    path = tmp_path / "sub" / "r.md"
+    report.write_report(path, all_results(), SESSION)
+    text = path.read_text()
+    assert text.startswith("# pytest-llmperf report")
+    assert "Test CPU" in text and "smoke" in text and "baselines/cpu-test.json" in text
+    rows = _table_after(text, "## Verdicts")
+    assert rows[0] == [
+        "test",
+        "verdict",
+        "fingerprint change",
+        "headline metric",
+        "baseline",
+        "current",
+        "change",
+    ]
+    by_test = {r[0]: r for r in rows[1:]}
+    assert len(by_test) == len(all_results())
+    reg = by_test["tests/test_mine.py::test_matmul[1024]"]
+    assert reg[1] == "regression"
+    assert reg[2] == "torch: 2.12.0 → 2.13.0"  # fingerprint difference beside the verdict
+    # the metric that regressed most: time +20% (throughput only -14.8%)
+    assert reg[3] == "time ↓" and reg[4] == "1.00 ms" and reg[5] == "1.20 ms" and reg[6] == "+20.0%"
+    imp = by_test["tests/test_mine.py::test_matmul[2048]"]
+    assert imp[1] == "improved" and imp[6] == "-22.2%"
+    assert by_test["tests/test_mine.py::test_noisy"][1] == "inconclusive"
+    assert "1 regression" in text and "1 improved" in text
+    # details carry verdict lines and notes
+    assert "tolerance 5%" in text and "refresh with --llmperf-update-baselines" in text
+
+
+def test_markdown_transformer_table_has_reference_001_shape():
+    text = report.render_markdown(transformer_results(), SESSION)
+    rows = _table_after(text, "### Complete results")
+    header = rows[0]
+    assert header[:11] == [
+        "model_size",
+        "d_model",
+        "context_length",
+        "num_layers",
+        "num_heads",
+        "batch_size",
+        "num_warmups",
+        "num_trials",
+        "forward_only",
+        "mean_time_ms",
+        "std_time_ms",
+    ]
+    assert header[11:] == ["status", "mfu", "verdict"]
+    body = rows[1:]
+    assert len(body) == 17
+    # ordered like 001: size, context, warm-up, forward_only False then True
+    assert [r[0] for r in body[:8]] == ["small"] * 8
+    assert [r[8] for r in body[:2]] == ["False", "True"]
+    first = transformer_results()[0]
+    xs = [x * 1000 for x in first.metrics["time"].samples]
+    mean = sum(xs) / len(xs)
+    std = (sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5  # ddof=1
+    assert body[0][9] == f"{mean:.2f}" and body[0][10] == f"{std:.2f}"
+    assert body[0][11] == "OK" and body[0][12] == "31.0%"
+    oom = body[-1]
+    assert oom[0] == "large" and oom[9] == "-" and oom[10] == "-" and oom[11] == "OOM"
+    warm = _table_after(text, "### Mean time (ms) by warm-up count")
+    assert warm[0] == ["model_size", "0", "1"]
+    assert [r[0] for r in warm[1:]] == ["small", "medium"]  # large only OOM: no mean
+
+
+def test_markdown_decode_and_kv_rows_have_reference_003_columns():
+    text = report.render_markdown(decode_results(), SESSION)
+    rows = _table_after(text, "### Decode throughput")
+    assert rows[0] == [
+        "model",
+        "mode",
+        "compile",
+        "dtype",
+        "tok/s",
+        "mem/s (GB/s)",
+        "peak_mem (GB)",
+        "model_size (GB)",
+        "status",
+        "verdict",
+    ]
+    first = rows[1]
+    assert first[:4] == ["Llama-2-7b-chat-hf", "bf16", "True", "bfloat16"]
+    assert first[4:8] == ["107.38", "1418.49", "13.88", "13.21"]
+    kv = _table_after(text, "### KV cache size and quantization")
+    assert kv[0][:4] == ["model", "cache_size", "kv_quant", "linear_causal_mask"]
+    last3 = kv[-3:]
+    assert [r[1] for r in last3] == ["131072"] * 3
+    assert [r[6] for r in last3] == ["59.27", "52.62", "34.18"]
+
+
+def test_markdown_batched_generation_has_reference_004_tables():
+    text = report.render_markdown(batched_results(), SESSION)
+    assert "gpu_batch_size=8, gen_len=32" in text
+    batches = _table_after(text, "### Different batches (prompt 512)")
+    assert batches[0][0] == "num batch" and "throughput scale" in batches[0]
+    assert [r[0] for r in batches[1:]] == ["4", "8"]
+    prompts = _table_after(text, "### Different prompt length")
+    assert prompts[0][:2] == ["Num batches", "Prompt"]
+    oom_row = [r for r in prompts[1:] if r[:2] == ["8", "1024"]][0]
+    assert oom_row[2:8] == ["-"] * 6
+    pivot = _table_after(text, "### Compare scale: throughput")
+    assert pivot[0] == ["Num batches \\ Prompt", "128", "512", "1024"]
+    assert pivot[2][3] == "-"  # N=8, P=1024 OOM
+    values = {(r[0], p): r[i + 1] for r in pivot[1:] for i, p in enumerate(pivot[0][1:])}
+    assert sum(v.startswith("**") for v in values.values()) == 1  # the best cell in bold
+    mem = _table_after(text, "### Compare scale: peak mem")
+    assert len(mem) == 3 and all(
+        float(c.strip("*")) < 1 for r in mem[1:] for c in r[1:] if c != "-"
+    )
+
+
+def test_markdown_estimator_has_reference_000_shape():
+    text = report.render_markdown(estimator_results(), SESSION)
+    rows = _table_after(text, "### Estimated vs measured")
+    assert rows[0][:2] == ["Model", "Device"]
+    for label in ("Runtime (ms)", "Energy (J)", "Memory (GB)"):
+        assert [f"{label} Estimated", f"{label} Measured", f"{label} Error"] == [
+            c for c in rows[0] if c.startswith(label)
+        ]
+    opt = rows[1]
+    assert opt[:5] == ["facebook/opt-1.3b", "NVIDIA RTX A5000", "693.77", "740.79", "6.35%"]
+    assert opt[6] == "-"  # no NVML: energy measured absent, never 0
+    assert rows[2][4] == "-8.40%"
+
+
+def test_generic_group_table_lists_params_metrics_and_mbu():
+    text = report.render_markdown(other_results(), SESSION)
+    rows = _table_after(text, "## Other performance tests")
+    assert rows[0] == ["test", "n", "time", "throughput", "mbu", "status", "verdict"]
+    assert rows[1][:5] == [
+        "test_matmul[1024]",
+        "1024",
+        "1.20 ms",
+        "1790000000000.00 FLOP/s".replace("1790000000000.00", "1.79e+12"),
+        "42.0%",
+    ]
+
+
+def test_empty_session_still_renders(tmp_path):
+    for suffix in (".md", ".json", ".html"):
+        path = tmp_path / f"empty{suffix}"
+        report.write_report(path, [], {})
+        assert path.read_text().strip()
+
+
+def test_json_report_round_trips_results(tmp_path):
+    path = tmp_path / "r.json"
+    results = all_results()
+    report.write_report(path, results, SESSION)
+    text = path.read_text()
+    data = json.loads(text)
+    assert data["session"] == SESSION
+    assert data["summary"]["regression"] == 1
+    assert [r["nodeid"] for r in data["results"]] == [r.nodeid for r in results]
+    back = TestResult.from_dict(data["results"][-3])
+    assert back.fingerprint_diff == {"torch": ["2.12.0", "2.13.0"]}
+    assert back.metrics["time"].samples == results[-3].metrics["time"].samples
+    # sorted keys: a stable, diffable file
+    assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
+
+
+def test_html_is_self_contained_and_has_tables(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "r.html"
+    report.write_report(path, all_results(), SESSION)
+    text = path.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<style>" in text
+    assert not re.search(r"""(src|href)=["'](http|//)""", text)  # nothing external
+    pngs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    # baseline-vs-current + one per reference group + the generic sweep
+    assert len(pngs) == 7
+    import base64
+
+    assert all(base64.b64decode(p)[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    for heading in (
+        "Complete results",
+        "Decode throughput",
+        "Compare scale: throughput",
+        "Estimated vs measured",
+        "Verdicts",
+        "Fingerprint",
+    ):
+        assert heading in text
+    assert 'class="v v-regression"' in text
+    assert "torch: 2.12.0 → 2.13.0" in text
+
+
+def test_html_without_matplotlib_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    path = tmp_path / "r.html"
+    report.write_report(path, all_results(), SESSION)
+    text = path.read_text()
+    assert "data:image/png" not in text
+    assert "matplotlib is not installed" in text
+    assert "Complete results" in text
+
+
+def test_report_modules_do_not_import_torch():
+    import subprocess
+
+    code = (
+        "import sys; import pytest_llmperf.report, pytest_llmperf.exporters, pytest_llmperf.plots; "
+        "assert 'torch' not in sys.modules; assert 'matplotlib' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
