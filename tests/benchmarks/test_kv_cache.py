@@ -73,7 +73,7 @@ def _cells():
 
 @pytest.mark.llmperf
 @pytest.mark.parametrize(("cache_size", "variant"), list(_cells()))
-def test_kv_cache(llmperf, cache_size, variant):
+def test_kv_cache(llmperf, record_decode_metrics, cache_size, variant):
     tier, device = llmperf.tier, llmperf.device
     kv_quant, linear_mask = VARIANTS[variant]
     smoke = tier == "smoke"
@@ -130,17 +130,7 @@ def test_kv_cache(llmperf, cache_size, variant):
             rounds=NUM_SAMPLES,
             items=new_tokens,
         )
-        times = llmperf.last.times
-        tok_s = new_tokens / llmperf.last.median
-        llmperf.record("model_size", size_gb, unit="GB", kind="memory")
-        llmperf.record(
-            "mem_per_s",
-            size_gb * tok_s,
-            unit="GB/s",
-            higher_is_better=True,
-            kind="throughput",
-            samples=[size_gb * new_tokens / t for t in times if t > 0],
-        )
+        record_decode_metrics(size_gb, new_tokens)
         cache_bytes = llama.cache_nbytes(state["model"])["total"]
         llmperf.record("kv_cache_bytes", cache_bytes, unit="B", kind="memory")
 

@@ -83,7 +83,7 @@ def _release(device):
 
 @pytest.mark.llmperf
 @pytest.mark.parametrize(("model_name", "mode", "compile_"), list(_cells()))
-def test_llama_decode(llmperf, model_name, mode, compile_):
+def test_llama_decode(llmperf, record_decode_metrics, model_name, mode, compile_):
     tier, device = llmperf.tier, llmperf.device
     dtype = quant.mode_dtype(mode)
     smoke = tier == "smoke"
@@ -148,17 +148,7 @@ def test_llama_decode(llmperf, model_name, mode, compile_):
         )
         assert out.shape == (1, PROMPT_LEN + new_tokens)
 
-        times = llmperf.last.times
-        tok_s = new_tokens / llmperf.last.median
-        llmperf.record("model_size", size_gb, unit="GB", kind="memory")
-        llmperf.record(
-            "mem_per_s",
-            size_gb * tok_s,
-            unit="GB/s",
-            higher_is_better=True,
-            kind="throughput",
-            samples=[size_gb * new_tokens / t for t in times if t > 0],
-        )
+        record_decode_metrics(size_gb, new_tokens)
     finally:
         state.clear()  # drop the model even after an OOM (the traceback keeps this frame)
         if compile_:
