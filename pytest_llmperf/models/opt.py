@@ -74,7 +74,7 @@ CONFIGS: dict[str, OPTConfig] = {
     "opt-6.7b": OPTConfig("opt-6.7b", 32, 4096, 32, 16384),
     "opt-125m": OPTConfig("opt-125m", 12, 768, 12, 3072),
     # Tiny variants of the same architecture for smoke runs and unit tests.
-    "opt-smoke": OPTConfig("opt-smoke", 4, 256, 4, 1024, vocab_size=4096),
+    "opt-smoke": OPTConfig("opt-smoke", 2, 128, 4, 512, vocab_size=2048),
     "opt-tiny": OPTConfig("opt-tiny", 2, 64, 4, 256, vocab_size=512, max_position_embeddings=256),
 }
 
