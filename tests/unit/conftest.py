@@ -9,4 +9,3 @@ import numpy  # noqa: F401
 import scipy.stats  # noqa: F401
 import torch  # noqa: F401
 
-pytest_plugins = ["pytester"]

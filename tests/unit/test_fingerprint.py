@@ -11,7 +11,6 @@ import re
 import pytest
 import torch
 
-pytest_plugins = ["pytester"]
 
 MODULE = """
 import os

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["pytester"]
 
 # A project whose workload is scaled by environment variables, so one test file
 # can be the baseline run and, with SLOW=3 or MEM=8, the regressed run.
