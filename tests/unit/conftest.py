@@ -8,4 +8,3 @@ they are imported once here, before any inner run, and stay.
 import numpy  # noqa: F401
 import scipy.stats  # noqa: F401
 import torch  # noqa: F401
-

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-
 dist = pytest.importorskip("torch.distributed")
 if not dist.is_available() or not dist.is_gloo_available():
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)

@@ -11,7 +11,6 @@ import re
 import pytest
 import torch
 
-
 MODULE = """
 import os
 import time

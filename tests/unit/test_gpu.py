@@ -60,7 +60,9 @@ def test_peak_memory_equals_a_known_allocation() -> None:
 
 
 @cuda
-@pytest.mark.skipif(not _nvml_available(), reason="needs a CUDA GPU with NVML (nvidia-ml-py); none here")
+@pytest.mark.skipif(
+    not _nvml_available(), reason="needs a CUDA GPU with NVML (nvidia-ml-py); none here"
+)
 def test_nvml_energy_over_a_busy_loop_matches_power_times_time() -> None:
     import pynvml
 

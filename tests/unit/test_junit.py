@@ -10,7 +10,6 @@ import xml.etree.ElementTree as ET
 import pytest
 import torch  # noqa: F401 - imported before pytester snapshots sys.modules
 
-
 MODULE = """
 import time
 import pytest

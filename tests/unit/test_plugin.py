@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-
 # A project whose workload is scaled by environment variables, so one test file
 # can be the baseline run and, with SLOW=3 or MEM=8, the regressed run.
 PROJECT = """
@@ -121,7 +120,9 @@ def test_eight_times_more_memory_fails(project: pytest.Pytester, monkeypatch) ->
     result = project.runpytest("--llmperf")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
-        ["*REGRESSION peak_memory: baseline * MiB, current * MiB (+*%; lower is better), tolerance 5%*"]
+        [
+            "*REGRESSION peak_memory: baseline * MiB, current * MiB (+*%; lower is better), tolerance 5%*"
+        ]
     )
 
 
@@ -131,13 +132,17 @@ def test_faster_passes_with_refresh_notice(project: pytest.Pytester, monkeypatch
     monkeypatch.setenv("SLOW", "1")
     result = project.runpytest("--llmperf")
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["IMPROVED*test_perf.py::test_time*", "*--llmperf-update-baselines*"])
+    result.stdout.fnmatch_lines(
+        ["IMPROVED*test_perf.py::test_time*", "*--llmperf-update-baselines*"]
+    )
 
 
 def test_no_baseline_notice_and_strict_failure(project: pytest.Pytester) -> None:
     result = project.runpytest("--llmperf")
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["NO-BASELINE*test_perf.py::test_time", "*no baseline for this test*"])
+    result.stdout.fnmatch_lines(
+        ["NO-BASELINE*test_perf.py::test_time", "*no baseline for this test*"]
+    )
     strict = project.runpytest("--llmperf", "--llmperf-strict")
     strict.assert_outcomes(passed=1, failed=2)
     strict.stdout.fnmatch_lines(["*llmperf: no-baseline in test_perf.py::test_time*"])
@@ -273,7 +278,9 @@ def test_interrupted_refresh_leaves_the_old_file(pytester: pytest.Pytester) -> N
 
 
 def test_plain_pytest_does_not_import_torch(project: pytest.Pytester) -> None:
-    result = project.run(sys.executable, "-X", "importtime", "-m", "pytest", "-p", "no:cacheprovider")
+    result = project.run(
+        sys.executable, "-X", "importtime", "-m", "pytest", "-p", "no:cacheprovider"
+    )
     assert result.ret == 0
     imported = [line.split("|")[-1].strip() for line in result.stderr.lines if "|" in line]
     assert "pytest_llmperf.options" in imported  # the plugin was loaded
@@ -324,7 +331,11 @@ def test_record_gates_custom_metrics(pytester: pytest.Pytester, monkeypatch) -> 
     monkeypatch.setenv("PPL", "10")
     monkeypatch.setenv("ACC", "0.4")
     result = pytester.runpytest("--llmperf")
-    result.stdout.fnmatch_lines(["*REGRESSION accuracy: baseline 0.8, current 0.4 (-50.0%; higher is better), tolerance 5%*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*REGRESSION accuracy: baseline 0.8, current 0.4 (-50.0%; higher is better), tolerance 5%*"
+        ]
+    )
 
 
 def test_pedantic_warmup_rounds_items_and_throughput(pytester: pytest.Pytester) -> None:
@@ -385,7 +396,9 @@ def test_cold_measurement_is_flagged_not_settled(pytester: pytest.Pytester) -> N
         """
     )
     result = pytester.runpytest("--llmperf")
-    result.stdout.fnmatch_lines(["*note: not settled: the first round took over 3x the median*warm-up*"])
+    result.stdout.fnmatch_lines(
+        ["*note: not settled: the first round took over 3x the median*warm-up*"]
+    )
 
 
 def test_device_timer_and_peak_memory_fixtures(pytester: pytest.Pytester) -> None:
@@ -430,7 +443,9 @@ def test_ab_gates_the_ratio(pytester: pytest.Pytester, monkeypatch) -> None:
     monkeypatch.setenv("CAND", "3")
     result = pytester.runpytest("--llmperf")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*REGRESSION sched.speedup: baseline *x, current 0.3*x*higher is better*"])
+    result.stdout.fnmatch_lines(
+        ["*REGRESSION sched.speedup: baseline *x, current 0.3*x*higher is better*"]
+    )
 
 
 def test_tolerance_overrides_marker_and_cli(pytester: pytest.Pytester, monkeypatch) -> None:

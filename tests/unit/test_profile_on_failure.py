@@ -14,7 +14,6 @@ import pytest
 import torch  # noqa: F401 - imported before pytester snapshots sys.modules
 import torch.profiler  # noqa: F401
 
-
 MODULE = """
 import os
 import time

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-
 pytest.importorskip("xdist")
 
 N_TESTS = 6
