@@ -1,0 +1,233 @@
+"""statistics.decide and friends on seeded synthetic samples (fast, deterministic)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pytest_llmperf import statistics as st
+from pytest_llmperf.statistics import (
+    IMPROVED,
+    INCONCLUSIVE,
+    PASS,
+    REGRESSION,
+    decide,
+    sketch,
+    worse_ratio,
+)
+
+
+def timings(seed: int, n: int = 200, centre: float = 0.004, sigma: float = 0.08) -> list[float]:
+    """Round times of a CPU workload: log-normal around ``centre`` with a slow tail."""
+    rng = random.Random(seed)
+    xs = [centre * rng.lognormvariate(0.0, sigma) for _ in range(n)]
+    for i in rng.sample(range(n), n // 20):  # 5% preempted rounds
+        xs[i] *= 1 + 2 * rng.random()
+    return xs
+
+
+def med(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[len(s) // 2]
+
+
+def time_decision(base: list[float], cur: list[float], **kw) -> st.Decision:
+    kw.setdefault("tolerance", 0.10)
+    return decide(
+        "time",
+        baseline=med(base),
+        current=med(cur),
+        higher_is_better=False,
+        unit="s",
+        baseline_samples=base,
+        current_samples=cur,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_identical_distributions_pass(seed):
+    d = time_decision(timings(seed), timings(seed + 100))
+    assert d.outcome == PASS, d.describe()
+
+
+@pytest.mark.parametrize("factor", [2.0, 3.0])
+def test_clear_slowdown_is_a_regression(factor):
+    base = timings(1)
+    cur = [x * factor for x in timings(2)]
+    d = time_decision(base, cur)
+    assert d.outcome == REGRESSION
+    assert d.p_value is not None and d.p_value < st.ALPHA
+    assert d.change == pytest.approx(factor - 1, rel=0.1)
+
+
+def test_clear_speedup_is_improved():
+    d = time_decision(timings(1), [x / 2 for x in timings(2)])
+    assert d.outcome == IMPROVED
+
+
+def test_small_change_within_tolerance_passes_even_if_significant():
+    # 5% slower with tight samples: statistically clear, but inside a 10% tolerance.
+    base = timings(3, sigma=0.01)
+    cur = [x * 1.05 for x in timings(4, sigma=0.01)]
+    assert time_decision(base, cur).outcome == PASS
+
+
+def test_borderline_is_inconclusive():
+    """Median past the tolerance, but the samples overlap too much to call it."""
+    base = [0.8, 0.9, 1.0, 1.1, 1.2] * 4
+    cur = [x * 1.15 for x in base]
+    d = time_decision(base, cur)
+    assert d.outcome == INCONCLUSIVE
+    assert d.p_value is not None and d.p_value >= st.ALPHA
+
+
+def test_few_samples_decide_on_values():
+    d = decide("m", baseline=1.0, current=1.2, tolerance=0.1, higher_is_better=False)
+    assert d.outcome == REGRESSION and d.p_value is None
+    d = decide("m", baseline=1.0, current=1.05, tolerance=0.1, higher_is_better=False)
+    assert d.outcome == PASS
+    d = decide("m", baseline=1.0, current=0.8, tolerance=0.1, higher_is_better=False)
+    assert d.outcome == IMPROVED
+    # a sampled metric with fewer than MIN_SAMPLES rounds on a side is never failed on values
+    d = decide(
+        "m",
+        baseline=1.0,
+        current=1.5,
+        tolerance=0.1,
+        higher_is_better=False,
+        baseline_samples=[1.0] * (st.MIN_SAMPLES - 1),
+        current_samples=[1.5] * 50,
+    )
+    assert d.outcome == INCONCLUSIVE and d.p_value is None
+    assert "too few" in d.describe()
+
+
+def test_higher_is_better_direction():
+    base = [1000 / x for x in timings(5)]  # throughput
+    halved = [1000 / (2 * x) for x in timings(6)]
+    doubled = [2000 / x for x in timings(7)]
+    kw = {"tolerance": 0.1, "higher_is_better": True, "unit": "tok/s"}
+    d = decide(
+        "throughput",
+        baseline=med(base),
+        current=med(halved),
+        baseline_samples=base,
+        current_samples=halved,
+        **kw,
+    )
+    assert d.outcome == REGRESSION
+    assert d.change == pytest.approx(-0.5, abs=0.05)
+    assert "higher is better" in d.describe()
+    d = decide(
+        "throughput",
+        baseline=med(base),
+        current=med(doubled),
+        baseline_samples=base,
+        current_samples=doubled,
+        **kw,
+    )
+    assert d.outcome == IMPROVED
+    # same numbers read as lower-is-better flip the verdicts
+    d = decide(
+        "latency",
+        baseline=med(base),
+        current=med(doubled),
+        baseline_samples=base,
+        current_samples=doubled,
+        tolerance=0.1,
+        higher_is_better=False,
+    )
+    assert d.outcome == REGRESSION
+
+
+def test_abs_slack_ignores_small_absolute_changes():
+    mib = 2**20
+    kw = {"tolerance": 0.05, "higher_is_better": False, "unit": "B", "abs_slack": 4 * mib}
+    assert decide("peak_memory", baseline=1 * mib, current=4 * mib, **kw).outcome == PASS
+    d = decide("peak_memory", baseline=1 * mib, current=6 * mib, **kw)
+    assert d.outcome == REGRESSION
+    assert "MiB" in d.describe()
+
+
+def test_noise_floor_widens_the_tolerance():
+    kw = {"tolerance": 0.10, "higher_is_better": False}
+    assert decide("t", baseline=1.0, current=1.2, **kw).outcome == REGRESSION
+    d = decide("t", baseline=1.0, current=1.2, noise_floor=0.3, **kw)
+    assert d.outcome == PASS
+    assert d.tolerance == pytest.approx(0.3)
+    assert "widened" in d.describe()
+    # a floor below the tolerance changes nothing
+    d = decide("t", baseline=1.0, current=1.2, noise_floor=0.05, **kw)
+    assert d.outcome == REGRESSION and d.tolerance == pytest.approx(0.10)
+    assert d.tolerance_note == ""
+
+
+def test_noise_floor_still_catches_a_clear_large_regression():
+    base = timings(8)
+    cur = [x * 2 for x in timings(9)]
+    assert time_decision(base, cur, noise_floor=0.3).outcome == REGRESSION
+
+
+def test_describe_names_everything():
+    d = decide(
+        "decode.throughput",
+        baseline=100.0,
+        current=80.0,
+        tolerance=0.1,
+        higher_is_better=True,
+        unit="tok/s",
+    )
+    text = d.describe()
+    for part in ("decode.throughput", "100 tok/s", "80 tok/s", "-20.0%", "tolerance 10%"):
+        assert part in text
+
+
+def test_sketch_keeps_quantiles():
+    rng = random.Random(0)
+    xs = [rng.lognormvariate(0, 0.5) for _ in range(10_000)]
+    s = sketch(xs, size=64)
+    assert len(s) == 64
+    assert s == sorted(s)
+    ref = sorted(xs)
+    assert s[0] == ref[0] and s[-1] == ref[-1]
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        got = s[round(q * 63)]
+        want = ref[round(q * (len(ref) - 1))]
+        assert got == pytest.approx(want, rel=0.05), q
+    short = [3.0, 1.0, 2.0]
+    assert sketch(short) == [1.0, 2.0, 3.0]
+
+
+def test_sketch_of_a_baseline_still_detects():
+    """A baseline stored as a 64-point sketch decides like the full sample."""
+    base = timings(10, n=1000)
+    cur = [x * 2 for x in timings(11)]
+    assert time_decision(sketch(base), cur).outcome == REGRESSION
+    assert time_decision(sketch(base), timings(12)).outcome == PASS
+
+
+def test_worse_ratio():
+    assert worse_ratio(1.0, 2.0, False) == 2.0
+    assert worse_ratio(2.0, 1.0, True) == 2.0
+    assert worse_ratio(1.0, 0.5, False) == 0.5
+    assert worse_ratio(0.0, 1.0, False) == float("inf")
+    assert worse_ratio(1.0, 0.0, True) == float("inf")
+    assert worse_ratio(0.0, 0.0, False) == 1.0
+
+
+def test_zero_baseline_change():
+    d = decide("m", baseline=0.0, current=0.0, tolerance=0.1, higher_is_better=False)
+    assert d.outcome == PASS and d.change == 0.0
+    d = decide("m", baseline=0.0, current=1.0, tolerance=0.1, higher_is_better=False)
+    assert d.outcome == REGRESSION
+    assert "from zero" in d.describe()
+
+
+def test_fmt_units():
+    assert st.fmt(1.5e-3, "s") == "1.5 ms"
+    assert st.fmt(2.5e-6, "s") == "2.5 us"
+    assert st.fmt(3 * 2**30, "B") == "3 GiB"
+    assert st.fmt(12.0, "tok/s") == "12 tok/s"
+    assert st.fmt_change(0.123) == "+12.3%"
