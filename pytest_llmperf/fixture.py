@@ -252,6 +252,8 @@ class LLMPerf:
                 mem.start()
             distributed.barrier()
             meter.start()
+            if use_drift:
+                drift.mark()  # the first batch's drift window starts here
             rounds = measure_rounds(
                 timer,
                 call,

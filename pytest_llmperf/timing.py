@@ -17,6 +17,9 @@ from typing import Any
 #: Warm-up "auto" stops when the last few calls agree within this spread.
 SETTLED_SPREAD = 0.10
 AUTO_WARMUP_MAX_CALLS = 20
+#: Adaptive rounds never stop on precision before this many rounds: the MAD of
+#: fewer noisy CPU rounds is itself noise (A/B runs stopped after 5 pairs).
+MIN_STOP_ROUNDS = 20
 
 
 class RoundTimer:
@@ -147,7 +150,7 @@ def measure_rounds(
         elapsed = time.perf_counter() - start
         if n >= max_rounds or elapsed >= max_time:
             break
-        if n >= min_rounds and relative_uncertainty(out.times) <= precision:
+        if n >= max(min_rounds, MIN_STOP_ROUNDS) and relative_uncertainty(out.times) <= precision:
             break
         per_round = max(elapsed / n, 1e-9)
         # Grow geometrically, but never past the budget or the round cap.
