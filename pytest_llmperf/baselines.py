@@ -177,19 +177,30 @@ def dumps(data: dict[str, Any]) -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock beside the file, so concurrent writers merge one at a time."""
+    """An exclusive lock on the baseline directory, so concurrent writers merge one at a
+    time; locking the directory itself leaves no lock file behind."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: rename is still atomic
         yield
         return
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _file_mode(path: Path) -> int:
+    """Keep an existing file's mode; a new one gets what the umask allows."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write(
@@ -219,8 +230,10 @@ def write(
             "tests": tests,
         }
         text = dumps(data)
+        mode = _file_mode(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(fd, mode)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
