@@ -120,6 +120,8 @@ class LLMPerf:
         #: Which measurement produced each metric, to re-measure an unclear one.
         self.owners: dict[str, Measurement] = {}
         self._owner: Measurement | None = None
+        #: Set by the plugin when a baseline exists: metric names -> the unclear ones.
+        self.unclear: Callable[[list[str]], list[str]] | None = None
 
     @contextlib.contextmanager
     def _oom_as_status(self) -> Iterator[None]:
@@ -220,7 +222,17 @@ class LLMPerf:
         self.measurements.append(m)
         self.last = m
         run()
+        self._settle(m, policy)
         return out[0]
+
+    def _settle(self, m: Measurement, policy: Policy) -> None:
+        """Re-measure (pooling rounds) while this measurement's metrics are past the
+        tolerance but unclear: done here, while the objects the call uses are alive."""
+        for _ in range(policy.remeasure):
+            names = [n for n, owner in self.owners.items() if owner is m]
+            if self.unclear is None or m.rerun is None or not self.unclear(names):
+                return
+            m.rerun()
 
     def _measure(
         self,
@@ -502,15 +514,9 @@ class LLMPerf:
         holder = Measurement(f"{name}.speedup", rerun=run)
         self.measurements.append(holder)
         run()
+        self._settle(holder, policy)
         self.last = cand
         return ABResult(ref, cand, ratios)
-
-    def remeasure(self, metric_names: list[str]) -> bool:
-        """Measure again the callables behind these metrics, pooling samples; False if none."""
-        todo = {id(m): m for n in metric_names if (m := self.owners.get(n)) and m.rerun}
-        for m in todo.values():
-            m.rerun()  # type: ignore[misc]
-        return bool(todo)
 
     def release(self) -> None:
         """Forget the measured callables once the verdict is given."""

@@ -336,8 +336,25 @@ def llmperf(request: pytest.FixtureRequest) -> Any:
     policy = node.stash.get(POLICY, None) or state.policy_for(node)
     result = TestResult(nodeid=node.nodeid, tier=state.tier, group=policy.group)
     perf = LLMPerf(result, policy, state.device, state.tier)
+    perf.unclear = _unclear_against_baseline(state, result)
     node.stash[PERF] = perf
     return perf
+
+
+def _unclear_against_baseline(state: LLMPerfState, result: TestResult) -> Any:
+    """What the fixture asks right after a measurement, while the test's objects are
+    alive: which of its metrics are unclear against the baseline, to re-measure."""
+    from . import distributed
+
+    baseline = state.baseline
+    entry = baseline.entry(result.nodeid, result.tier) if baseline else None
+    # Under torch.distributed a re-measurement is a collective: ranks that decided
+    # differently would wait on each other, so none re-measures.
+    if state.options.update or entry is None or distributed.active():
+        return None
+    from .verdict import unclear_metrics
+
+    return lambda names: unclear_metrics(result, entry, names)
 
 
 @pytest.fixture
@@ -431,7 +448,6 @@ def _verdict_into_report(
 
 
 def _judge(state: LLMPerfState, perf: Any, result: TestResult) -> None:
-    from . import distributed
     from .verdict import judge
 
     if state.options.update:
@@ -447,10 +463,6 @@ def _judge(state: LLMPerfState, perf: Any, result: TestResult) -> None:
         where=where,
         baseline_fingerprint=baseline.fingerprint if baseline else None,
         current_fingerprint=state.fingerprint,
-        # Under torch.distributed a re-measurement is a collective: ranks that
-        # decided differently would wait on each other, so none re-measures.
-        remeasure=None if distributed.active() else perf.remeasure,
-        attempts=perf.policy.remeasure,
     )
 
 

@@ -6,7 +6,6 @@ still unclear is reported as ``inconclusive``, never silently passed or failed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from .baselines import metric_samples, run_spread
@@ -42,11 +41,16 @@ def _combine(raw: Decision, corrected: Decision) -> Decision:
     return raw
 
 
-def compare_metrics(result: TestResult, entry: dict[str, Any]) -> list[Decision]:
-    """One decision per gated metric that both the run and the baseline have."""
+def compare_metrics(
+    result: TestResult, entry: dict[str, Any], names: list[str] | None = None
+) -> list[Decision]:
+    """One decision per gated metric that both the run and the baseline have
+    (only those in ``names`` when given)."""
     decisions = []
     stored = entry.get("metrics", {})
     for name, metric in sorted(result.metrics.items()):
+        if names is not None and name not in names:
+            continue
         base = stored.get(name)
         if not metric.gated or base is None:
             continue
@@ -81,6 +85,15 @@ def compare_metrics(result: TestResult, entry: dict[str, Any]) -> list[Decision]
     return decisions
 
 
+def unclear_metrics(
+    result: TestResult, entry: dict[str, Any] | None, names: list[str]
+) -> list[str]:
+    """Which of these metrics are past the tolerance but not clearly: worth re-measuring."""
+    if entry is None or entry.get("status", STATUS_OK) != result.status:
+        return []
+    return [d.metric for d in compare_metrics(result, entry, names) if d.outcome == INCONCLUSIVE]
+
+
 def judge(
     result: TestResult,
     entry: dict[str, Any] | None,
@@ -88,13 +101,11 @@ def judge(
     where: str,
     baseline_fingerprint: dict[str, Any] | None = None,
     current_fingerprint: dict[str, Any] | None = None,
-    remeasure: Callable[[list[str]], bool] | None = None,
-    attempts: int = 2,
 ) -> None:
     """Fill ``result.verdict`` and ``result.verdict_lines``.
 
-    ``where`` names the baseline file and device for the "no baseline" notice;
-    ``remeasure`` re-runs the measurements behind the named metrics.
+    ``where`` names the baseline file and device for the "no baseline" notice.
+    Unclear metrics were already re-measured while the test ran (``unclear_metrics``).
     """
     lines: list[str] = []
     if entry is None:
@@ -122,11 +133,6 @@ def judge(
         return
 
     decisions = compare_metrics(result, entry)
-    for _ in range(attempts):
-        unclear = [d.metric for d in decisions if d.outcome == INCONCLUSIVE]
-        if not unclear or remeasure is None or not remeasure(unclear):
-            break
-        decisions = compare_metrics(result, entry)
 
     outcomes = {d.outcome for d in decisions}
     if REGRESSION in outcomes:

@@ -482,3 +482,23 @@ def test_threads_option_sets_cpu_threads_and_fingerprint(pytester: pytest.Pytest
     assert json.loads(_baseline_file(pytester).read_text())["fingerprint"]["threads"] == 1
     bad = pytester.runpytest_subprocess("--llmperf", "--llmperf-threads=0")
     assert "--llmperf-threads" in bad.stderr.str()
+
+
+def test_unclear_metrics_are_remeasured_while_the_test_runs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_re="""
+        import time
+        import pytest
+        @pytest.mark.llmperf(rounds=5, warmup=0, remeasure=2)
+        def test_it(llmperf):
+            asked = []
+            def always_unclear(names):
+                asked.append(sorted(names))
+                return ["time"]
+            llmperf.unclear = always_unclear  # what the plugin asks of the baseline
+            llmperf(time.sleep, 0.001)
+            assert llmperf.last.rounds == 15  # 5 + two re-measurements, pooled
+            assert len(asked) == 2 and "time" in asked[0]
+        """
+    )
+    pytester.runpytest("--llmperf").assert_outcomes(passed=1)
