@@ -427,8 +427,8 @@ def _verdict_into_report(
         for name in ("last_exc", "last_type", "last_value", "last_traceback"):
             if hasattr(sys, name):
                 setattr(sys, name, None)
-    if report.outcome == "skipped":
-        return
+    if report.outcome == "skipped" or (not result.metrics and result.status == STATUS_OK):
+        return  # nothing was measured: nothing to judge or store
     _judge(state, perf, result)
     failing = STRICT_FAILING_VERDICTS if perf.policy.strict else FAILING_VERDICTS
     if result.verdict in failing and not state.options.update:
