@@ -6,12 +6,13 @@ import pytest
 
 from pytest_llmperf.options import parse_tolerance
 
-#: On a shared 2-core CPU the same smoke cell's median moved by up to +-45%
-#: between quiet runs minutes apart, drift correction included (docs/noise.md).
-#: The CPU smoke tier therefore gates gross regressions only (2x and more) on
-#: time-like metrics; the precise gates are the standard tier on a dedicated GPU
-#: runner (default tolerances) and in-run A/B ratios (`llmperf.ab`) anywhere.
-CPU_SMOKE_TIME_TOLERANCE = "60%"
+#: On a shared 2-core CPU the same smoke cell ran up to 1.8x slower in one run
+#: than in the three pooled baseline runs minutes before, drift correction
+#: included (a whole-machine slow spell; docs/noise.md). The CPU smoke tier
+#: therefore gates gross regressions only (2.5x and more) on time-like metrics;
+#: the precise gates are the standard tier on a dedicated GPU runner (default
+#: tolerances) and in-run A/B ratios (`llmperf.ab`) anywhere.
+CPU_SMOKE_TIME_TOLERANCE = "150%"
 
 
 @pytest.fixture(autouse=True)
