@@ -223,7 +223,8 @@ def _kv(results: list[TestResult]) -> list[Plot]:
         _log2_axis(ax, [r.params["cache_size"] for r in rows])
         ax.set_xlabel("cache size (tokens)")
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         _style(ax)
     title = "kv_cache: peak memory and throughput vs cache size"
     fig.suptitle(title, fontsize=11)

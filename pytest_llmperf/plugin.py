@@ -252,10 +252,18 @@ class LLMPerfState:
             "device": self.device_info,
             "fingerprint": self.fingerprint,
             "tier": self.tier,
-            "baseline_file": str(self.baseline_path),
+            "baseline_file": _relative(self.baseline_path, Path(str(self.config.rootpath))),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
             "duration_s": round(time.time() - self.started, 3),
         }
+
+
+def _relative(path: Path, root: Path) -> str:
+    """A path as reports show it: relative to the rootdir when it lies inside."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def _worker_device(dev: Any) -> Any:
