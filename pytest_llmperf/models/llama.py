@@ -392,6 +392,13 @@ def compiled_decode_one_token(device: torch.device | str) -> Callable[..., Tenso
 
 
 @torch.no_grad()
+def random_prompt(model: Llama, length: int, device: torch.device | str) -> Tensor:
+    """A fixed random prompt (seed 0) of ``length`` tokens: speed does not depend on it."""
+    return torch.randint(
+        0, model.config.vocab_size, (length,), generator=torch.Generator().manual_seed(0)
+    ).to(device)
+
+
 def generate(
     model: Llama,
     prompt: Tensor,

@@ -103,12 +103,7 @@ def test_kv_cache(llmperf, record_decode_metrics, cache_size, variant):
     del model
     try:
         size_gb = llama.model_size_gb(state["model"])
-        prompt = torch.randint(
-            0,
-            state["model"].config.vocab_size,
-            (PROMPT_LEN,),
-            generator=torch.Generator().manual_seed(0),
-        ).to(device)
+        prompt = llama.random_prompt(state["model"], PROMPT_LEN, device)
         torch.manual_seed(SEED)
 
         def sample():

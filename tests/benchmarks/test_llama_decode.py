@@ -123,12 +123,7 @@ def test_llama_decode(llmperf, record_decode_metrics, model_name, mode, compile_
     try:
         quant.quantize(state["model"], mode)
         size_gb = llama.model_size_gb(state["model"])
-        prompt = torch.randint(
-            0,
-            state["model"].config.vocab_size,
-            (PROMPT_LEN,),
-            generator=torch.Generator().manual_seed(0),
-        ).to(device)
+        prompt = llama.random_prompt(state["model"], PROMPT_LEN, device)
         state["model"].setup_caches(1, PROMPT_LEN + new_tokens)
         decode_fn = llama.compiled_decode_one_token(device) if compile_ else None
         torch.manual_seed(SEED)
