@@ -39,7 +39,10 @@ class Measurement:
     peak_memory: int | None = None
     #: Accelerator: the caching allocator's reserved peak; CPU: the absolute RSS peak.
     peak_memory_reserved: int | None = None
+    #: False where the RSS high-water mark could not be reset: reported, not gated.
+    peak_exact: bool = True
     energy_j: float | None = None
+    energy_window_s: float = 0.0
     rerun: Callable[[], None] | None = None
     #: The call itself, kept for profiling a failure.
     call: Callable[[], Any] | None = None
@@ -291,11 +294,10 @@ class LLMPerf:
             m.peak_memory = peak.peak
         if peak.reserved is not None:
             m.peak_memory_reserved = max(m.peak_memory_reserved or 0, peak.reserved)
-        self._peak = peak
+        m.peak_exact = peak.exact
         if energy is not None:
-            joules, window = energy
+            joules, m.energy_window_s = energy
             m.energy_j = joules / max(1, len(rounds.times))
-            self._energy_window = window
         note = unsettled_note(m.times, m.warmup_times)
         if note and note not in self.result.notes:
             self.result.notes.append(f"{m.name + ': ' if m.name else ''}{note}")
@@ -334,7 +336,6 @@ class LLMPerf:
                     normalized_samples=[items / t for t in m.normalized if t > 0],
                 ),
             )
-        peak = self._peak
         self._add(
             policy,
             Metric(
@@ -343,16 +344,16 @@ class LLMPerf:
                 "B",
                 False,
                 "memory",
-                gated=peak.exact,
+                gated=m.peak_exact,
             ),
         )
-        if peak.reserved is not None:
+        if m.peak_memory_reserved is not None:
             reserved_name = "peak_memory_reserved" if self.device.type != "cpu" else "peak_rss"
             self._add(
                 policy,
                 Metric(
                     f"{prefix}{reserved_name}",
-                    float(peak.reserved),
+                    float(m.peak_memory_reserved),
                     "B",
                     False,
                     "memory",
@@ -360,10 +361,10 @@ class LLMPerf:
                 ),
             )
         if m.energy_j is not None:
-            long_enough = self._energy_window >= MIN_WINDOW_S
+            long_enough = m.energy_window_s >= MIN_WINDOW_S
             if not long_enough:
                 self.result.notes.append(
-                    f"energy window {self._energy_window:.2f} s is shorter than {MIN_WINDOW_S} s "
+                    f"energy window {m.energy_window_s:.2f} s is shorter than {MIN_WINDOW_S} s "
                     "(NVML updates every 20-100 ms): reported, not gated; raise max_time or rounds"
                 )
             self._add(
