@@ -158,10 +158,6 @@ def _tokens(text: str) -> set[str]:
     return {t for t in re.split(r"[^a-z0-9]+", text.lower()) if t and t not in _NOISE}
 
 
-def _compact(text: str) -> str:
-    return "".join(sorted(_tokens(text)))
-
-
 def known_devices() -> list[str]:
     return [s.name for s in SPECS]
 

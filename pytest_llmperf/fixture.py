@@ -19,7 +19,7 @@ from typing import Any
 
 from . import distributed, drift
 from .device import device_key, is_oom
-from .options import Policy, _convert
+from .options import Policy, convert_keywords
 from .results import STATUS_OOM, Metric, TestResult
 from .timing import RoundTimer, measure_rounds, median, unsettled_note, warm_up
 
@@ -198,7 +198,9 @@ class LLMPerf:
             }.items()
             if v is not None
         }
-        policy = replace(self.policy, **_convert(overrides, self.policy, "llmperf.pedantic"))
+        policy = replace(
+            self.policy, **convert_keywords(overrides, self.policy, "llmperf.pedantic")
+        )
         prefix = f"{name}." if name else ""
         if f"{prefix}time" in self.result.metrics:
             raise ValueError(
@@ -447,7 +449,7 @@ class LLMPerf:
         where absolute times on a shared runner do not.
         """
         overrides = {k: v for k, v in {"warmup": warmup, "rounds": rounds}.items() if v is not None}
-        policy = replace(self.policy, **_convert(overrides, self.policy, "llmperf.ab"))
+        policy = replace(self.policy, **convert_keywords(overrides, self.policy, "llmperf.ab"))
         kwargs = kwargs or {}
         ref = Measurement(f"{name}.reference", call=lambda: reference(*args, **kwargs))
         cand = Measurement(f"{name}.candidate", call=lambda: candidate(*args, **kwargs))
@@ -505,9 +507,9 @@ class LLMPerf:
                     list(ratios),
                     tolerance=None
                     if tolerance is None
-                    else _convert({"tolerance": tolerance}, policy, "llmperf.ab")["tolerances"][
-                        "time"
-                    ],
+                    else convert_keywords({"tolerance": tolerance}, policy, "llmperf.ab")[
+                        "tolerances"
+                    ]["time"],
                 ),
             )
             self._owner = None

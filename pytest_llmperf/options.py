@@ -133,10 +133,12 @@ class Policy:
                 f"{where}: @pytest.mark.llmperf got unknown keyword(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(MARKER_KEYWORDS))}"
             )
-        return replace(self, **_convert(kwargs, self, f"{where}: @pytest.mark.llmperf"))
+        return replace(self, **convert_keywords(kwargs, self, f"{where}: @pytest.mark.llmperf"))
 
 
-def _convert(kwargs: dict[str, Any], base: Policy, where: str) -> dict[str, Any]:
+def convert_keywords(kwargs: dict[str, Any], base: Policy, where: str) -> dict[str, Any]:
+    """Policy fields from marker-style keywords (marker, call arguments or options),
+    validated; ``where`` names the source in an error."""
     out: dict[str, Any] = {}
     for key, value in kwargs.items():
         w = f"{where}({key}=...)"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from .baselines import BaselineError, BaselineFile
-from .options import TIERS, Policy, RunOptions, _convert, parse_count
+from .options import TIERS, Policy, RunOptions, convert_keywords, parse_count
 from .results import STATUS_OK, STATUS_OOM, TestResult
 
 SKIP_REASON = "performance test: run it with `pytest --llmperf`"
@@ -165,8 +165,8 @@ def read_options(config: pytest.Config) -> RunOptions:
         value, name = _get(config, suffix)
         if value is not None:
             marker_like[key] = value
-            _convert({key: value}, Policy(), name)  # validates, naming the option
-    policy = replace(Policy(), **_convert(marker_like, Policy(), "llmperf options"))
+            convert_keywords({key: value}, Policy(), name)  # validates, naming the option
+    policy = replace(Policy(), **convert_keywords(marker_like, Policy(), "llmperf options"))
     opts["policy"] = policy
     return RunOptions(**opts)
 
