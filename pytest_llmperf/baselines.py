@@ -21,20 +21,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 
-from .results import Metric, TestResult, summarize
-from .statistics import sketch
+from .results import Metric, TestResult
 
 SCHEMA = "pytest-llmperf-baseline"
 SCHEMA_VERSION = 1
 #: Significant digits kept for samples: enough for any gate, small diffs on refresh.
 DIGITS = 6
+#: Samples kept per run: a quantile sketch of the run's distribution.
+SKETCH_SIZE = 64
 
 
 class BaselineError(Exception):
@@ -103,6 +106,42 @@ def load(path: Path, device_key: str | None = None) -> BaselineFile | None:
     return _validate(data, path, device_key)
 
 
+def sketch(samples: list[float], size: int = SKETCH_SIZE) -> list[float]:
+    """At most ``size`` evenly spaced order statistics: keeps the distribution, bounds the file."""
+    xs = sorted(samples)
+    n = len(xs)
+    if n <= size:
+        return xs
+    return [xs[round(i * (n - 1) / (size - 1))] for i in range(size)]
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    """Robust summary of a sample, stored beside the sketch for readers of the file."""
+    if not samples:
+        return {}
+    xs = sorted(samples)
+    n = len(xs)
+    mean = sum(xs) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
+
+    def q(p: float) -> float:
+        pos = p * (n - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, n - 1)
+        return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+    return {
+        "n": n,
+        "mean": mean,
+        "std": std,
+        "min": xs[0],
+        "q1": q(0.25),
+        "median": q(0.5),
+        "q3": q(0.75),
+        "max": xs[-1],
+    }
+
+
 def _round(x: float) -> float:
     """Whole numbers (bytes, counts) stay exact; others keep DIGITS significant digits."""
     x = float(x)
@@ -119,8 +158,6 @@ def metric_samples(m: dict[str, Any], normalized: bool = False) -> list[float]:
 
 def run_spread(m: dict[str, Any], normalized: bool = False) -> float:
     """Largest relative distance of one pooled run's median from the runs' median."""
-    from statistics import median
-
     key = "normalized_samples" if normalized else "samples"
     medians = [median(r[key]) for r in m.get("runs", []) if r.get(key)]
     if len(medians) < 2:
@@ -131,8 +168,6 @@ def run_spread(m: dict[str, Any], normalized: bool = False) -> float:
 
 def metric_entry(metric: Metric, previous: dict[str, Any] | None, pool: int) -> dict[str, Any]:
     """A metric as stored; with ``pool`` > 1 the last ``pool`` runs are kept together."""
-    from statistics import median
-
     run: dict[str, Any] = {"samples": [_round(x) for x in sketch(metric.samples or [metric.value])]}
     if metric.normalized_samples:
         run["normalized_samples"] = [_round(x) for x in sketch(metric.normalized_samples)]
@@ -160,7 +195,7 @@ def test_entry(result: TestResult, previous: dict[str, Any] | None, pool: int) -
     if same and previous and previous.get("status") != result.status:
         prev_metrics = {}
     return {
-        "status": result.status,
+        "status": result.status.value,
         "tier": result.tier,
         "group": result.group,
         "params": result.params,

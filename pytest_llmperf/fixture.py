@@ -2,70 +2,34 @@
 
 Shaped like pytest-benchmark's ``benchmark`` fixture (``llmperf(fn, *args)``,
 ``llmperf.pedantic(...)``) so its users feel at home; every metric it records
-is gated by the plugin when the test finishes.
+is gated by the plugin when the test finishes. The measuring itself is
+``measure.sequence``; this object holds the test's policy and result, names the
+metrics, and re-measures a metric the test's ``Judge`` finds unclear while the
+objects the call uses are still alive.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
-import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
-from . import distributed, drift
-from .device import device_key, is_oom
-from .options import Policy, convert_keywords
-from .results import STATUS_OOM, Metric, TestResult
-from .timing import RoundTimer, measure_rounds, median, unsettled_note, warm_up
-
-
-class OutOfMemoryResult(Exception):
-    """Ends a test whose measured call ran out of memory; the plugin records status ``oom``."""
-
-
-@dataclass
-class Measurement:
-    """What one measured callable produced, and how to measure it again."""
-
-    name: str
-    times: list[float] = field(default_factory=list)
-    warmup_times: list[float] = field(default_factory=list)
-    normalized: list[float] = field(default_factory=list)
-    peak_memory: int | None = None
-    #: Accelerator: the caching allocator's reserved peak; CPU: the absolute RSS peak.
-    peak_memory_reserved: int | None = None
-    #: False where the RSS high-water mark could not be reset: reported, not gated.
-    peak_exact: bool = True
-    energy_j: float | None = None
-    energy_window_s: float = 0.0
-    rerun: Callable[[], None] | None = None
-    #: The call itself, kept for profiling a failure.
-    call: Callable[[], Any] | None = None
-
-    @property
-    def median(self) -> float:
-        return median(self.times)
-
-    @property
-    def mean(self) -> float:
-        return sum(self.times) / len(self.times)
-
-    @property
-    def std(self) -> float:
-        n = len(self.times)
-        if n < 2:
-            return 0.0
-        m = self.mean
-        return math.sqrt(sum((t - m) ** 2 for t in self.times) / (n - 1))
-
-    @property
-    def rounds(self) -> int:
-        return len(self.times)
+from .config import Policy, parse_tolerance
+from .judge.verdict import Judge
+from .measure import distributed
+from .measure.sequence import (
+    Measurement,
+    PairSampler,
+    call_metrics,
+    measure_call,
+    measure_pairs,
+    pair_metrics,
+)
+from .measure.timing import RoundTimer
+from .results import Metric, TestResult
 
 
 @dataclass
@@ -80,72 +44,27 @@ class ABResult:
         return median(self.ratios)
 
 
-@contextlib.contextmanager
-def exclusive_device(device: Any) -> Iterator[None]:
-    """Under pytest-xdist, performance tests never overlap on one device."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    name = f"pytest-llmperf-{device_key(device)}-{device.type}{device.index or 0}.lock"
-    with open(Path(tempfile.gettempdir()) / name, "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _free_memory(device: Any) -> None:
-    import gc
-
-    gc.collect()
-    if device.type != "cpu":
-        import torch
-
-        torch.accelerator.empty_cache()
-
-
 class LLMPerf:
     """The object behind the ``llmperf`` fixture; see docs/internals.md for the contract."""
 
-    def __init__(self, result: TestResult, policy: Policy, device: Any, tier: str) -> None:
+    def __init__(
+        self,
+        result: TestResult,
+        policy: Policy,
+        device: Any,
+        tier: str,
+        judge: Judge | None = None,
+    ) -> None:
         self.result = result
         self.policy = policy
         self.device = device
         self.tier = tier
+        #: Judges this test against its baseline; None when recording (nothing to compare).
+        self.judge = judge
         self.measurements: list[Measurement] = []
         self.last: Measurement | None = None
         #: Which measurement produced each metric, to re-measure an unclear one.
         self.owners: dict[str, Measurement] = {}
-        self._owner: Measurement | None = None
-        #: Set by the plugin when a baseline exists: metric names -> the unclear ones.
-        self.unclear: Callable[[list[str]], list[str]] | None = None
-
-    @contextlib.contextmanager
-    def _oom_as_status(self) -> Iterator[None]:
-        """An out-of-memory error becomes status ``oom`` and ends the test.
-
-        The error's frames hold the activations that did not fit: they are
-        cleared, and the error dropped, before memory is returned to the device.
-        """
-        message = None
-        try:
-            yield
-        except BaseException as exc:
-            if not is_oom(exc):
-                raise
-            message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            traceback.clear_frames(exc.__traceback__)
-        if message is not None:
-            self.result.status = STATUS_OOM
-            self.result.notes.append(f"out of memory: {message}")
-            _free_memory(self.device)
-            raise OutOfMemoryResult(message)
 
     # -- configuration -------------------------------------------------------------
     @property
@@ -186,20 +105,14 @@ class LLMPerf:
         ``flops`` / ``bytes`` per call add MFU / MBU against the peak for ``dtype``
         (a torch dtype; fp32 when omitted).
         """
-        overrides = {
-            k: v
-            for k, v in {
-                "warmup": warmup,
-                "rounds": rounds,
-                "items": items,
-                "flops": flops,
-                "bytes": bytes,
-                "max_time": max_time,
-            }.items()
-            if v is not None
-        }
-        policy = replace(
-            self.policy, **convert_keywords(overrides, self.policy, "llmperf.pedantic")
+        policy = self._with_call_arguments(
+            "llmperf.pedantic",
+            warmup=warmup,
+            rounds=rounds,
+            items=items,
+            flops=flops,
+            bytes=bytes,
+            max_time=max_time,
         )
         prefix = f"{name}." if name else ""
         if f"{prefix}time" in self.result.metrics:
@@ -208,188 +121,60 @@ class LLMPerf:
                 "llmperf.pedantic for each further measurement"
             )
         kwargs = kwargs or {}
-
-        def call() -> Any:
-            return fn(*args, **kwargs)
-
-        m = Measurement(name or "", call=call)
+        m = Measurement(name or "", call=lambda: fn(*args, **kwargs))
         out: list[Any] = [None]
 
         def run() -> None:
-            out[0] = self._measure(m, call, policy, setup, extra=bool(m.times))
-            self._owner = m
-            try:
-                self._record_measurement(m, policy, prefix, item_unit, dtype)
-            finally:
-                self._owner = None
+            out[0] = measure_call(m, policy, self.device, self.result, setup)
+            metrics, notes = call_metrics(
+                m, policy, self.device, prefix=prefix, item_unit=item_unit, dtype=dtype
+            )
+            self._record(metrics, policy, owner=m, notes=notes)
 
+        self._start(m, run, policy)
+        return out[0]
+
+    def _with_call_arguments(self, where: str, **arguments: Any) -> Policy:
+        """The test's policy with the arguments of one call (those given) applied."""
+        given = {k: v for k, v in arguments.items() if v is not None}
+        return self.policy.with_keywords(given, where)
+
+    def _start(self, m: Measurement, run: Callable[[], None], policy: Policy) -> None:
+        """Measure for the first time, then re-measure (pooling rounds) while this
+        measurement's metrics are past the tolerance but unclear: done here, while the
+        objects the call uses are alive."""
         m.rerun = run
         self.measurements.append(m)
         self.last = m
         run()
-        self._settle(m, policy)
-        return out[0]
-
-    def _settle(self, m: Measurement, policy: Policy) -> None:
-        """Re-measure (pooling rounds) while this measurement's metrics are past the
-        tolerance but unclear: done here, while the objects the call uses are alive."""
+        # Under torch.distributed a re-measurement is a collective: ranks that decided
+        # differently would wait on each other, so none re-measures.
+        if self.judge is None or distributed.active():
+            return
         for _ in range(policy.remeasure):
             names = [n for n, owner in self.owners.items() if owner is m]
-            if self.unclear is None or m.rerun is None or not self.unclear(names):
+            if not self.judge.unclear(self.result, names):
                 return
-            m.rerun()
+            run()
 
-    def _measure(
+    def _record(
         self,
-        m: Measurement,
-        call: Callable[[], Any],
+        metrics: list[Metric],
         policy: Policy,
-        setup: Callable[[], Any] | None,
-        extra: bool,
-    ) -> Any:
-        from .energy import EnergyMeter
-        from .memory import PeakMemory, peak_of_call
-
-        timer = RoundTimer(self.device)
-        use_drift = (
-            policy.drift_correction
-            if policy.drift_correction is not None
-            else self.device.type == "cpu"
-        )
-        refs: list[float] = []
-        with exclusive_device(self.device), self._oom_as_status():
-            if not extra:
-                m.warmup_times = warm_up(
-                    timer, call, policy.warmup, budget_s=policy.max_time, setup=setup
-                )
-            on_cpu = self.device.type == "cpu"
-            mem = PeakMemory(self.device)
-            meter = EnergyMeter(self.device)
-            if not on_cpu:
-                mem.start()
-            distributed.barrier()
-            meter.start()
-            if use_drift:
-                drift.mark()  # the first batch's drift window starts here
-            rounds = measure_rounds(
-                timer,
-                call,
-                rounds=policy.rounds,
-                min_rounds=policy.min_rounds,
-                max_rounds=policy.max_rounds,
-                max_time=policy.max_time,
-                precision=policy.tolerance_for("time", "time") / 4,
-                setup=setup,
-                between_batches=(lambda: refs.append(drift.reference_time()))
-                if use_drift
-                else None,
-            )
-            energy = meter.stop()
-            distributed.barrier()
-            rounds.times = distributed.slowest(rounds.times, self.device)
-            # CPU: RSS needs a pass of its own (see memory.peak_of_call).
-            peak = peak_of_call(self.device, call, setup) if on_cpu else mem.stop()
-        m.times += rounds.times
-        if use_drift:
-            m.normalized += drift.normalize(rounds.times, rounds.batch_sizes, refs)
-        if m.peak_memory is None or peak.peak > m.peak_memory:
-            m.peak_memory = peak.peak
-        if peak.reserved is not None:
-            m.peak_memory_reserved = max(m.peak_memory_reserved or 0, peak.reserved)
-        m.peak_exact = peak.exact
-        if energy is not None:
-            joules, m.energy_window_s = energy
-            m.energy_j = joules / max(1, len(rounds.times))
-        note = unsettled_note(m.times, m.warmup_times)
-        if note and note not in self.result.notes:
-            self.result.notes.append(f"{m.name + ': ' if m.name else ''}{note}")
-        return rounds.result
-
-    def _record_measurement(
-        self, m: Measurement, policy: Policy, prefix: str, unit: str, dtype: Any = None
+        owner: Measurement | None = None,
+        notes: Iterable[str] = (),
     ) -> None:
-        from .energy import MIN_WINDOW_S
-
-        has_items = policy.items is not None and policy.items > 0
-        self._add(
-            policy,
-            Metric(
-                f"{prefix}time",
-                m.median,
-                "s",
-                False,
-                "time",
-                list(m.times),
-                normalized_samples=list(m.normalized),
-                gated=not has_items,
-            ),
-        )
-        if has_items:
-            items = float(policy.items or 0)
-            self._add(
-                policy,
-                Metric(
-                    f"{prefix}throughput",
-                    items / m.median,
-                    f"{unit}/s",
-                    True,
-                    "throughput",
-                    [items / t for t in m.times if t > 0],
-                    normalized_samples=[items / t for t in m.normalized if t > 0],
-                ),
-            )
-        self._add(
-            policy,
-            Metric(
-                f"{prefix}peak_memory",
-                float(m.peak_memory or 0),
-                "B",
-                False,
-                "memory",
-                gated=m.peak_exact,
-            ),
-        )
-        if m.peak_memory_reserved is not None:
-            reserved_name = "peak_memory_reserved" if self.device.type != "cpu" else "peak_rss"
-            self._add(
-                policy,
-                Metric(
-                    f"{prefix}{reserved_name}",
-                    float(m.peak_memory_reserved),
-                    "B",
-                    False,
-                    "memory",
-                    gated=self.device.type != "cpu",
-                ),
-            )
-        if m.energy_j is not None:
-            long_enough = m.energy_window_s >= MIN_WINDOW_S
-            if not long_enough:
-                self.result.notes.append(
-                    f"energy window {m.energy_window_s:.2f} s is shorter than {MIN_WINDOW_S} s "
-                    "(NVML updates every 20-100 ms): reported, not gated; raise max_time or rounds"
-                )
-            self._add(
-                policy,
-                Metric(f"{prefix}energy", m.energy_j, "J", False, "energy", gated=long_enough),
-            )
-        if policy.flops or policy.bytes:
-            from .calibration import efficiency
-
-            for key, value in efficiency(
-                m.median, flops=policy.flops, bytes=policy.bytes, device=self.device, dtype=dtype
-            ).items():
-                self._add(
-                    policy, Metric(f"{prefix}{key}", value, "", True, "efficiency", gated=False)
-                )
-
-    def _add(self, policy: Policy, metric: Metric) -> None:
-        metric.gated = metric.gated and policy.gates(metric.name)
-        if metric.tolerance is None:
-            metric.tolerance = policy.tolerance_for(metric.name, metric.kind)
-        if self._owner is not None:
-            self.owners[metric.name] = self._owner
-        self.result.add(metric)
+        """Add metrics, gated and with tolerances as the policy says; ``owner`` is the
+        measurement that re-measures them (none for a recorded number)."""
+        for metric in metrics:
+            metric.gated = metric.gated and policy.gates(metric.name)
+            if metric.tolerance is None:
+                metric.tolerance = policy.tolerance_for(metric.name, metric.kind)
+            if owner is not None:
+                self.owners[metric.name] = owner
+            self.result.add(metric)
+        for note in notes:
+            self.result.note(note)
 
     # -- custom metrics ------------------------------------------------------------
     def record(
@@ -405,8 +190,6 @@ class LLMPerf:
         gated: bool = True,
     ) -> None:
         """Add a metric that is gated like the measured ones."""
-        from .options import parse_tolerance
-
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -414,19 +197,17 @@ class LLMPerf:
         if math.isnan(value):
             raise ValueError(f"llmperf.record({name!r}): value is NaN")
         tol = None if tolerance is None else parse_tolerance(tolerance, f"llmperf.record({name!r})")
-        self._add(
-            self.policy,
-            Metric(
-                name,
-                value,
-                unit,
-                higher_is_better,
-                kind,
-                [float(s) for s in samples] if samples else [],
-                tolerance=tol,
-                gated=gated,
-            ),
+        metric = Metric(
+            name,
+            value,
+            unit,
+            higher_is_better,
+            kind,
+            [float(s) for s in samples] if samples else [],
+            tolerance=tol,
+            gated=gated,
         )
+        self._record([metric], self.policy)
 
     # -- A/B ---------------------------------------------------------------------------
     def ab(
@@ -448,78 +229,28 @@ class LLMPerf:
         Machine drift moves both sides of a pair alike, so the ratio holds still
         where absolute times on a shared runner do not.
         """
-        overrides = {k: v for k, v in {"warmup": warmup, "rounds": rounds}.items() if v is not None}
-        policy = replace(self.policy, **convert_keywords(overrides, self.policy, "llmperf.ab"))
+        policy = self._with_call_arguments("llmperf.ab", warmup=warmup, rounds=rounds)
+        ratio_tolerance = None
+        if tolerance is not None:
+            ratio_tolerance = parse_tolerance(tolerance, "llmperf.ab(tolerance=...)")
         kwargs = kwargs or {}
         ref = Measurement(f"{name}.reference", call=lambda: reference(*args, **kwargs))
         cand = Measurement(f"{name}.candidate", call=lambda: candidate(*args, **kwargs))
-        ratios: list[float] = []
-        timer = RoundTimer(self.device)
-
-        def pair() -> float:
-            t_ref = timer.run(ref.call, 1)[0][0]  # type: ignore[arg-type]
-            t_cand = timer.run(cand.call, 1)[0][0]  # type: ignore[arg-type]
-            ref.times.append(t_ref)
-            cand.times.append(t_cand)
-            ratios.append(t_ref / t_cand if t_cand > 0 else math.inf)
-            return ratios[-1]
+        sampler = PairSampler(RoundTimer(self.device), ref, cand)
+        holder = Measurement(f"{name}.speedup")
+        self.measurements += [ref, cand]  # released with the others after the verdict
 
         def run() -> None:
-            with exclusive_device(self.device), self._oom_as_status():
-                if not ratios:
-                    for mm in (ref, cand):
-                        mm.warmup_times = warm_up(timer, mm.call, policy.warmup, policy.max_time)  # type: ignore[arg-type]
-                measure_rounds(
-                    _PairTimer(pair),
-                    lambda: None,
-                    rounds=policy.rounds,
-                    min_rounds=policy.min_rounds,
-                    max_rounds=policy.max_rounds,
-                    max_time=2 * policy.max_time,
-                    precision=policy.tolerance_for(f"{name}.speedup", "ratio") / 4,
-                )
-            self._owner = holder
-            for mm in (ref, cand):
-                metric = Metric(
-                    f"{mm.name}.time", mm.median, "s", False, "time", list(mm.times), gated=False
-                )
-                self._add(policy, metric)
-                if items:
-                    self._add(
-                        policy,
-                        Metric(
-                            f"{mm.name}.throughput",
-                            items / mm.median,
-                            f"{item_unit}/s",
-                            True,
-                            "throughput",
-                            gated=False,
-                        ),
-                    )
-            self._add(
+            measure_pairs(sampler, policy, self.device, self.result, holder.name)
+            self._record(
+                pair_metrics(sampler, items, item_unit, holder.name, ratio_tolerance),
                 policy,
-                Metric(
-                    f"{name}.speedup",
-                    median(ratios),
-                    "x",
-                    True,
-                    "ratio",
-                    list(ratios),
-                    tolerance=None
-                    if tolerance is None
-                    else convert_keywords({"tolerance": tolerance}, policy, "llmperf.ab")[
-                        "tolerances"
-                    ]["time"],
-                ),
+                owner=holder,
             )
-            self._owner = None
 
-        holder = Measurement(f"{name}.speedup", rerun=run)
-        self.measurements.append(holder)
-        run()
-        self._settle(holder, policy)
+        self._start(holder, run, policy)
         self.last = cand
-        return ABResult(ref, cand, ratios)
+        return ABResult(ref, cand, sampler.ratios)
 
     def release(self) -> None:
         """Forget the measured callables once the verdict is given."""
@@ -531,44 +262,9 @@ class LLMPerf:
     # -- diagnosis ---------------------------------------------------------------------
     def profile(self, directory: Path, memory: bool) -> Path | None:
         """Re-run the last measured call once under the profiler; returns the saved file."""
-        m = next((x for x in reversed(self.measurements) if x.call is not None), None)
-        if m is None or m.call is None:
+        from .measure.profile import profile_call
+
+        calls = [m.call for m in reversed(self.measurements) if m.call is not None]
+        if not calls:
             return None
-        import torch
-
-        directory.mkdir(parents=True, exist_ok=True)
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.result.nodeid)[-150:]
-        if memory and self.device.type == "cuda":
-            path = directory / f"{stem}.memory.pickle"
-            torch.cuda.memory._record_memory_history(max_entries=100000)
-            try:
-                m.call()
-                torch.cuda.synchronize(self.device)
-                torch.cuda.memory._dump_snapshot(str(path))
-            finally:
-                torch.cuda.memory._record_memory_history(enabled=None)
-            return path
-        path = directory / f"{stem}.trace.json"
-        activities = [torch.profiler.ProfilerActivity.CPU]
-        if self.device.type == "cuda":
-            activities.append(torch.profiler.ProfilerActivity.CUDA)
-        with torch.profiler.profile(activities=activities, profile_memory=memory) as prof:
-            m.call()
-            if self.device.type != "cpu":
-                torch.accelerator.synchronize(self.device.index)
-        prof.export_chrome_trace(str(path))
-        return path
-
-
-class _PairTimer:
-    """Adapts the A/B pair step to ``measure_rounds``: one round is one interleaved pair,
-    and its "time" is the pair's ratio, so adaptive rounds stop when the ratio is certain."""
-
-    def __init__(self, pair: Callable[[], float]) -> None:
-        self.pair = pair
-
-    def run(self, fn: Any, n: int, setup: Any = None) -> tuple[list[float], None]:
-        ratios = []
-        for _ in range(n):
-            ratios.append(self.pair())
-        return ratios, None
+        return profile_call(calls[0], self.device, directory, self.result.nodeid, memory=memory)

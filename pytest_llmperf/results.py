@@ -1,4 +1,4 @@
-"""What one performance test produced: metrics with their samples, status and context.
+"""What one performance test produced: metrics with their samples, status and verdict.
 
 Plain dataclasses with no torch import, so reports, exporters and baselines can
 handle results in any process (the xdist controller included).
@@ -6,42 +6,12 @@ handle results in any process (the xdist controller included).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Metric kinds and the default relative tolerance each is gated with.
-METRIC_KINDS = ("time", "throughput", "memory", "energy", "ratio", "efficiency", "other")
+from .judge.outcome import Status, Verdict
 
-STATUS_OK = "ok"
-STATUS_OOM = "oom"
-
-
-def summarize(samples: list[float]) -> dict[str, float]:
-    """Robust summary of a sample: what a baseline keeps when samples are capped."""
-    if not samples:
-        return {}
-    xs = sorted(samples)
-    n = len(xs)
-    mean = sum(xs) / n
-    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
-
-    def q(p: float) -> float:
-        pos = p * (n - 1)
-        lo = math.floor(pos)
-        hi = min(lo + 1, n - 1)
-        return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-    return {
-        "n": n,
-        "mean": mean,
-        "std": std,
-        "min": xs[0],
-        "q1": q(0.25),
-        "median": q(0.5),
-        "q3": q(0.75),
-        "max": xs[-1],
-    }
+__all__ = ["Metric", "Status", "TestResult", "Verdict"]
 
 
 @dataclass
@@ -69,7 +39,7 @@ class Metric:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Metric:
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -80,7 +50,7 @@ class TestResult:
     __test__ = False  # not a pytest test class
 
     nodeid: str
-    status: str = STATUS_OK
+    status: Status = Status.OK
     metrics: dict[str, Metric] = field(default_factory=dict)
     #: Scenario configuration columns (model, context, mode, ...) for reports.
     params: dict[str, Any] = field(default_factory=dict)
@@ -88,9 +58,7 @@ class TestResult:
     group: str = ""
     tier: str = ""
     notes: list[str] = field(default_factory=list)
-    #: Filled by the decision: "pass", "regression", "improved", "no-baseline",
-    #: "inconclusive", "oom", "new-status".
-    verdict: str = ""
+    verdict: Verdict | None = None
     verdict_lines: list[str] = field(default_factory=list)
     #: Baseline value per metric name, when a baseline existed.
     baseline_values: dict[str, float] = field(default_factory=dict)
@@ -102,14 +70,24 @@ class TestResult:
         self.metrics[metric.name] = metric
         return metric
 
+    def note(self, text: str) -> None:
+        """Add a note once: a re-measurement must not repeat what the first pass said."""
+        if text not in self.notes:
+            self.notes.append(text)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["status"] = self.status.value
+        data["verdict"] = self.verdict.value if self.verdict is not None else None
         data["metrics"] = {k: m.to_dict() for k, m in self.metrics.items()}
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TestResult:
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["metrics"] = {k: Metric.from_dict(m) for k, m in (data.get("metrics") or {}).items()}
+        kwargs["status"] = Status(data.get("status") or Status.OK)
+        verdict = data.get("verdict")
+        kwargs["verdict"] = Verdict(verdict) if verdict else None
         return cls(**kwargs)

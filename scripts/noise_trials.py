@@ -96,7 +96,7 @@ import time
 import pytest
 import torch
 
-from pytest_llmperf.timing import RoundTimer
+from pytest_llmperf.measure.timing import RoundTimer
 
 N = {n}
 CPU = torch.device("cpu")
@@ -423,7 +423,7 @@ DRIFT_STUDY = """
 import json, math, os, statistics as st, sys, time
 import torch
 torch.set_num_threads(int(os.environ.get("NOISE_THREADS", "1")))
-from pytest_llmperf import drift
+from pytest_llmperf.measure import drift
 torch.manual_seed(0)
 W = torch.randn(256, 256) / 16
 X = torch.randn(128, 256)

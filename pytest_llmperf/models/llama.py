@@ -7,9 +7,10 @@ cache (bf16/fp32, or int8 with per-token absmax scales), SwiGLU feed-forward,
 and ``generate`` = prefill + token-by-token decode with top-k multinomial
 sampling.
 
-Weights are random: decode speed does not depend on their values. ``build_model``
+Weights are random: decode speed does not depend on their values. ``build``
 constructs the model directly on the target device in the target dtype, so a 7B
-bf16 model never needs 27 GB of fp32 CPU memory first.
+bf16 model never needs 27 GB of fp32 CPU memory first. The released models'
+dimensions come from ``roofline/shapes.py``, the table the estimator prices.
 
 The causal mask comes in two flavours, as in torchao's benchmark:
 
@@ -25,23 +26,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..roofline.shapes import get_model, shape_from_config
+from . import on_device
 
 # --------------------------------------------------------------------------- config
 
 
 @dataclass(frozen=True)
 class LlamaConfig:
-    name: str = "custom"
-    dim: int = 4096
-    n_layers: int = 32
-    n_heads: int = 32
-    n_kv_heads: int = 32
-    intermediate_size: int = 11008
-    vocab_size: int = 32000
+    name: str
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    intermediate_size: int
+    vocab_size: int
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     block_size: int = 4096  # longest context the model was trained for
@@ -53,26 +58,31 @@ class LlamaConfig:
         return self.dim // self.n_heads
 
     @classmethod
-    def from_name(cls, name: str) -> LlamaConfig:
-        """A named config: the real shapes, or ``"tiny-<name>"`` for the smoke tier."""
+    def from_name(cls, name: str, **overrides: Any) -> LlamaConfig:
+        """A named config: the real shapes, or ``"tiny-<name>"`` for the smoke tier;
+        ``overrides`` replace fields."""
         try:
-            return CONFIGS[name]
+            config = CONFIGS[name]
         except KeyError:
             raise ValueError(f"unknown Llama config {name!r}; known: {sorted(CONFIGS)}") from None
+        return replace(config, **overrides) if overrides else config
 
 
-_LLAMA2_7B = LlamaConfig(name="Llama-2-7b-chat-hf")
-_LLAMA3_8B = LlamaConfig(
-    name="Meta-Llama-3-8B",
-    n_kv_heads=8,
-    intermediate_size=14336,
-    vocab_size=128256,
+def _named(name: str, **knobs: Any) -> LlamaConfig:
+    """The config of a released model: dimensions from the estimator's shape table
+    (``roofline/shapes.py``), the rest (RoPE, context) from ``knobs``."""
+    shape = get_model(name)
+    return LlamaConfig(name=name, dim=shape.d_model, n_layers=shape.n_layers,
+                       n_heads=shape.n_heads, n_kv_heads=shape.kv_heads,
+                       intermediate_size=shape.d_ff, vocab_size=shape.vocab_size,
+                       **knobs)  # fmt: skip
+
+
+_LLAMA2_7B = _named("Llama-2-7b-chat-hf")
+_LLAMA3_8B = _named("Meta-Llama-3-8B", rope_base=500000.0, block_size=8192)
+_LLAMA31_8B = _named(
+    "Meta-Llama-3.1-8B",
     rope_base=500000.0,
-    block_size=8192,
-)
-_LLAMA31_8B = replace(
-    _LLAMA3_8B,
-    name="Meta-Llama-3.1-8B",
     block_size=131072,
     rope_scaling=(8.0, 1.0, 4.0, 8192),
 )
@@ -107,9 +117,18 @@ CONFIGS: dict[str, LlamaConfig] = {c.name: c for c in (_LLAMA2_7B, _LLAMA3_8B, _
 class KVCache(nn.Module):
     """Static cache of shape (batch, kv_heads, max_seq_length, head_dim)."""
 
-    def __init__(self, max_batch_size, max_seq_length, n_heads, head_dim, dtype=torch.bfloat16):
+    def __init__(
+        self,
+        max_batch_size: int,
+        max_seq_length: int,
+        n_heads: int,
+        head_dim: int,
+        dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
         super().__init__()
-        shape = (max_batch_size, n_heads, max_seq_length, head_dim)
+        self._allocate((max_batch_size, n_heads, max_seq_length, head_dim), dtype)
+
+    def _allocate(self, shape: tuple[int, int, int, int], dtype: torch.dtype) -> None:
         self.register_buffer("k_cache", torch.zeros(shape, dtype=dtype))
         self.register_buffer("v_cache", torch.zeros(shape, dtype=dtype))
 
@@ -126,18 +145,15 @@ def quantize_per_token_absmax(t: Tensor) -> tuple[Tensor, Tensor]:
     return q, scale.to(t.dtype)
 
 
-class Int8KVCache(nn.Module):
+class Int8KVCache(KVCache):
     """int8 cache with one scale per (batch, head, position), like torchao's
     ``AffineQuantizedKVCache``. ``update`` dequantizes the whole cache into a
     temporary of the model dtype (the cost that makes it slower) and writes the
     current step's keys/values into it unquantized."""
 
-    def __init__(self, max_batch_size, max_seq_length, n_heads, head_dim, dtype=torch.bfloat16):
-        super().__init__()
-        shape = (max_batch_size, n_heads, max_seq_length, head_dim)
-        scale_shape = (max_batch_size, n_heads, max_seq_length, 1)
-        self.register_buffer("k_cache", torch.zeros(shape, dtype=torch.int8))
-        self.register_buffer("v_cache", torch.zeros(shape, dtype=torch.int8))
+    def _allocate(self, shape: tuple[int, int, int, int], dtype: torch.dtype) -> None:
+        super()._allocate(shape, torch.int8)
+        scale_shape = (*shape[:3], 1)  # the scales are in the model dtype
         self.register_buffer("k_scale", torch.ones(scale_shape, dtype=dtype))
         self.register_buffer("v_scale", torch.ones(scale_shape, dtype=dtype))
 
@@ -183,7 +199,9 @@ def _scale_rope(freqs: Tensor, scaling: tuple[float, float, float, int]) -> Tens
     )
 
 
-def precompute_freqs_cis(cfg: LlamaConfig, seq_len: int, dtype=torch.bfloat16) -> Tensor:
+def precompute_freqs_cis(
+    cfg: LlamaConfig, seq_len: int, dtype: torch.dtype = torch.bfloat16
+) -> Tensor:
     """(seq_len, head_dim // 2, 2) cos/sin table, as gpt-fast stores it."""
     half = cfg.head_dim // 2
     freqs = 1.0 / (cfg.rope_base ** (torch.arange(0, half, dtype=torch.float32) * 2 / cfg.head_dim))
@@ -214,9 +232,11 @@ class Attention(nn.Module):
         kv_dim = cfg.n_kv_heads * cfg.head_dim
         self.wqkv = nn.Linear(cfg.dim, cfg.dim + 2 * kv_dim, bias=False)  # fused, as gpt-fast
         self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
-        self.kv_cache: KVCache | Int8KVCache | None = None
+        self.kv_cache: KVCache | None = None  # or its Int8KVCache subclass
 
-    def forward(self, x: Tensor, freqs_cis: Tensor, mask: Tensor | None, input_pos: Tensor | None):
+    def forward(
+        self, x: Tensor, freqs_cis: Tensor, mask: Tensor | None, input_pos: Tensor | None
+    ) -> Tensor:
         B, T, _ = x.shape
         kv_dim = self.n_kv_heads * self.head_dim
         q, k, v = self.wqkv(x).split([self.n_heads * self.head_dim, kv_dim, kv_dim], dim=-1)
@@ -256,7 +276,9 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
-    def forward(self, x, freqs_cis, mask, input_pos):
+    def forward(
+        self, x: Tensor, freqs_cis: Tensor, mask: Tensor | None, input_pos: Tensor | None
+    ) -> Tensor:
         h = x + self.attention(self.attention_norm(x), freqs_cis, mask, input_pos)
         return h + self.feed_forward(self.ffn_norm(h))
 
@@ -339,19 +361,24 @@ class Llama(nn.Module):
         return self.output(self.norm(x))
 
 
-def build_model(
-    config: LlamaConfig | str, device: torch.device | str = "cpu", dtype=torch.bfloat16
+def build(
+    config: LlamaConfig,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
 ) -> Llama:
-    """Random-init Llama built directly on ``device`` in ``dtype`` (``"meta"`` allocates nothing)."""
-    cfg = LlamaConfig.from_name(config) if isinstance(config, str) else config
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # parameters are created in dtype, no fp32 copy
-    try:
-        with torch.device(device):
-            model = Llama(cfg)
-    finally:
-        torch.set_default_dtype(prev)
+    """A randomly initialised Llama (torch seeded with ``seed``) in eval mode without
+    gradients, created directly on ``device`` in ``dtype`` (None: bfloat16, as gpt-fast
+    runs it); ``"meta"`` allocates nothing."""
+    torch.manual_seed(seed)
+    with on_device(device, dtype or torch.bfloat16):
+        model = Llama(config)
     return model.eval().requires_grad_(False)
+
+
+def num_parameters(config: LlamaConfig) -> int:
+    """Parameters of the model ``build`` makes (untied output projection)."""
+    return shape_from_config(config).num_parameters()
 
 
 # --------------------------------------------------------------------------- generation
@@ -377,11 +404,11 @@ def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None) -
     return multinomial_sample_one_no_sync(probs)
 
 
-def prefill(model: Llama, x: Tensor, input_pos: Tensor, **sampling) -> Tensor:
+def prefill(model: Llama, x: Tensor, input_pos: Tensor, **sampling: Any) -> Tensor:
     return sample(model(x, input_pos), **sampling)
 
 
-def decode_one_token(model: Llama, x: Tensor, input_pos: Tensor, **sampling) -> Tensor:
+def decode_one_token(model: Llama, x: Tensor, input_pos: Tensor, **sampling: Any) -> Tensor:
     return sample(model(x, input_pos), **sampling)
 
 
@@ -463,7 +490,7 @@ def model_size_gb(model: nn.Module) -> float:
     """
     total = 0
     for module in model.modules():
-        if isinstance(module, (nn.Embedding, KVCache, Int8KVCache)):
+        if isinstance(module, (nn.Embedding, KVCache)):  # Int8KVCache is a KVCache
             continue
         for t in (*module.parameters(recurse=False), *module.buffers(recurse=False)):
             total += _flat_nbytes(t)
@@ -480,10 +507,3 @@ def cache_nbytes(model: Llama) -> dict[str, int]:
     )
     mask = 0 if model.causal_mask is None else model.causal_mask.numel()
     return {"kv_cache": kv, "causal_mask": mask, "total": kv + mask}
-
-
-def num_params(model: nn.Module, *, exclude_embeddings: bool = False) -> int:
-    n = sum(p.numel() for p in model.parameters())
-    if exclude_embeddings and isinstance(model, Llama):
-        n -= model.tok_embeddings.weight.numel()
-    return n

@@ -28,7 +28,9 @@ a device synchronization on either side, so the reference's formulas apply:
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,19 +38,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..roofline.shapes import OPT_MAX_POSITIONS, OPT_VOCAB, get_model, shape_from_config
+from . import on_device
+
 #: OPT's learned positional embedding is indexed with ``position + 2``.
 POSITION_OFFSET = 2
 
 
 @dataclass(frozen=True)
 class OPTConfig:
-    name: str = "opt-1.3b"
-    num_layers: int = 24
-    hidden: int = 2048
-    num_heads: int = 32
-    ffn: int = 8192
-    vocab_size: int = 50272
-    max_position_embeddings: int = 2048
+    name: str
+    num_layers: int
+    hidden: int
+    num_heads: int
+    ffn: int
+    vocab_size: int = OPT_VOCAB
+    max_position_embeddings: int = OPT_MAX_POSITIONS
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02
 
@@ -62,16 +67,23 @@ class OPTConfig:
 
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> OPTConfig:
+        """A named config (the released sizes, or a tiny one); ``overrides`` replace fields."""
         try:
-            cfg = CONFIGS[name]
+            config = CONFIGS[name]
         except KeyError:
             raise ValueError(f"unknown OPT config {name!r}; known: {sorted(CONFIGS)}") from None
-        return replace(cfg, **overrides) if overrides else cfg
+        return replace(config, **overrides) if overrides else config
+
+
+def _named(name: str) -> OPTConfig:
+    """A released size, dimensions from the estimator's shape table (``roofline/shapes.py``)."""
+    s = get_model(name)
+    return OPTConfig(name, s.n_layers, s.d_model, s.n_heads, s.d_ff, s.vocab_size, s.max_positions)
 
 
 CONFIGS: dict[str, OPTConfig] = {
-    "opt-1.3b": OPTConfig("opt-1.3b", 24, 2048, 32, 8192),
-    "opt-6.7b": OPTConfig("opt-6.7b", 32, 4096, 32, 16384),
+    "opt-1.3b": _named("opt-1.3b"),
+    "opt-6.7b": _named("opt-6.7b"),
     "opt-125m": OPTConfig("opt-125m", 12, 768, 12, 3072),
     # Tiny variants of the same architecture for smoke runs and unit tests.
     "opt-smoke": OPTConfig("opt-smoke", 2, 128, 4, 512, vocab_size=2048),
@@ -99,19 +111,19 @@ def kv_cache_bytes(
 
 
 class OPTDecoderLayer(nn.Module):
-    def __init__(self, cfg: OPTConfig, **factory: Any) -> None:
+    def __init__(self, cfg: OPTConfig) -> None:
         super().__init__()
         d, eps = cfg.hidden, cfg.layer_norm_eps
         self.num_heads = cfg.num_heads
         self.head_dim = cfg.head_dim
-        self.self_attn_layer_norm = nn.LayerNorm(d, eps=eps, **factory)
-        self.q_proj = nn.Linear(d, d, **factory)
-        self.k_proj = nn.Linear(d, d, **factory)
-        self.v_proj = nn.Linear(d, d, **factory)
-        self.out_proj = nn.Linear(d, d, **factory)
-        self.final_layer_norm = nn.LayerNorm(d, eps=eps, **factory)
-        self.fc1 = nn.Linear(d, cfg.ffn, **factory)
-        self.fc2 = nn.Linear(cfg.ffn, d, **factory)
+        self.self_attn_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.q_proj = nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d)
+        self.v_proj = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
+        self.final_layer_norm = nn.LayerNorm(d, eps=eps)
+        self.fc1 = nn.Linear(d, cfg.ffn)
+        self.fc2 = nn.Linear(cfg.ffn, d)
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         b, s, _ = t.shape
@@ -157,42 +169,31 @@ class OPTDecoderLayer(nn.Module):
         return self.mlp(self.attention(x))
 
 
-class OPTModel(nn.Module):
+class OPT(nn.Module):
     """OPT decoder with a tied LM head; ``forward(tokens)`` gives full causal logits."""
 
-    def __init__(
-        self,
-        cfg: OPTConfig,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype | None = None,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, config: OPTConfig) -> None:
         super().__init__()
-        device = torch.device(device)
-        dtype = dtype or default_dtype(device)
-        factory = {"device": device, "dtype": dtype}
-        self.cfg = cfg
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden, **factory)
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden)
         self.embed_positions = nn.Embedding(
-            cfg.max_position_embeddings + POSITION_OFFSET, cfg.hidden, **factory
+            config.max_position_embeddings + POSITION_OFFSET, config.hidden
         )
-        self.layers = nn.ModuleList(OPTDecoderLayer(cfg, **factory) for _ in range(cfg.num_layers))
-        self.final_layer_norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps, **factory)
-        self.requires_grad_(False)
-        if device.type != "meta":
-            self._init_weights(seed)
+        self.layers = nn.ModuleList(OPTDecoderLayer(config) for _ in range(config.num_layers))
+        self.final_layer_norm = nn.LayerNorm(config.hidden, eps=config.layer_norm_eps)
 
     @torch.no_grad()
-    def _init_weights(self, seed: int) -> None:
-        gen_device = self.embed_tokens.weight.device
-        g = torch.Generator(device=gen_device).manual_seed(seed)
+    def init_weights(self, seed: int) -> None:
+        """Hugging Face's OPT init from a generator of its own (torch's RNG is left alone):
+        normal(0, init_std) weights, zero biases, LayerNorms at identity."""
+        g = torch.Generator(device=self.device).manual_seed(seed)
         for name, p in self.named_parameters():
             if "layer_norm" in name:
                 p.fill_(1.0 if name.endswith("weight") else 0.0)
             elif name.endswith("bias"):
                 p.zero_()
             else:
-                p.normal_(0.0, self.cfg.init_std, generator=g)
+                p.normal_(0.0, self.config.init_std, generator=g)
 
     @property
     def device(self) -> torch.device:
@@ -204,9 +205,9 @@ class OPTModel(nn.Module):
 
     def embed(self, tokens: torch.Tensor, pos: int = 0) -> torch.Tensor:
         s = tokens.shape[1]
-        if pos + s > self.cfg.max_position_embeddings:
+        if pos + s > self.config.max_position_embeddings:
             raise ValueError(
-                f"position {pos + s} exceeds max_position_embeddings {self.cfg.max_position_embeddings}"
+                f"position {pos + s} exceeds max_position_embeddings {self.config.max_position_embeddings}"
             )
         positions = torch.arange(
             pos + POSITION_OFFSET, pos + s + POSITION_OFFSET, device=tokens.device
@@ -234,10 +235,26 @@ class OPTModel(nn.Module):
         return self.logits(x)
 
 
-def num_params(cfg: OPTConfig) -> int:
-    """Parameter count (tied LM head counted once), built on the meta device."""
-    model = OPTModel(cfg, device="meta", dtype=torch.float16)
-    return sum(p.numel() for p in model.parameters())
+def build(
+    config: OPTConfig,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+) -> OPT:
+    """A randomly initialised OPT without gradients, created directly on ``device`` in
+    ``dtype`` (None: ``default_dtype(device)``); ``"meta"`` allocates nothing."""
+    device = torch.device(device)
+    with on_device(device, dtype or default_dtype(device)):
+        model = OPT(config)
+    model.requires_grad_(False)
+    if device.type != "meta":
+        model.init_weights(seed)
+    return model
+
+
+def num_parameters(config: OPTConfig) -> int:
+    """Parameters of the model ``build`` makes (tied LM head counted once)."""
+    return shape_from_config(config).num_parameters()
 
 
 class KVCache:
@@ -249,8 +266,8 @@ class KVCache:
     :func:`kv_cache_bytes`), so their peak memories differ only by activations.
     """
 
-    def __init__(self, model: OPTModel, batch: int, max_len: int) -> None:
-        cfg = model.cfg
+    def __init__(self, model: OPT, batch: int, max_len: int) -> None:
+        cfg = model.config
         shape = (batch, cfg.num_heads, max_len, cfg.head_dim)
         kw = {"device": model.device, "dtype": model.dtype}
         self.k = [torch.empty(shape, **kw) for _ in range(cfg.num_layers)]
@@ -271,7 +288,11 @@ class _Generation:
     """State shared by both schedules: prompts, KV cache, output tokens, and the
     FlexGen layer list ``[InputEmbed, (SelfAttention, MLP) x L, OutputEmbed]``."""
 
-    def __init__(self, model: OPTModel, input_ids: torch.Tensor, gen_len: int, gpu_batch_size: int):
+    def __init__(
+        self, model: OPT, input_ids: torch.Tensor, gen_len: int, gpu_batch_size: int
+    ) -> None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, prompt_len), got {tuple(input_ids.shape)}")
         total, prompt_len = input_ids.shape
         if gen_len < 1:
             raise ValueError("gen_len must be >= 1")
@@ -283,7 +304,7 @@ class _Generation:
         self.num_batches = total // gpu_batch_size
         self.prompt_len = prompt_len
         self.gen_len = gen_len
-        self.num_cells = 2 * model.cfg.num_layers + 2
+        self.num_cells = 2 * model.config.num_layers + 2
         self.cache = KVCache(model, total, prompt_len + gen_len)
         self.tokens = torch.empty((total, gen_len), dtype=torch.long, device=model.device)
 
@@ -310,14 +331,18 @@ class _Generation:
         return layer.attention(x, self.cache.k[i][r0:r1], self.cache.v[i][r0:r1], pos)
 
 
-def _check_inputs(input_ids: torch.Tensor) -> None:
-    if input_ids.dim() != 2:
-        raise ValueError(f"input_ids must be (batch, prompt_len), got {tuple(input_ids.shape)}")
+def _timed(device: torch.device, run: Callable[[], None]) -> float:
+    """Seconds of ``run()`` with the device synchronized on either side (one phase)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    run()
+    _sync(device)
+    return time.perf_counter() - t0
 
 
 @torch.no_grad()
 def generate_origin(
-    model: OPTModel, input_ids: torch.Tensor, gen_len: int = 32, gpu_batch_size: int = 8
+    model: OPT, input_ids: torch.Tensor, gen_len: int = 32, gpu_batch_size: int = 8
 ) -> tuple[torch.Tensor, float, float]:
     """FlexGen's loop order: for token i, for layer j, for micro-batch k: layer j of batch k.
 
@@ -326,22 +351,19 @@ def generate_origin(
     ``(8N, gen_len)``, prefill seconds (token 0: the prompt pass and the first
     sampled token) and decode seconds (tokens 1..gen_len-1).
     """
-    _check_inputs(input_ids)
     g = _Generation(model, input_ids, gen_len, gpu_batch_size)
     bs, n = g.bs, g.num_batches
-    device = model.device
-    phase_times = []
-    for phase in (range(0, 1), range(1, gen_len)):
-        _sync(device)
-        t0 = time.perf_counter()
-        for i in phase:
+
+    def run(steps: range) -> None:
+        for i in steps:
             hidden: list[torch.Tensor | None] = [None] * n
             for j in range(g.num_cells):
                 for k in range(n):
                     hidden[k] = g.run_cell(j, i, k * bs, (k + 1) * bs, hidden[k])
-        _sync(device)
-        phase_times.append(time.perf_counter() - t0)
-    return g.tokens, phase_times[0], phase_times[1]
+
+    prefill_s = _timed(model.device, lambda: run(range(0, 1)))
+    decode_s = _timed(model.device, lambda: run(range(1, gen_len)))
+    return g.tokens, prefill_s, decode_s
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -358,7 +380,7 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
 
 @torch.no_grad()
 def generate_diagonal(
-    model: OPTModel,
+    model: OPT,
     input_ids: torch.Tensor,
     gen_len: int = 32,
     gpu_batch_size: int = 8,
@@ -391,51 +413,64 @@ def generate_diagonal(
     tokens agree exactly up to the floating-point rounding of different matmul
     shapes (bitwise-equal logits are not promised; in float64 tokens match).
     """
-    _check_inputs(input_ids)
     g = _Generation(model, input_ids, gen_len, gpu_batch_size)
-    bs, n = g.bs, g.num_batches
-    device = model.device
-    lanes = _split(n, num_lanes)
-    streams: list[Any] = [None] * len(lanes)
-    if device.type == "cuda" and len(lanes) > 1:
-        current = torch.cuda.current_stream(device)
-        streams = [torch.cuda.Stream(device) for _ in lanes]
-        for s in streams:
-            s.wait_stream(current)
-
+    lanes = _split(g.num_batches, num_lanes)
+    streams = _lane_streams(model.device, len(lanes))
     phase_times = []
     for steps, seq in ((range(0, 1), g.prompt_len), (range(1, gen_len), 1)):
-        per_chunk = max(1, max_fused_rows // (bs * seq))
+        per_chunk = max(1, max_fused_rows // (g.bs * seq))
         # chunks[lane] = row ranges fused into one call, each a run of whole micro-batches
-        chunks = []
-        for b0, b1 in lanes:
-            runs = [(b0 + a, b0 + b) for a, b in _split(b1 - b0, -(-(b1 - b0) // per_chunk))]
-            chunks.append([(a * bs, b * bs) for a, b in runs])
+        chunks = [_fused_rows(b0, b1, g.bs, per_chunk) for b0, b1 in lanes]
         cells = [(i, j) for i in steps for j in range(g.num_cells)]
         hidden: list[list[torch.Tensor | None]] = [[None] * len(c) for c in chunks]
-        _sync(device)
-        t0 = time.perf_counter()
-        for wave in range(len(cells) + len(lanes) - 1):
-            for lane in range(len(lanes)):
-                c = wave - lane
-                if not 0 <= c < len(cells):
-                    continue
-                i, j = cells[c]
-                stream = streams[lane]
-                ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
-                with ctx:
-                    for q, (r0, r1) in enumerate(chunks[lane]):
-                        hidden[lane][q] = g.run_cell(j, i, r0, r1, hidden[lane][q])
-        _sync(device)
-        phase_times.append(time.perf_counter() - t0)
+        run = functools.partial(_run_waves, g, cells, chunks, hidden, streams)
+        phase_times.append(_timed(model.device, run))
     return g.tokens, phase_times[0], phase_times[1]
 
 
-def make_prompts(
+def _lane_streams(device: torch.device, num_lanes: int) -> list[Any]:
+    """One CUDA stream per lane (after the current stream's work), else None per lane."""
+    if device.type != "cuda" or num_lanes < 2:
+        return [None] * num_lanes
+    current = torch.cuda.current_stream(device)
+    streams = [torch.cuda.Stream(device) for _ in range(num_lanes)]
+    for s in streams:
+        s.wait_stream(current)
+    return streams
+
+
+def _fused_rows(b0: int, b1: int, bs: int, per_chunk: int) -> list[tuple[int, int]]:
+    """Row ranges of micro-batches ``[b0, b1)`` fused into calls of <= ``per_chunk`` of them."""
+    runs = _split(b1 - b0, -(-(b1 - b0) // per_chunk))
+    return [((b0 + a) * bs, (b0 + b) * bs) for a, b in runs]
+
+
+def _run_waves(
+    g: _Generation,
+    cells: list[tuple[int, int]],
+    chunks: list[list[tuple[int, int]]],
+    hidden: list[list[torch.Tensor | None]],
+    streams: list[Any],
+) -> None:
+    """The wavefront: at wave ``w`` lane ``l`` computes its cell ``w - l`` (token, layer)."""
+    for wave in range(len(cells) + len(chunks) - 1):
+        for lane, rows in enumerate(chunks):
+            c = wave - lane
+            if not 0 <= c < len(cells):
+                continue
+            i, j = cells[c]
+            stream = streams[lane]
+            ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+            with ctx:
+                for q, (r0, r1) in enumerate(rows):
+                    hidden[lane][q] = g.run_cell(j, i, r0, r1, hidden[lane][q])
+
+
+def random_prompts(
     num_batches: int,
     prompt_len: int,
     gpu_batch_size: int = 8,
-    vocab_size: int = 50272,
+    vocab_size: int = OPT_VOCAB,
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> torch.Tensor:

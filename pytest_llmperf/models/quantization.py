@@ -68,7 +68,7 @@ def torchao_version() -> str:
     return getattr(torchao, "__version__", "unknown")
 
 
-def mode_dtype(mode: str):
+def mode_dtype(mode: str) -> Any:
     """The model dtype for a mode: float32 for fp32, bfloat16 for everything else."""
     import torch
 
@@ -107,7 +107,7 @@ def make_config(mode: str) -> Any:
     raise ValueError(f"unknown quantization mode {mode!r}; known: {', '.join(MODES)}")
 
 
-def _has_fp8(device) -> bool:
+def _has_fp8(device: Any) -> bool:
     import torch
 
     if device.type == "cuda":
@@ -122,7 +122,7 @@ def _has_int4_kernels() -> bool:
     return importlib.util.find_spec("mslk") is not None
 
 
-def unavailable_reason(mode: str, device) -> str | None:
+def unavailable_reason(mode: str, device: Any) -> str | None:
     """Why ``mode`` cannot run on ``device`` with the installed torchao (None if it can)."""
     import torch
 
@@ -151,7 +151,7 @@ def unavailable_reason(mode: str, device) -> str | None:
     return None
 
 
-def quantize(model, mode: str):
+def quantize(model: Any, mode: str) -> Any:
     """Convert ``model`` (in place) to ``mode``'s dtype and quantization; returns it.
 
     Quantizes every ``nn.Linear`` (blocks and output projection, see module doc).

@@ -9,17 +9,36 @@ random (truncated normal, as in the handout): speed does not depend on them.
 Attention uses ``F.scaled_dot_product_attention(is_causal=True)`` where the
 handout spells out softmax(QK^T / sqrt(d)) with a mask; the result is the same,
 the memory is not (no (T x T) score matrix is kept), so fewer cells run out of
-memory than in 002.
+memory than in 002. The documented sizes are ``roofline/shapes.py``'s CS336 table,
+the one the estimator prices.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..roofline.shapes import CS336_SIZES, CS336_VOCAB, shape_from_config
+from . import on_device
+
+#: The five documented sizes, d_model, d_ff, num_layers, num_heads: the estimator's table.
+SIZES = CS336_SIZES
+
+#: Smoke-tier stand-ins (``"tiny-<size>"``): same architecture at tiny dims, ordered
+#: like the real sizes (parameters and FLOPs grow small -> 2.7B) so a sweep still ranks them.
+TINY_SIZES: dict[str, tuple[int, int, int, int]] = {
+    "small": (32, 128, 2, 2),
+    "medium": (48, 192, 2, 3),
+    "large": (64, 256, 3, 4),
+    "xl": (80, 320, 4, 5),
+    "2.7B": (128, 512, 3, 8),
+}
+TINY_VOCAB_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -36,42 +55,22 @@ class TransformerLMConfig:
         if self.d_model % self.num_heads or (self.d_model // self.num_heads) % 2:
             raise ValueError("d_model / num_heads must be an even integer (RoPE rotates pairs)")
 
-
-VOCAB_SIZE = 10_000
-
-#: The five documented sizes: d_model, d_ff, num_layers, num_heads.
-SIZES: dict[str, tuple[int, int, int, int]] = {
-    "small": (768, 3072, 12, 12),
-    "medium": (1024, 4096, 24, 16),
-    "large": (1280, 5120, 36, 20),
-    "xl": (1600, 6400, 48, 25),
-    "2.7B": (2560, 10240, 32, 32),
-}
-
-#: Smoke-tier stand-ins: same architecture at tiny dims, ordered like the real
-#: sizes (parameters and FLOPs grow small -> 2.7B) so a sweep still ranks them.
-TINY_SIZES: dict[str, tuple[int, int, int, int]] = {
-    "small": (32, 128, 2, 2),
-    "medium": (48, 192, 2, 3),
-    "large": (64, 256, 3, 4),
-    "xl": (80, 320, 4, 5),
-    "2.7B": (128, 512, 3, 8),
-}
-TINY_VOCAB_SIZE = 512
-
-
-def config(size: str, context_length: int, vocab_size: int = VOCAB_SIZE) -> TransformerLMConfig:
-    """The documented configuration of ``size`` ("small" ... "2.7B")."""
-    d_model, d_ff, num_layers, num_heads = SIZES[size]
-    return TransformerLMConfig(vocab_size, context_length, d_model, d_ff, num_layers, num_heads)
-
-
-def tiny(size: str, context_length: int) -> TransformerLMConfig:
-    """A tiny configuration of the same architecture standing in for ``size``."""
-    d_model, d_ff, num_layers, num_heads = TINY_SIZES[size]
-    return TransformerLMConfig(
-        TINY_VOCAB_SIZE, context_length, d_model, d_ff, num_layers, num_heads
-    )
+    @classmethod
+    def from_name(cls, name: str, context_length: int, **overrides: Any) -> TransformerLMConfig:
+        """A documented size (``"small"`` ... ``"2.7B"``) or its smoke stand-in
+        (``"tiny-small"`` ...) at ``context_length``; ``overrides`` replace fields."""
+        tiny = name.removeprefix("tiny-")
+        if name in SIZES:
+            vocab_size, dims = CS336_VOCAB, SIZES[name]
+        elif name != tiny and tiny in TINY_SIZES:
+            vocab_size, dims = TINY_VOCAB_SIZE, TINY_SIZES[tiny]
+        else:
+            known = [*SIZES, *(f"tiny-{size}" for size in TINY_SIZES)]
+            raise ValueError(f"unknown TransformerLM config {name!r}; known: {known}")
+        d_model, d_ff, num_layers, num_heads = dims
+        fields = dict(vocab_size=vocab_size, context_length=context_length, d_model=d_model,
+                      d_ff=d_ff, num_layers=num_layers, num_heads=num_heads)  # fmt: skip
+        return cls(**{**fields, **overrides})
 
 
 def _trunc_normal_(w: torch.Tensor, std: float) -> torch.Tensor:
@@ -190,15 +189,13 @@ class TransformerLM(nn.Module):
         return self.lm_head(self.ln_final(x))
 
 
-def num_parameters(cfg: TransformerLMConfig) -> int:
-    """Analytic parameter count: embeddings + blocks + final norm + untied head."""
-    d, v = cfg.d_model, cfg.vocab_size
-    per_block = 4 * d * d + 3 * d * cfg.d_ff + 2 * d
-    return v * d + cfg.num_layers * per_block + d + d * v
+def num_parameters(config: TransformerLMConfig) -> int:
+    """Parameters of the model ``build`` makes: embeddings + blocks + final norm + untied head."""
+    return shape_from_config(config).num_parameters()
 
 
 def flops(
-    cfg: TransformerLMConfig, batch_size: int, train: bool = False, causal: bool = True
+    config: TransformerLMConfig, batch_size: int, train: bool = False, causal: bool = True
 ) -> int:
     """Matmul FLOPs of one step over ``batch_size`` x ``context_length`` tokens.
 
@@ -206,28 +203,32 @@ def flops(
     (QK^T and AV), halved when only the causal half is computed; a backward
     pass costs twice the forward. Norms, softmax and the optimizer are ignored.
     """
-    d, T = cfg.d_model, cfg.context_length
-    weights = cfg.num_layers * (4 * d * d + 3 * d * cfg.d_ff) + d * cfg.vocab_size
-    attention = cfg.num_layers * 4 * T * d // (2 if causal else 1)
+    d, T = config.d_model, config.context_length
+    weights = config.num_layers * (4 * d * d + 3 * d * config.d_ff) + d * config.vocab_size
+    attention = config.num_layers * 4 * T * d // (2 if causal else 1)
     forward = batch_size * T * (2 * weights + attention)
     return 3 * forward if train else forward
 
 
 def build(
-    cfg: TransformerLMConfig, device: torch.device | str = "cpu", seed: int = 0
+    config: TransformerLMConfig,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
 ) -> TransformerLM:
-    """A randomly initialised model, created directly on ``device`` (no host copy)."""
+    """A randomly initialised model (torch seeded with ``seed``), created directly on
+    ``device`` in ``dtype`` (None: torch's default, float32)."""
     torch.manual_seed(seed)
-    with torch.device(device):
-        return TransformerLM(cfg)
+    with on_device(device, dtype):
+        return TransformerLM(config)
 
 
 def random_batch(
-    cfg: TransformerLMConfig, batch_size: int, device: torch.device | str = "cpu", seed: int = 0
+    config: TransformerLMConfig, batch_size: int, device: torch.device | str = "cpu", seed: int = 0
 ) -> torch.Tensor:
     """Random token ids of shape (batch_size, context_length + 1): inputs plus shifted targets."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, cfg.vocab_size, (batch_size, cfg.context_length + 1), generator=g)
+    ids = torch.randint(0, config.vocab_size, (batch_size, config.context_length + 1), generator=g)
     return ids.to(device)
 
 

@@ -1,10 +1,18 @@
-"""Shared pieces of the scenario suite."""
+"""Shared pieces of the scenario suite: fixtures, and the report's reference tables and
+plots for the suite's groups (``reference_report.py``, ``reference_plots.py``)."""
+
+from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
+import reference_plots
+import reference_report
 
-from pytest_llmperf.options import parse_tolerance
+from pytest_llmperf.config import parse_tolerance
+from pytest_llmperf.output.plots import Plot
+from pytest_llmperf.output.tables import Section
+from pytest_llmperf.results import TestResult
 
 #: On a shared 2-core CPU the same smoke cell ran up to 1.8x slower in one run
 #: than in the three pooled baseline runs minutes before, drift correction
@@ -41,3 +49,13 @@ def record_decode_metrics(llmperf):
         )
 
     return record
+
+
+def pytest_llmperf_report_section(group: str, results: list[TestResult]) -> Section | None:
+    """The reference tables (001/003/004/000) for the suite's groups."""
+    return reference_report.section(group, results)
+
+
+def pytest_llmperf_report_plots(group: str, results: list[TestResult]) -> list[Plot] | None:
+    """The reference sweep plots for the suite's groups."""
+    return reference_plots.plots(group, results)

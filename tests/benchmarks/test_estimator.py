@@ -34,16 +34,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pytest_llmperf.calibration import device_peaks, measure_launch_overhead  # noqa: E402
-from pytest_llmperf.device_specs import lookup as lookup_spec  # noqa: E402
-from pytest_llmperf.estimator import (  # noqa: E402
-    error_pct,
-    estimate,
+from pytest_llmperf.models import llama, opt  # noqa: E402
+from pytest_llmperf.roofline.calibration import (  # noqa: E402
+    device_peaks,
+    measure_launch_overhead,
+)
+from pytest_llmperf.roofline.device_specs import lookup as lookup_spec  # noqa: E402
+from pytest_llmperf.roofline.estimator import error_pct, estimate  # noqa: E402
+from pytest_llmperf.roofline.shapes import (  # noqa: E402
     get_model,
     shape_from_config,
     torchtitan_ffn_dim,
 )
-from pytest_llmperf.models import llama, opt  # noqa: E402
 
 MODELS = ("opt-1.3b", "opt-6.7b", "clm-60m", "clm-200m", "clm-400m", "clm-1.1b")
 BATCH, SEQ_LEN = 1, 512
@@ -78,9 +80,8 @@ def _config(name: str, tier: str):
 
 
 def _build(cfg, device, dtype):
-    if isinstance(cfg, opt.OPTConfig):
-        return opt.OPTModel(cfg, device=device, dtype=dtype)
-    return llama.build_model(cfg, device=device, dtype=dtype)
+    family = opt if isinstance(cfg, opt.OPTConfig) else llama
+    return family.build(cfg, device, dtype)
 
 
 @pytest.mark.llmperf(rounds="auto")

@@ -96,7 +96,8 @@ def test_kv_cache(llmperf, record_decode_metrics, cache_size, variant):
         pytest.skip(f"cache_size {cache_size} runs in --llmperf-tier=full only")
 
     # (the plugin empties the allocator cache before measuring peak memory)
-    model = llama.build_model(smoke_config() if smoke else MODEL, device, torch.bfloat16)
+    config = smoke_config() if smoke else llama.LlamaConfig.from_name(MODEL)
+    model = llama.build(config, device, torch.bfloat16)
     state = {"model": model}
     del model
     try:

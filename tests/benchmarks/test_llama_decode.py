@@ -117,7 +117,8 @@ def test_llama_decode(llmperf, record_decode_metrics, model_name, mode, compile_
     _release(device)
     if compile_:
         torch._dynamo.reset()  # a fresh model per cell; never hit the recompile limit
-    model = llama.build_model(name, device, dtype)  # OOM here is recorded as status oom
+    # OOM here is recorded as status oom
+    model = llama.build(llama.LlamaConfig.from_name(name), device, dtype)
     state = {"model": model}
     del model
     try:

@@ -7,8 +7,9 @@ each step synchronized by the fixture's timer.
 
 Tiers (``--llmperf-tier``):
 - smoke: every cell, on tiny stand-ins of the same architecture
-  (``transformer_lm.tiny``: dims ordered like the real sizes, vocab 512) at
-  1/8 of the documented context; about a minute on an idle 2-core CPU.
+  (``TransformerLMConfig.from_name("tiny-<size>")``: dims ordered like the real
+  sizes, vocab 512) at 1/8 of the documented context; about a minute on an idle
+  2-core CPU.
 - standard: documented shapes. ``small`` and ``medium`` at every context,
   warm-up and mode (48 cells), ``large``, ``xl`` and ``2.7B`` at context 128
   (18 cells): every size is gated, and all fit one 80 GB GPU (2.7B training in
@@ -97,7 +98,9 @@ def cell(llmperf_device):
 def test_transformer_lm(llmperf, cell, size, context_length, warmup, mode):
     tier = llmperf.tier
     if tier == "smoke":
-        cfg = tlm.tiny(size, context_length // SMOKE_CONTEXT_DIVISOR)
+        cfg = tlm.TransformerLMConfig.from_name(
+            f"tiny-{size}", context_length // SMOKE_CONTEXT_DIVISOR
+        )
     elif (
         tier == "standard"
         and size not in STANDARD_FULL_SWEEP
@@ -108,7 +111,7 @@ def test_transformer_lm(llmperf, cell, size, context_length, warmup, mode):
             "run every cell with --llmperf-tier=full"
         )
     else:
-        cfg = tlm.config(size, context_length)
+        cfg = tlm.TransformerLMConfig.from_name(size, context_length)
 
     forward_only = mode == "fwd"
     llmperf.group = "transformer_lm"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pytest_llmperf import drift
+from pytest_llmperf.measure import drift
 
 
 def test_normalize_divides_each_batch_by_its_reference():

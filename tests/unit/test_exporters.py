@@ -1,4 +1,4 @@
-"""exporters.py: pytest-benchmark JSON (round trip through its CLI), Bencher BMF,
+"""output/exporters.py: pytest-benchmark JSON (round trip through its CLI), Bencher BMF,
 JUnit properties and the GitHub step summary, from hand-built TestResults."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pytest_llmperf import exporters
-from pytest_llmperf.results import Metric, TestResult
+from pytest_llmperf.judge.outcome import Verdict
+from pytest_llmperf.output import exporters
+from pytest_llmperf.results import Metric, Status, TestResult
 
 SESSION = {
     "device": {"key": "nvidia-h100-80gb-hbm3", "name": "NVIDIA H100 80GB HBM3"},
@@ -37,7 +38,7 @@ def results() -> list[TestResult]:
         group="llama_decode",
         tier="standard",
         params={"model": "Llama-2-7b", "mode": "bf16", "compile": True},
-        verdict="regression",
+        verdict=Verdict.REGRESSION,
         verdict_lines=["throughput: 95.0 tok/s vs baseline 107.4 tok/s (-11.5%, tolerance 5%)"],
         baseline_values={"throughput": 107.38, "time": 1.86},
         fingerprint_diff={"torch": ["2.12.0", "2.13.0"]},
@@ -51,18 +52,23 @@ def results() -> list[TestResult]:
         nodeid="tests/benchmarks/test_batched_generation.py::test_ab[N4-P512]",
         group="batched_generation",
         params={"num_batches": 4, "prompt_len": 512},
-        verdict="pass",
+        verdict=Verdict.PASS,
         baseline_values={"ab.speedup": 1.27},
     )
     ab.add(Metric("ab.reference.time", 2.6, "s", samples=[2.6, 2.65, 2.62], gated=False))
     ab.add(Metric("ab.candidate.time", 2.0, "s", samples=[2.0, 2.05, 2.02], gated=False))
     ab.add(Metric("ab.speedup", 1.3, "x", True, "ratio", samples=[1.3, 1.29, 1.3]))
 
-    plain = TestResult(nodeid="tests/test_x.py::test_plain", verdict="no-baseline")
+    plain = TestResult(nodeid="tests/test_x.py::test_plain", verdict=Verdict.NO_BASELINE)
     plain.add(Metric("time", 1.5e-3, "s", False, "time", samples=[1.4e-3, 1.5e-3, 1.6e-3, 1.5e-3]))
 
-    oom = TestResult(nodeid="tests/test_x.py::test_oom[big]", status="oom", verdict="oom")
-    recorded = TestResult(nodeid="tests/test_x.py::test_recorded_only", verdict="pass")
+    oom = TestResult(
+        nodeid="tests/test_x.py::test_oom[big]",
+        status=Status.OOM,
+        verdict=Verdict.INCONCLUSIVE,
+        verdict_lines=["status: baseline ok, current oom, once in three tries"],
+    )
+    recorded = TestResult(nodeid="tests/test_x.py::test_recorded_only", verdict=Verdict.RECORDED)
     recorded.add(Metric("accuracy", 0.91, "", True))
     return [decode, ab, plain, oom, recorded]
 
@@ -191,7 +197,7 @@ def test_measure_slug_is_short_and_kebab():
 
 def test_junit_properties_pairs():
     props = exporters.junit_properties(results()[0])
-    assert all(isinstance(k, str) and isinstance(v, str) for k, v in props)
+    assert all(type(k) is str and type(v) is str for k, v in props)  # plain text, no enums
     d = dict(props)
     assert d["llmperf.verdict"] == "regression" and d["llmperf.status"] == "ok"
     assert d["llmperf.time"] == "2.1 s"
@@ -201,7 +207,7 @@ def test_junit_properties_pairs():
     assert d["llmperf.mbu"] == "0.69"
     assert d["llmperf.fingerprint.torch"] == "2.12.0 -> 2.13.0"
     assert dict(exporters.junit_properties(results()[3])) == {
-        "llmperf.verdict": "oom",
+        "llmperf.verdict": "inconclusive",
         "llmperf.status": "oom",
     }
 
@@ -209,11 +215,12 @@ def test_junit_properties_pairs():
 def test_junit_properties_reach_junitxml(pytester):
     pytester.makepyfile(
         """
-        from pytest_llmperf.exporters import junit_properties
+        from pytest_llmperf.judge.outcome import Verdict
+        from pytest_llmperf.output.exporters import junit_properties
         from pytest_llmperf.results import Metric, TestResult
 
         def test_it(request):
-            r = TestResult(nodeid=request.node.nodeid, verdict="pass")
+            r = TestResult(nodeid=request.node.nodeid, verdict=Verdict.PASS)
             r.add(Metric("throughput", 123.5, "tok/s", True))
             request.node.user_properties.extend(junit_properties(r))
         """
@@ -237,7 +244,7 @@ def test_github_step_summary_table():
     text = exporters.github_step_summary(results(), SESSION)
     assert text.startswith("## pytest-llmperf")
     assert "NVIDIA H100 80GB HBM3" in text and "`standard`" in text
-    assert "1 regression" in text and "1 oom" in text
+    assert "**1 regression, 1 inconclusive, 1 no-baseline, 1 pass, 1 recorded**" in text
     header = next(line for line in text.splitlines() if line.startswith("| test"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
         "test", "verdict", "fingerprint change", "headline metric", "baseline", "current", "change",
@@ -247,7 +254,12 @@ def test_github_step_summary_table():
     assert "❌ regression" in rows[0]  # most alarming first
     assert "torch: 2.12.0 → 2.13.0" in rows[0]
     assert "time ↓" in rows[0] and "+12.9%" in rows[0]  # time got worse than throughput
-    assert "tolerance 5%" in text  # why it failed
+    assert "⚠️ inconclusive" in rows[1] and "🆕 no-baseline" in rows[2] and "✅ pass" in rows[3]
+    assert "| recorded" in rows[4]  # no icon
+    # why: regressions and inconclusive tests only
+    why = text[text.index("<summary>Why</summary>") :]
+    assert "tolerance 5%" in why and "current oom" in why
+    assert "test_plain" not in why and "test_recorded_only" not in why
 
 
 def test_append_github_step_summary(tmp_path):

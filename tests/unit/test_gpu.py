@@ -27,7 +27,7 @@ def _nvml_available() -> bool:
 def test_event_timing_matches_a_calibrated_sleep_kernel() -> None:
     """torch.cuda._sleep spins for N cycles; calibrate cycles/s with a long run, then
     check the plugin's event timer against shorter runs within 2%."""
-    from pytest_llmperf.timing import RoundTimer
+    from pytest_llmperf.measure.timing import RoundTimer
 
     dev = torch.device("cuda", torch.cuda.current_device())
     torch.cuda._sleep(1_000_000)  # wake the clocks
@@ -47,7 +47,7 @@ def test_event_timing_matches_a_calibrated_sleep_kernel() -> None:
 
 @cuda
 def test_peak_memory_equals_a_known_allocation() -> None:
-    from pytest_llmperf.memory import BlockPeak
+    from pytest_llmperf.measure.memory import BlockPeak
 
     dev = torch.device("cuda", torch.cuda.current_device())
     torch.cuda.empty_cache()
@@ -66,7 +66,7 @@ def test_peak_memory_equals_a_known_allocation() -> None:
 def test_nvml_energy_over_a_busy_loop_matches_power_times_time() -> None:
     import pynvml
 
-    from pytest_llmperf.energy import EnergyMeter
+    from pytest_llmperf.measure.energy import EnergyMeter
 
     dev = torch.device("cuda", torch.cuda.current_device())
     meter = EnergyMeter(dev)

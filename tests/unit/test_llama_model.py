@@ -20,8 +20,7 @@ def _one_thread():
 
 
 def _model(name=TINY, dtype=torch.float32, seed=0):
-    torch.manual_seed(seed)
-    return llama.build_model(name, "cpu", dtype)
+    return llama.build(llama.LlamaConfig.from_name(name), "cpu", dtype, seed=seed)
 
 
 def _cached_logits(model, idx, n_prefill, **cache_opts):
@@ -93,7 +92,7 @@ def test_per_token_absmax_roundtrip():
 def test_cache_bytes_ordering_at_a_large_cache():
     """The reason reference 003's peak memory falls at 131072: int8 halves the
     cache, the linear mask drops the L x L buffer."""
-    model = llama.build_model(TINY, "meta", torch.bfloat16)
+    model = llama.build(llama.LlamaConfig.from_name(TINY), "meta", torch.bfloat16)
     sizes = {}
     for opts in [(False, False), (True, False), (True, True)]:
         model.setup_caches(1, 4096, kv_cache_quantization=opts[0], linear_causal_mask=opts[1])
@@ -144,6 +143,7 @@ def test_named_configs_have_the_reference_shapes():
         8, 14336, 128256, 500000.0,
     )  # fmt: skip
     assert l31.rope_scaling is not None and l31.block_size == 131072
+    assert llama.LlamaConfig.from_name("Meta-Llama-3-8B", n_layers=2).n_layers == 2
     tiny = llama.LlamaConfig.from_name("tiny-Meta-Llama-3-8B")
     assert tiny.n_heads // tiny.n_kv_heads == l3.n_heads // l3.n_kv_heads
     with pytest.raises(ValueError, match="unknown Llama config"):
@@ -151,14 +151,17 @@ def test_named_configs_have_the_reference_shapes():
 
 
 def test_llama2_7b_parameter_count_on_meta_device():
-    model = llama.build_model("Llama-2-7b-chat-hf", "meta", torch.bfloat16)
+    l2 = llama.LlamaConfig.from_name("Llama-2-7b-chat-hf")
+    model = llama.build(l2, "meta")
     assert model.output.weight.device.type == "meta"
-    assert llama.num_params(model) == pytest.approx(6.74e9, rel=1e-3)
+    assert model.output.weight.dtype == torch.bfloat16  # gpt-fast's default dtype
+    assert llama.num_parameters(l2) == sum(p.numel() for p in model.parameters())
+    assert llama.num_parameters(l2) == pytest.approx(6.74e9, rel=1e-3)
     # reference 003: model_size 13.21 GB (bf16, embeddings excluded)
     assert llama.model_size_gb(model) == pytest.approx(13.21, abs=0.01)
-    l3 = llama.build_model("Meta-Llama-3-8B", "meta", torch.bfloat16)
-    assert llama.num_params(l3) == pytest.approx(8.03e9, rel=1e-3)
-    assert llama.model_size_gb(l3) == pytest.approx(15.01, abs=0.01)
+    l3 = llama.LlamaConfig.from_name("Meta-Llama-3-8B")
+    assert llama.num_parameters(l3) == pytest.approx(8.03e9, rel=1e-3)
+    assert llama.model_size_gb(llama.build(l3, "meta")) == pytest.approx(15.01, abs=0.01)
 
 
 def test_model_size_excludes_embeddings_and_caches():

@@ -7,23 +7,24 @@ import torch
 
 from pytest_llmperf.models.opt import (
     CONFIGS,
+    OPT,
     KVCache,
     OPTConfig,
-    OPTModel,
+    build,
     generate_diagonal,
     generate_origin,
     generation_throughputs,
     kv_cache_bytes,
-    make_prompts,
-    num_params,
+    num_parameters,
+    random_prompts,
 )
 
 
 @pytest.fixture(scope="module")
-def tiny64() -> OPTModel:
+def tiny64() -> OPT:
     # float64 so that fused (diagonal) and per-micro-batch (origin) matmuls cannot
     # round differently enough to flip a greedy argmax.
-    return OPTModel(OPTConfig.from_name("opt-tiny"), dtype=torch.float64, seed=1)
+    return build(OPTConfig.from_name("opt-tiny"), dtype=torch.float64, seed=1)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +34,9 @@ def tiny64() -> OPTModel:
 def test_origin_and_diagonal_generate_the_same_tokens(
     tiny64, num_batches, num_lanes, max_fused_rows
 ):
-    ids = make_prompts(num_batches, 12, gpu_batch_size=2, vocab_size=tiny64.cfg.vocab_size, seed=3)
+    ids = random_prompts(
+        num_batches, 12, gpu_batch_size=2, vocab_size=tiny64.config.vocab_size, seed=3
+    )
     a, pa, da = generate_origin(tiny64, ids, gen_len=6, gpu_batch_size=2)
     b, pb, db = generate_diagonal(
         tiny64, ids, gen_len=6, gpu_batch_size=2, num_lanes=num_lanes, max_fused_rows=max_fused_rows
@@ -44,7 +47,7 @@ def test_origin_and_diagonal_generate_the_same_tokens(
 
 
 def test_generation_matches_uncached_greedy(tiny64):
-    ids = make_prompts(2, 10, gpu_batch_size=2, vocab_size=tiny64.cfg.vocab_size, seed=5)
+    ids = random_prompts(2, 10, gpu_batch_size=2, vocab_size=tiny64.config.vocab_size, seed=5)
     tokens, _, _ = generate_diagonal(tiny64, ids, gen_len=5, gpu_batch_size=2)
     seq = ids
     for _ in range(5):
@@ -55,7 +58,7 @@ def test_generation_matches_uncached_greedy(tiny64):
 
 def test_cached_decode_equals_uncached_forward(tiny64):
     torch.manual_seed(0)
-    seq = torch.randint(0, tiny64.cfg.vocab_size, (3, 14))
+    seq = torch.randint(0, tiny64.config.vocab_size, (3, 14))
     full = tiny64(seq)
     cache = KVCache(tiny64, batch=3, max_len=14)
     prompt = 9
@@ -84,16 +87,19 @@ def test_kv_cache_bytes_reference_oom_cell():
 
 
 def test_kv_cache_allocation_matches_formula(tiny64):
-    cfg = tiny64.cfg
+    cfg = tiny64.config
     cache = KVCache(tiny64, batch=4, max_len=20)
     allocated = sum(t.numel() * t.element_size() for t in cache.k + cache.v)
     assert allocated == kv_cache_bytes(4, 16, 4, cfg.num_layers, cfg.hidden, 8)
 
 
-def test_param_counts_on_meta_device():
-    assert num_params(CONFIGS["opt-1.3b"]) == pytest.approx(1.3e9, rel=0.03)
-    assert num_params(CONFIGS["opt-6.7b"]) == pytest.approx(6.7e9, rel=0.03)
-    assert num_params(CONFIGS["opt-125m"]) == pytest.approx(125e6, rel=0.03)
+@pytest.mark.parametrize(
+    ("name", "size"), [("opt-1.3b", 1.3e9), ("opt-6.7b", 6.7e9), ("opt-125m", 125e6)]
+)
+def test_param_counts_on_meta_device(name, size):
+    model = build(CONFIGS[name], device="meta", dtype=torch.float16)
+    assert num_parameters(CONFIGS[name]) == sum(p.numel() for p in model.parameters())
+    assert num_parameters(CONFIGS[name]) == pytest.approx(size, rel=0.03)
 
 
 def test_config_shapes_and_errors():
@@ -103,27 +109,28 @@ def test_config_shapes_and_errors():
     with pytest.raises(ValueError, match="unknown OPT config"):
         OPTConfig.from_name("opt-175b-typo")
     with pytest.raises(ValueError, match="divisible"):
-        OPTConfig(hidden=100, num_heads=3)
+        OPTConfig("odd", num_layers=2, hidden=100, num_heads=3, ffn=400)
 
 
 def test_default_dtype_and_seeded_init():
     cfg = OPTConfig.from_name("opt-tiny")
-    a, b = OPTModel(cfg, seed=7), OPTModel(cfg, seed=7)
+    a, b = build(cfg, seed=7), build(cfg, seed=7)
     assert a.dtype == torch.float32
+    assert not any(p.requires_grad for p in a.parameters())
     assert torch.equal(a.layers[0].fc1.weight, b.layers[0].fc1.weight)
-    assert not torch.equal(a.layers[0].fc1.weight, OPTModel(cfg, seed=8).layers[0].fc1.weight)
+    assert not torch.equal(a.layers[0].fc1.weight, build(cfg, seed=8).layers[0].fc1.weight)
     # learned positions carry OPT's offset of 2
     assert a.embed_positions.num_embeddings == cfg.max_position_embeddings + 2
 
 
 def test_generation_input_errors(tiny64):
-    ids = make_prompts(2, 4, gpu_batch_size=2, vocab_size=64)
+    ids = random_prompts(2, 4, gpu_batch_size=2, vocab_size=64)
     with pytest.raises(ValueError, match="micro-batches"):
         generate_origin(tiny64, ids[:3], gen_len=2, gpu_batch_size=2)
     with pytest.raises(ValueError, match="gen_len"):
         generate_diagonal(tiny64, ids, gen_len=0, gpu_batch_size=2)
     with pytest.raises(ValueError, match="max_position_embeddings"):
-        generate_origin(tiny64, make_prompts(1, 250, 2, 64), gen_len=10, gpu_batch_size=2)
+        generate_origin(tiny64, random_prompts(1, 250, 2, 64), gen_len=10, gpu_batch_size=2)
 
 
 def test_throughput_formulas():

@@ -1,17 +1,23 @@
-"""Roofline estimator, device specs and calibration: FLOPs vs FlopCounterMode, roofline laws."""
+"""Roofline estimator, shapes, device specs and calibration: FLOPs vs FlopCounterMode,
+roofline laws, pinned numbers, and one shape table shared with the models."""
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from pytest_llmperf import device_specs
-from pytest_llmperf.calibration import Peaks, device_peaks, efficiency
-from pytest_llmperf.estimator import (
+from pytest_llmperf.roofline import device_specs
+from pytest_llmperf.roofline.calibration import device_peaks, efficiency
+from pytest_llmperf.roofline.device_specs import Peaks
+from pytest_llmperf.roofline.estimator import error_pct, estimate
+from pytest_llmperf.roofline.shapes import (
+    CS336_SIZES,
     MODELS,
-    error_pct,
-    estimate,
     get_model,
     shape_from_config,
     torchtitan_ffn_dim,
@@ -19,9 +25,8 @@ from pytest_llmperf.estimator import (
 
 torch = pytest.importorskip("torch")
 
-
-def _have(module: str) -> bool:
-    return importlib.util.find_spec(f"pytest_llmperf.models.{module}") is not None
+from pytest_llmperf.models import llama, opt  # noqa: E402
+from pytest_llmperf.models import transformer_lm as tlm  # noqa: E402
 
 
 def _count_flops(fn) -> int:
@@ -43,9 +48,7 @@ def _close(a: float, b: float, rel: float = 0.02) -> bool:
 
 
 def test_cs336_forward_flops_match_flop_counter():
-    from pytest_llmperf.models import transformer_lm as tlm
-
-    cfg = tlm.tiny("large", context_length=64)
+    cfg = tlm.TransformerLMConfig.from_name("tiny-large", context_length=64)
     model = tlm.build(cfg)
     idx = torch.randint(0, cfg.vocab_size, (2, 48))
     with torch.no_grad():
@@ -58,9 +61,7 @@ def test_cs336_forward_flops_match_flop_counter():
 
 
 def test_cs336_forward_backward_flops_match_flop_counter():
-    from pytest_llmperf.models import transformer_lm as tlm
-
-    cfg = tlm.tiny("xl", context_length=64)
+    cfg = tlm.TransformerLMConfig.from_name("tiny-xl", context_length=64)
     model = tlm.build(cfg)
     idx = torch.randint(0, cfg.vocab_size, (2, 40))
 
@@ -78,13 +79,10 @@ def test_cs336_forward_backward_flops_match_flop_counter():
     assert est.matmul_flops == pytest.approx(3 * fwd.matmul_flops, rel=1e-9)
 
 
-@pytest.mark.skipif(not _have("llama"), reason="pytest_llmperf/models/llama.py not present yet")
 def test_llama_gqa_forward_and_decode_flops_match_flop_counter():
-    from pytest_llmperf.models import llama
-
     cfg = llama.LlamaConfig.from_name("tiny-Meta-Llama-3-8B")
     assert cfg.n_kv_heads < cfg.n_heads  # the GQA path is what is checked
-    model = llama.build_model(cfg, dtype=torch.float32)
+    model = llama.build(cfg, dtype=torch.float32)
     shape = shape_from_config(cfg)
     idx = torch.randint(0, cfg.vocab_size, (2, 24))
     with torch.no_grad():
@@ -103,12 +101,9 @@ def test_llama_gqa_forward_and_decode_flops_match_flop_counter():
     assert _close(est.matmul_flops, counted), (est.matmul_flops, counted)
 
 
-@pytest.mark.skipif(not _have("opt"), reason="pytest_llmperf/models/opt.py not present yet")
 def test_opt_forward_flops_match_flop_counter():
-    from pytest_llmperf.models import opt
-
     cfg = opt.OPTConfig.from_name("opt-tiny")
-    model = opt.OPTModel(cfg, dtype=torch.float32)
+    model = opt.build(cfg, dtype=torch.float32)
     idx = torch.randint(0, cfg.vocab_size, (3, 40))
     counted = _count_flops(lambda: model(idx))
     shape = shape_from_config(cfg)
@@ -117,20 +112,62 @@ def test_opt_forward_flops_match_flop_counter():
     assert shape.num_parameters() == sum(p.numel() for p in model.parameters())
 
 
-def test_parameter_counts_match_the_real_modules():
-    from pytest_llmperf.models import transformer_lm as tlm
+def _meta_parameters(module, config) -> int:
+    model = module.build(config, device="meta", dtype=torch.float32)
+    return sum(p.numel() for p in model.parameters())
 
-    cfg = tlm.tiny("medium", 64)
-    assert shape_from_config(cfg).num_parameters() == sum(
-        p.numel() for p in tlm.build(cfg).parameters()
-    )
-    assert get_model("cs336-small").num_parameters() == tlm.num_parameters(tlm.config("small", 128))
-    if _have("llama"):
-        from pytest_llmperf.models import llama
 
-        cfg = llama.LlamaConfig.from_name("tiny-Meta-Llama-3-8B")
-        m = llama.build_model(cfg, device="meta", dtype=torch.float32)
-        assert shape_from_config(cfg).num_parameters() == sum(p.numel() for p in m.parameters())
+@pytest.mark.parametrize(
+    ("module", "config"),
+    [
+        (tlm, tlm.TransformerLMConfig.from_name("tiny-medium", 64)),
+        (llama, llama.LlamaConfig.from_name("tiny-Meta-Llama-3-8B")),
+        (opt, opt.OPTConfig.from_name("opt-tiny")),
+    ],
+    ids=["transformer_lm", "llama", "opt"],
+)
+def test_parameter_counts_match_the_real_modules(module, config):
+    counted = _meta_parameters(module, config)
+    assert shape_from_config(config).num_parameters() == counted
+    assert module.num_parameters(config) == counted
+
+
+def _same_shape(config, name: str) -> None:
+    """The estimator's named shape and the shape of the model config agree in every dim."""
+    expected = get_model(name)
+    got = shape_from_config(config, name=expected.name)
+    assert dataclasses.replace(got, description=expected.description) == expected, name
+
+
+@pytest.mark.parametrize("size", list(CS336_SIZES))
+def test_cs336_sizes_of_model_and_estimator_agree(size):
+    """One table: the model built as ``size`` is the shape the estimator prices as it."""
+    assert list(tlm.SIZES) == list(CS336_SIZES)
+    config = tlm.TransformerLMConfig.from_name(size, context_length=128)
+    _same_shape(config, size)
+    _same_shape(config, f"cs336-{size}")
+    assert tlm.num_parameters(config) == get_model(size).num_parameters()
+    assert _meta_parameters(tlm, config) == get_model(size).num_parameters()
+    # the smoke stand-in keeps the architecture (family, head_dim parity) at tiny dims
+    tiny = shape_from_config(tlm.TransformerLMConfig.from_name(f"tiny-{size}", 16))
+    assert tiny.family == "cs336" and tiny.num_parameters() < get_model(size).num_parameters()
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "estimator_name"),
+    [
+        (llama, "Llama-2-7b-chat-hf", "llama-2-7b"),
+        (llama, "Meta-Llama-3-8B", "llama-3-8b"),
+        (llama, "Meta-Llama-3.1-8B", "llama-3.1-8b"),
+        (opt, "opt-1.3b", "opt-1.3b"),
+        (opt, "opt-6.7b", "opt-6.7b"),
+    ],
+)
+def test_released_model_configs_and_estimator_shapes_agree(module, name, estimator_name):
+    config_class = module.LlamaConfig if module is llama else module.OPTConfig
+    config = config_class.from_name(name)
+    _same_shape(config, estimator_name)
+    assert module.num_parameters(config) == get_model(estimator_name).num_parameters()
 
 
 # ------------------------------------------------------------------ roofline laws
@@ -329,3 +366,71 @@ def test_every_registered_model_estimates():
     for name in MODELS:
         est = estimate(name, batch=1, seq_len=64, dtype="bf16", device="RTX A5000")
         assert est.runtime_s > 0 and est.flops > 0 and est.memory_bytes > 0
+
+
+#: (model, estimate kwargs) -> (runtime_s, flops, matmul_flops, bytes, memory, phases),
+#: computed before ``estimate`` was split into helpers: a refactor must not move them.
+_PINNED = [
+    (
+        ("opt-1.3b", dict(mode="forward", batch=1, seq_len=512, dtype="bf16", device="RTX A5000")),
+        (0.013756908484128413, 1395663044608.0, 1393918214144.0, 4654313472.0,
+         {"weights": 2631516160, "activations": 53575680},
+         {"forward": 0.013756908484128413}),
+    ),
+    (
+        ("llama-3-8b", dict(mode="train", batch=2, seq_len=256, dtype="bf16", device=_PEAKS)),
+        (24.507444764672, 23390237945856.0, 23260469133312.0, 177782509568.0,
+         {"weights": 16060522496, "activations": 3575906304, "gradients": 16060522496,
+          "optimizer": 32121044992},
+         {"forward": 7.794402729983999, "backward": 15.588805459968002,
+          "optimizer": 1.12423657472}),
+    ),
+    (
+        ("clm-60m", dict(mode="generate", batch=2, seq_len=128, gen_len=9, dtype="fp16",
+                         device="H100", launch_overhead_s=5e-6)),
+        (0.04699945856955223, 35662629280.0, 35564888064.0, 1398216320.0,
+         {"weights": 164202240, "activations": 25362432, "kv_cache": 3086336},
+         {"prefill": 0.005228839154626866, "decode": 0.04177061941492537}),
+    ),
+    (
+        ("cs336-small", dict(mode="decode", batch=4, kv_len=1000, dtype="fp32",
+                             device="A100 80GB", launch_overhead_s=5e-6, launch_overlap=False)),
+        (0.0031309512153016193, 1119235392.0, 1115013120.0, 786954528.0,
+         {"weights": 514501632, "activations": 172288, "kv_cache": 295206912},
+         {"decode": 0.0031309512153016193}),
+    ),
+    (
+        ("opt-6.7b", dict(mode="prefill", batch=3, seq_len=64, dtype="fp16", device=_PEAKS,
+                          logits="last")),
+        (2.4959482927359997, 2482378113024.0, 2481579098112.0, 15475753024.0,
+         {"weights": 13316947968, "activations": 15728640, "kv_cache": 100663296},
+         {"forward": 2.4959482927359997}),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("workload", "expected"), _PINNED, ids=[w[0][0] for w in _PINNED])
+def test_estimate_numbers_are_pinned(workload, expected):
+    model, kwargs = workload
+    est = estimate(model, **kwargs)
+    runtime_s, flops, matmul_flops, nbytes, memory, phases = expected
+    assert (est.flops, est.matmul_flops, est.bytes) == (flops, matmul_flops, nbytes)
+    assert est.runtime_s == pytest.approx(runtime_s, rel=1e-12)
+    assert est.memory == memory
+    assert est.phases == pytest.approx(phases, rel=1e-12)
+
+
+def test_datasheet_estimate_and_cli_import_no_torch():
+    """A datasheet device needs no torch: the roofline modules must not import it."""
+    code = (
+        "import sys\n"
+        "from pytest_llmperf.roofline import calibration, cli, device_specs, estimator, shapes\n"
+        "estimator.estimate('opt-1.3b', device='H100')\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env, timeout=60
+    )
+    assert r.returncode == 0, r.stderr

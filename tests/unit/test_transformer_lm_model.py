@@ -69,7 +69,7 @@ def test_no_biases_and_untied_head(model):
 
 
 def test_small_parameter_count_matches_analytic_count():
-    cfg = tlm.config("small", context_length=1024)
+    cfg = tlm.TransformerLMConfig.from_name("small", context_length=1024)
     with torch.device("meta"):
         meta_model = tlm.TransformerLM(cfg)
     counted = sum(p.numel() for p in meta_model.parameters())
@@ -81,7 +81,8 @@ def test_small_parameter_count_matches_analytic_count():
 
 @pytest.mark.parametrize("size", list(tlm.SIZES))
 def test_documented_and_tiny_sizes(size):
-    cfg, small = tlm.config(size, 128), tlm.tiny(size, 16)
+    cfg = tlm.TransformerLMConfig.from_name(size, 128)
+    small = tlm.TransformerLMConfig.from_name(f"tiny-{size}", 16)
     assert cfg.vocab_size == 10_000 and cfg.rope_theta == 10_000.0
     assert (cfg.d_model, cfg.d_ff, cfg.num_layers, cfg.num_heads) == tlm.SIZES[size]
     assert tlm.num_parameters(small) < 2e6
@@ -90,8 +91,10 @@ def test_documented_and_tiny_sizes(size):
 def test_sizes_are_ordered_at_both_scales():
     names = list(tlm.SIZES)
     assert names == ["small", "medium", "large", "xl", "2.7B"]
-    for make in (tlm.config, tlm.tiny):
-        counts = [tlm.num_parameters(make(n, 128)) for n in names]
+    for prefix in ("", "tiny-"):
+        counts = [
+            tlm.num_parameters(tlm.TransformerLMConfig.from_name(prefix + n, 128)) for n in names
+        ]
         assert counts == sorted(counts) and len(set(counts)) == len(counts)
 
 
@@ -122,3 +125,18 @@ def test_flops_match_the_flop_counter(train):
             tlm.forward_step(model, batch)
     assert counter.get_total_flops() == tlm.flops(CFG, 3, train=train, causal=False)
     assert tlm.flops(CFG, 3, train=train) < tlm.flops(CFG, 3, train=train, causal=False)
+
+
+def test_from_name_overrides_and_unknown_names():
+    cfg = tlm.TransformerLMConfig.from_name("tiny-xl", 32, vocab_size=97)
+    assert (cfg.vocab_size, cfg.context_length, cfg.d_model) == (97, 32, 80)
+    for bad in ("huge", "tiny-huge", "tiny-"):
+        with pytest.raises(ValueError, match="unknown TransformerLM config"):
+            tlm.TransformerLMConfig.from_name(bad, 32)
+
+
+def test_build_places_parameters_in_the_requested_dtype():
+    model = tlm.build(CFG, dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert torch.get_default_dtype() == torch.float32  # restored after building
+    assert tlm.build(CFG).lm_head.weight.dtype == torch.float32

@@ -1,4 +1,4 @@
-"""Device-synchronized timing, warm-up and adaptive rounds.
+"""Device-synchronized timing, warm-up and the round loop (fixed or adaptive).
 
 Accelerators: one event pair per round on the current stream and a single
 synchronize per batch of rounds (triton's ``do_bench`` method), through
@@ -12,7 +12,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from statistics import median
+from typing import Any, Protocol
 
 #: Warm-up "auto" stops when the last few calls agree within this spread.
 SETTLED_SPREAD = 0.10
@@ -59,12 +60,6 @@ class RoundTimer:
         return [s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends, strict=True)], result
 
 
-def median(xs: list[float]) -> float:
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
 def relative_uncertainty(xs: list[float]) -> float:
     """Relative standard error of the median, from the MAD (robust to one slow round)."""
     n = len(xs)
@@ -108,49 +103,72 @@ def warm_up(
     return timer.run(fn, int(warmup), setup)[0] if warmup else []
 
 
+class Sampler(Protocol):
+    """What the round loop measures: ``sample(n)`` runs n rounds and returns one value each.
+
+    A timed call gives seconds per round; an A/B pair gives the pair's ratio, so
+    the same loop stops when whatever it samples is known precisely enough.
+    """
+
+    def sample(self, n: int) -> list[float]: ...
+
+
+class CallSampler:
+    """Rounds of one call timed by a :class:`RoundTimer`; keeps the call's last result."""
+
+    def __init__(
+        self, timer: RoundTimer, fn: Callable[[], Any], setup: Callable[[], Any] | None = None
+    ) -> None:
+        self.timer, self.fn, self.setup = timer, fn, setup
+        self.result: Any = None
+
+    def sample(self, n: int) -> list[float]:
+        times, self.result = self.timer.run(self.fn, n, self.setup)
+        return times
+
+
 @dataclass
 class Rounds:
-    """Measured rounds and how many batches they came in (a drift sample per batch)."""
+    """Sampled rounds and how many batches they came in (a drift sample per batch)."""
 
-    times: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
-    result: Any = None
 
 
 def measure_rounds(
-    timer: RoundTimer,
-    fn: Callable[[], Any],
+    sampler: Sampler,
     *,
     rounds: int | str,
     min_rounds: int,
     max_rounds: int,
     max_time: float,
     precision: float,
-    setup: Callable[[], Any] | None = None,
     between_batches: Callable[[], Any] | None = None,
 ) -> Rounds:
     """Fixed ``rounds``, or adaptive: stop once the median's relative uncertainty is
-    below ``precision`` (a fraction of the tolerance) or the time budget is spent."""
+    below ``precision`` (a fraction of the tolerance), but not before
+    ``max(min_rounds, MIN_STOP_ROUNDS)`` rounds, or once ``max_rounds`` or the time
+    budget ``max_time`` is reached. Batches grow geometrically within the budget."""
     out = Rounds()
-    if rounds != "auto":
-        out.times, out.result = timer.run(fn, int(rounds), setup)
-        out.batch_sizes = [int(rounds)]
+
+    def batch_of(n: int) -> None:
+        out.values += sampler.sample(n)
+        out.batch_sizes.append(n)
         if between_batches is not None:
             between_batches()
+
+    if rounds != "auto":
+        batch_of(int(rounds))
         return out
     start = time.perf_counter()
     batch = max(1, min_rounds)
     while True:
-        times, out.result = timer.run(fn, batch, setup)
-        out.times += times
-        out.batch_sizes.append(batch)
-        if between_batches is not None:
-            between_batches()
-        n = len(out.times)
+        batch_of(batch)
+        n = len(out.values)
         elapsed = time.perf_counter() - start
         if n >= max_rounds or elapsed >= max_time:
             break
-        if n >= max(min_rounds, MIN_STOP_ROUNDS) and relative_uncertainty(out.times) <= precision:
+        if n >= max(min_rounds, MIN_STOP_ROUNDS) and relative_uncertainty(out.values) <= precision:
             break
         per_round = max(elapsed / n, 1e-9)
         # Grow geometrically, but never past the budget or the round cap.

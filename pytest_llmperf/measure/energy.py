@@ -7,6 +7,7 @@ absent, never 0.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -14,7 +15,9 @@ from typing import Any
 MIN_WINDOW_S = 0.5
 
 
+@functools.cache
 def _nvml_handle(device: Any) -> Any | None:
+    """The NVML handle of a CUDA device, found once per process (NVML is initialised once)."""
     if device.type != "cuda":
         return None
     try:

@@ -1,4 +1,4 @@
-"""statistics.decide and friends on seeded synthetic samples (fast, deterministic)."""
+"""judge.decision: one metric's decision on seeded synthetic samples (fast, deterministic)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import random
 
 import pytest
 
-from pytest_llmperf import statistics as st
-from pytest_llmperf.statistics import (
-    IMPROVED,
-    INCONCLUSIVE,
-    PASS,
-    REGRESSION,
-    decide,
-    sketch,
-    worse_ratio,
+from pytest_llmperf.baselines import sketch
+from pytest_llmperf.judge import decision as st
+from pytest_llmperf.judge.decision import combine, decide, worse_ratio
+from pytest_llmperf.judge.outcome import Verdict
+from pytest_llmperf.judge.verdict import describe
+
+PASS, REGRESSION, IMPROVED, INCONCLUSIVE = (
+    Verdict.PASS,
+    Verdict.REGRESSION,
+    Verdict.IMPROVED,
+    Verdict.INCONCLUSIVE,
 )
 
 
@@ -49,7 +51,7 @@ def time_decision(base: list[float], cur: list[float], **kw) -> st.Decision:
 @pytest.mark.parametrize("seed", range(10))
 def test_identical_distributions_pass(seed):
     d = time_decision(timings(seed), timings(seed + 100))
-    assert d.outcome == PASS, d.describe()
+    assert d.outcome == PASS, describe(d)
 
 
 @pytest.mark.parametrize("factor", [2.0, 3.0])
@@ -101,7 +103,7 @@ def test_few_samples_decide_on_values():
         current_samples=[1.5] * 50,
     )
     assert d.outcome == INCONCLUSIVE and d.p_value is None
-    assert "too few" in d.describe()
+    assert "too few" in describe(d)
 
 
 def test_higher_is_better_direction():
@@ -119,7 +121,7 @@ def test_higher_is_better_direction():
     )
     assert d.outcome == REGRESSION
     assert d.change == pytest.approx(-0.5, abs=0.05)
-    assert "higher is better" in d.describe()
+    assert "higher is better" in describe(d)
     d = decide(
         "throughput",
         baseline=med(base),
@@ -148,7 +150,7 @@ def test_abs_slack_ignores_small_absolute_changes():
     assert decide("peak_memory", baseline=1 * mib, current=4 * mib, **kw).outcome == PASS
     d = decide("peak_memory", baseline=1 * mib, current=6 * mib, **kw)
     assert d.outcome == REGRESSION
-    assert "MiB" in d.describe()
+    assert "MiB" in describe(d)
 
 
 def test_noise_floor_widens_the_tolerance():
@@ -157,7 +159,7 @@ def test_noise_floor_widens_the_tolerance():
     d = decide("t", baseline=1.0, current=1.2, noise_floor=0.3, **kw)
     assert d.outcome == PASS
     assert d.tolerance == pytest.approx(0.3)
-    assert "widened" in d.describe()
+    assert "widened" in describe(d)
     # a floor below the tolerance changes nothing
     d = decide("t", baseline=1.0, current=1.2, noise_floor=0.05, **kw)
     assert d.outcome == REGRESSION and d.tolerance == pytest.approx(0.10)
@@ -179,7 +181,7 @@ def test_describe_names_everything():
         higher_is_better=True,
         unit="tok/s",
     )
-    text = d.describe()
+    text = describe(d)
     for part in ("decode.throughput", "100 tok/s", "80 tok/s", "-20.0%", "tolerance 10%"):
         assert part in text
 
@@ -222,12 +224,49 @@ def test_zero_baseline_change():
     assert d.outcome == PASS and d.change == 0.0
     d = decide("m", baseline=0.0, current=1.0, tolerance=0.1, higher_is_better=False)
     assert d.outcome == REGRESSION
-    assert "from zero" in d.describe()
+    assert "from zero" in describe(d)
 
 
-def test_fmt_units():
-    assert st.fmt(1.5e-3, "s") == "1.5 ms"
-    assert st.fmt(2.5e-6, "s") == "2.5 us"
-    assert st.fmt(3 * 2**30, "B") == "3 GiB"
-    assert st.fmt(12.0, "tok/s") == "12 tok/s"
-    assert st.fmt_change(0.123) == "+12.3%"
+def _outcome(outcome: Verdict, p: float | None = None) -> st.Decision:
+    return st.Decision("time", outcome, 1.0, 2.0, 1.0, 0.1, "s", p_value=p)
+
+
+@pytest.mark.parametrize(
+    "raw, corrected, combined",
+    [
+        # agreement keeps the outcome
+        (REGRESSION, REGRESSION, REGRESSION),
+        (IMPROVED, IMPROVED, IMPROVED),
+        (PASS, PASS, PASS),
+        (INCONCLUSIVE, INCONCLUSIVE, INCONCLUSIVE),
+        # a regression one side does not confirm is never a failure
+        (REGRESSION, PASS, INCONCLUSIVE),
+        (PASS, REGRESSION, INCONCLUSIVE),
+        (REGRESSION, IMPROVED, INCONCLUSIVE),
+        (REGRESSION, INCONCLUSIVE, INCONCLUSIVE),
+        (INCONCLUSIVE, PASS, INCONCLUSIVE),
+        # an improvement one side does not confirm is a plain pass
+        (IMPROVED, PASS, PASS),
+        (PASS, IMPROVED, PASS),
+    ],
+)
+def test_raw_and_drift_corrected_must_agree(raw, corrected, combined):
+    assert combine(_outcome(raw), _outcome(corrected)).outcome == combined
+
+
+def test_agreeing_decisions_keep_the_weaker_p_value_and_the_corrected_change():
+    corrected = _outcome(REGRESSION, p=0.004)
+    corrected.drift_corrected_change = 0.8
+    d = combine(_outcome(REGRESSION, p=0.001), corrected)
+    assert d.p_value == 0.004 and d.drift_corrected_change == 0.8
+    assert "drift-corrected change +80.0%" in describe(d)
+
+
+def test_tolerance_comes_before_significance():
+    """A clear (p ~ 0) but small change is a pass; a large but unclear one is not a failure."""
+    tight = [1.0 + 0.001 * i for i in range(50)]
+    d = time_decision(tight, [x * 1.08 for x in tight])
+    assert d.outcome == PASS and d.p_value is None  # inside 10%: no test is even run
+    wide = [0.2 + 0.08 * i for i in range(21)]  # median 1.0, spread 0.2 .. 1.8
+    d = time_decision(wide, [x + 0.2 for x in wide])  # median 20% higher, mostly overlapping
+    assert d.outcome == INCONCLUSIVE and d.p_value >= st.ALPHA

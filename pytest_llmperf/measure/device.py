@@ -6,11 +6,15 @@ never compares with an A100's numbers, nor a 2-core CPU with a 64-core one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
 import re
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -143,21 +147,36 @@ def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list
     }
 
 
-def is_oom(exc: BaseException) -> bool:
-    """An out-of-memory error on any device (torch.OutOfMemoryError, MemoryError, CPU allocator)."""
-    if isinstance(exc, MemoryError):
-        return True
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
-        return True
-    if isinstance(exc, RuntimeError):
-        msg = str(exc).lower()
-        return "out of memory" in msg or "can't allocate memory" in msg
-    return False
-
-
-def synchronize(device: Any) -> None:
+def worker_device(device: Any) -> Any:
+    """Under pytest-xdist with several accelerators, worker N takes device N mod count."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if device.type == "cpu" or not worker.startswith("gw") or os.environ.get("LLMPERF_DEVICE"):
+        return device
     import torch
 
-    if device.type != "cpu":
-        torch.accelerator.synchronize(device.index)
+    count = torch.accelerator.device_count()
+    if count > 1:
+        idx = int(worker[2:]) % count
+        torch.accelerator.set_device_index(idx)
+        return torch.device(device.type, idx)
+    return device
+
+
+@contextlib.contextmanager
+def exclusive_device(device: Any) -> Iterator[None]:
+    """Under pytest-xdist, performance tests never overlap on one device."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    name = f"pytest-llmperf-{device_key(device)}-{device.type}{device.index or 0}.lock"
+    with open(Path(tempfile.gettempdir()) / name, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -13,7 +13,6 @@ No torch import here.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import re
@@ -23,14 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .report import (
-    _jsonable,
-    counts_line,
-    detail_lines,
-    render_markdown_table,
-    summary_table,
-)
-from .results import Metric, TestResult
+from .. import units
+from ..judge.outcome import Verdict
+from ..results import Metric, TestResult
+from .json_report import jsonable
+from .markdown import render_table
+from .tables import counts_line, detail_lines, fingerprint_changes, summary_table
 
 #: Where the time samples for pytest-benchmark's ``stats`` come from, in order.
 _TIME_METRIC = "time"
@@ -47,14 +44,16 @@ def _time_metric(result: TestResult) -> Metric | None:
     return timed[0] if timed else None
 
 
-def _seconds(metric: Metric) -> list[float]:
-    from .report import convert
+def _finite_samples(metric: Metric) -> list[float]:
+    return [float(x) for x in metric.samples if units.finite(x)]
 
-    unit = metric.unit or "s"
-    xs = [x for x in metric.samples if isinstance(x, (int, float)) and math.isfinite(x)]
-    if not xs and isinstance(metric.value, (int, float)) and math.isfinite(metric.value):
-        xs = [metric.value]
-    return [convert(float(x), unit, "s") for x in xs]
+
+def _seconds(metric: Metric) -> list[float]:
+    """The per-round samples in seconds; the central value alone when there are none."""
+    xs = _finite_samples(metric)
+    if not xs and units.finite(metric.value):
+        xs = [float(metric.value)]
+    return [units.convert(x, metric.unit or "s", "s") for x in xs]
 
 
 def benchmark_stats(samples: list[float]) -> dict[str, Any]:
@@ -171,7 +170,7 @@ def benchmark_json(results: list[TestResult], session: dict) -> dict[str, Any]:
                 "stats": benchmark_stats(samples),
             }
         )
-    return _jsonable(
+    return jsonable(
         {
             "machine_info": _machine_info(session),
             "commit_info": _commit_info(),
@@ -212,23 +211,19 @@ def bmf(results: list[TestResult]) -> dict[str, dict[str, dict[str, float]]]:
     unit); other metrics keep their recorded unit. Lower/upper values are the
     sample minimum and maximum when the metric has samples.
     """
-    from .report import convert
-
     out: dict[str, dict[str, dict[str, float]]] = {}
     for r in results:
         measures: dict[str, dict[str, float]] = {}
         for name, m in r.metrics.items():
-            if not isinstance(m.value, (int, float)) or not math.isfinite(m.value):
+            if not units.finite(m.value):
                 continue
             slug = measure_slug(name)
-            scale = 1.0
-            if slug == "latency":
-                scale = convert(1.0, m.unit or "s", "ns")
+            scale = units.convert(1.0, m.unit or "s", "ns") if slug == "latency" else 1.0
             entry = {"value": float(m.value) * scale}
-            xs = [x for x in m.samples if isinstance(x, (int, float)) and math.isfinite(x)]
+            xs = _finite_samples(m)
             if xs:
-                entry["lower_value"] = float(min(xs)) * scale
-                entry["upper_value"] = float(max(xs)) * scale
+                entry["lower_value"] = min(xs) * scale
+                entry["upper_value"] = max(xs) * scale
             measures[slug] = entry
         if measures:
             out[r.nodeid] = measures
@@ -243,43 +238,37 @@ def write_bmf(path: str | Path, results: list[TestResult]) -> None:
 # --------------------------------------------------------------------------- JUnit
 
 
-def _fmt_value(value: Any, unit: str) -> str:
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    return f"{text} {unit}".strip() if unit else text
-
-
 def junit_properties(result: TestResult) -> list[tuple[str, str]]:
     """``(llmperf.<metric>, "value unit")`` per metric, plus verdict and status.
 
     The plugin adds them to ``item.user_properties``, which ``--junitxml``
     writes as ``<property>`` elements of the test case.
     """
-    props = [("llmperf.verdict", result.verdict or ""), ("llmperf.status", result.status or "")]
+    props = [
+        ("llmperf.verdict", str(result.verdict or "")),
+        ("llmperf.status", str(result.status or "")),
+    ]
     for name, m in result.metrics.items():
-        props.append((f"llmperf.{name}", _fmt_value(m.value, m.unit)))
+        props.append((f"llmperf.{name}", units.unscaled(m.value, m.unit)))
         if name in result.baseline_values:
-            props.append(
-                (f"llmperf.{name}.baseline", _fmt_value(result.baseline_values[name], m.unit))
-            )
-    for key, pair in sorted((result.fingerprint_diff or {}).items()):
-        old, new = (
-            (list(pair) + [None, None])[:2] if isinstance(pair, (list, tuple)) else (None, pair)
-        )
+            baseline = units.unscaled(result.baseline_values[name], m.unit)
+            props.append((f"llmperf.{name}.baseline", baseline))
+    for key, old, new in fingerprint_changes(result):
         props.append((f"llmperf.fingerprint.{key}", f"{old} -> {new}"))
     return props
 
 
 # --------------------------------------------------------------------------- GitHub
 
-_ICONS = {
-    "pass": "✅",
-    "improved": "🚀",
-    "no-baseline": "🆕",
-    "inconclusive": "⚠️",
-    "regression": "❌",
-    "new-status": "❌",
-    "oom": "💥",
+ICONS = {
+    Verdict.PASS: "✅",
+    Verdict.IMPROVED: "🚀",
+    Verdict.NO_BASELINE: "🆕",
+    Verdict.INCONCLUSIVE: "⚠️",
+    Verdict.REGRESSION: "❌",
 }
+#: The verdicts whose reasons the step summary spells out.
+_EXPLAINED = (Verdict.REGRESSION, Verdict.INCONCLUSIVE)
 
 
 def github_step_summary(results: list[TestResult], session: dict) -> str:
@@ -297,13 +286,9 @@ def github_step_summary(results: list[TestResult], session: dict) -> str:
         table = summary_table(results)
         vi = table.columns.index("verdict")
         for row in table.rows:
-            row[vi] = f"{_ICONS.get(row[vi], '')} {row[vi]}".strip()
-        lines += [render_markdown_table(table), ""]
-        bad = [
-            (r, ls)
-            for r, ls in detail_lines(results)
-            if r.verdict in ("regression", "new-status", "oom", "inconclusive")
-        ]
+            row[vi] = f"{ICONS.get(row[vi], '')} {row[vi]}".strip()
+        lines += [render_table(table), ""]
+        bad = [(r, ls) for r, ls in detail_lines(results) if r.verdict in _EXPLAINED]
         if bad:
             lines += ["<details><summary>Why</summary>", ""]
             for r, ls in bad:
@@ -344,9 +329,11 @@ def _write(path: str | Path, text: str) -> None:
 __all__ = [
     "append_github_step_summary",
     "benchmark_json",
+    "benchmark_stats",
     "bmf",
     "github_step_summary",
     "junit_properties",
+    "measure_slug",
     "write_benchmark_json",
     "write_bmf",
 ]

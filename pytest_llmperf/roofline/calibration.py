@@ -14,53 +14,19 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from .device_specs import DTYPE_BYTES, canonical_dtype
+from .device_specs import Peaks, canonical_dtype
 from .device_specs import lookup as lookup_spec
 
 
-@dataclass(frozen=True)
-class Peaks:
-    """Peak FLOP/s (for one dtype) and bytes/s of a device, and where they come from.
-
-    ``source`` is ``"datasheet: <name>"`` or ``"calibrated"``; ``power_w`` is the
-    board power from the datasheet (None when unknown, e.g. a calibrated CPU).
-    """
-
-    flops_per_s: float
-    bytes_per_s: float
-    source: str
-    power_w: float | None = None
-    device_name: str = ""
-
-    @property
-    def ridge_point(self) -> float:
-        """FLOPs per byte above which an op is compute-bound."""
-        return self.flops_per_s / self.bytes_per_s
-
-
 def _torch_device(device: Any = None) -> Any:
+    """``device`` as a torch.device; None means the device the run uses."""
     import torch
 
-    if device is None:
-        try:
-            from .device import current_device
+    from ..measure.device import current_device
 
-            return current_device()
-        except Exception:
-            return torch.device("cpu")
-    return torch.device(device)
-
-
-def _device_name(device: Any) -> str:
-    try:
-        from .device import device_name
-
-        return device_name(device)
-    except Exception:
-        return device.type
+    return current_device() if device is None else torch.device(device)
 
 
 def _sync(device: Any) -> None:
@@ -210,20 +176,18 @@ def device_peaks(device: Any = None, dtype: Any = None, *, calibrate: bool = Fal
     the CPU, an unknown accelerator, or ``calibrate=True`` measure (``"calibrated"``).
     ``device`` is a torch.device or string; None means the device the run uses.
     """
+    from ..measure.device import device_name
+
     dev = _torch_device(device)
     key = canonical_dtype(dtype if dtype is not None else "fp32")
     if key == "fp32":
         key = _float32_key(dev)
-    name = _device_name(dev)
+    name = device_name(dev)
     if dev.type != "cpu" and not calibrate:
         try:
-            spec = lookup_spec(name)
-        except ValueError:
-            spec = None
-        if spec is not None:
-            return Peaks(
-                spec.peak_flops(key), spec.bandwidth, f"datasheet: {spec.name}", spec.power, name
-            )
+            return lookup_spec(name).peaks(key, name)
+        except ValueError:  # no datasheet entry for this accelerator: measure it
+            pass
     dev_str = str(dev)
     flops = measure_matmul_flops(dev_str, key)
     bw = measure_copy_bandwidth(dev_str)
@@ -255,8 +219,3 @@ def efficiency(
     if bytes is not None:
         out["mbu"] = float(bytes) / seconds / peaks.bytes_per_s
     return out
-
-
-def element_size(dtype: Any) -> float:
-    """Bytes per element of ``dtype`` (torch dtype or name)."""
-    return DTYPE_BYTES[canonical_dtype(dtype)]

@@ -7,6 +7,7 @@ Where that reset is impossible the reading is marked inexact and not gated.
 
 from __future__ import annotations
 
+import gc
 import resource
 import sys
 from dataclasses import dataclass
@@ -170,3 +171,12 @@ class BlockPeak:
 
     def __exit__(self, *exc: object) -> None:
         self.reading = self._meter.stop()
+
+
+def release(device: Any) -> None:
+    """Give memory back: collect garbage and, on an accelerator, empty the allocator's cache."""
+    gc.collect()
+    if device.type != "cpu":
+        import torch
+
+        torch.accelerator.empty_cache()

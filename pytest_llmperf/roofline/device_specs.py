@@ -62,6 +62,22 @@ def canonical_dtype(dtype: object) -> str:
 
 
 @dataclass(frozen=True)
+class Peaks:
+    """Peak FLOP/s (for one dtype) and bytes/s of a device, and where they come from:
+    the roofline's two slopes.
+
+    ``source`` is ``"datasheet: <name>"`` or ``"calibrated"``; ``power_w`` is the
+    board power from the datasheet (None when unknown, e.g. a calibrated CPU).
+    """
+
+    flops_per_s: float
+    bytes_per_s: float
+    source: str
+    power_w: float | None = None
+    device_name: str = ""
+
+
+@dataclass(frozen=True)
 class DeviceSpec:
     """One accelerator's datasheet: dense peak FLOP/s per dtype, bandwidth, memory, power."""
 
@@ -86,6 +102,16 @@ class DeviceSpec:
                 return self.flops[candidate]
         return self.flops["fp32"]
 
+    def peaks(self, dtype: object = "fp32", device_name: str = "") -> Peaks:
+        """The datasheet's roofline for ``dtype``; ``device_name`` defaults to the spec's name."""
+        return Peaks(
+            self.peak_flops(dtype),
+            self.bandwidth,
+            f"datasheet: {self.name}",
+            self.power,
+            device_name or self.name,
+        )
+
 
 _FALLBACK = {
     "fp32": ("fp32",),
@@ -97,7 +123,15 @@ _FALLBACK = {
 }
 
 
-def _f(fp32, tf32=None, bf16=None, fp16=None, int8=None, fp8=None) -> dict[str, float]:
+def _f(
+    fp32: float,
+    tf32: float | None = None,
+    bf16: float | None = None,
+    fp16: float | None = None,
+    int8: float | None = None,
+    fp8: float | None = None,
+) -> dict[str, float]:
+    """Dense peaks in TFLOP/s per dtype -> FLOP/s, dtypes the part lacks left out."""
     vals = {"fp32": fp32, "tf32": tf32, "bf16": bf16, "fp16": fp16, "int8": int8, "fp8": fp8}
     return {k: v * T for k, v in vals.items() if v is not None}
 
@@ -159,6 +193,7 @@ def _tokens(text: str) -> set[str]:
 
 
 def known_devices() -> list[str]:
+    """The datasheet names, in table order (the CLI's ``list``)."""
     return [s.name for s in SPECS]
 
 

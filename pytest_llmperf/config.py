@@ -1,0 +1,399 @@
+"""Run options (command line and ini) and per-test policies (the marker), as frozen dataclasses.
+
+Frozen so a policy cannot drift while a test runs. ``RunOptions.from_pytest_config``
+reads the session's options; ``Policy.from_markers`` applies a test's markers. The
+marker's keywords are the fields of ``Policy`` (each field carries its parser), so
+the keyword list, its validation and its help text cannot disagree. Every bad
+value raises ``ValueError`` naming the option or keyword, which the plugin turns
+into a usage error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+TIERS = ("smoke", "standard", "full")
+
+#: Relative tolerance per metric kind: what a user would keep as a default gate.
+#: Memory is near-deterministic, so it is tight; energy reads a coarse counter.
+DEFAULT_TOLERANCES: dict[str, float] = {
+    "time": 0.10,
+    "throughput": 0.10,
+    "memory": 0.05,
+    "energy": 0.15,
+    # An interleaved A/B ratio cancels machine drift, so it can gate tighter.
+    "ratio": 0.05,
+    "efficiency": 0.10,
+    "other": 0.10,
+}
+
+#: Memory changes below this many bytes are never a regression (allocator slack).
+MEMORY_ABS_SLACK = 4 * 2**20
+
+
+# --------------------------------------------------------------------------- value parsers
+
+
+def parse_tolerance(value: Any, where: str) -> float:
+    """A tolerance as a fraction: 0.1, "10%" and "0.1" all mean 10%."""
+    try:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            tol = float(value.strip()[:-1]) / 100.0
+        else:
+            tol = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: tolerance {value!r} is not a number or a percentage") from None
+    if not 0 <= tol < 100:
+        raise ValueError(f"{where}: tolerance {value!r} must be >= 0")
+    return tol
+
+
+def parse_tolerances(value: Any, where: str) -> dict[str, float]:
+    """Tolerances keyed by metric name or kind; a bare number applies to every kind.
+
+    Accepts a number, ``"time=20%,memory=2%"`` or a dict.
+    """
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return {str(k): parse_tolerance(v, f"{where}[{k}]") for k, v in value.items()}
+    if isinstance(value, str) and "=" in value:
+        out = {}
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise ValueError(f"{where}: expected NAME=TOL in {value!r}, got {part!r}")
+            k, v = part.split("=", 1)
+            out[k.strip()] = parse_tolerance(v, f"{where}[{k.strip()}]")
+        return out
+    tol = parse_tolerance(value, where)
+    return {kind: tol for kind in DEFAULT_TOLERANCES}
+
+
+def parse_count(value: Any, where: str, *, allow_auto: bool = True, minimum: int = 0) -> int | str:
+    """A whole count (``"auto"`` too where allowed), at least ``minimum``."""
+    if allow_auto and value == "auto":
+        return "auto"
+    try:
+        n = int(value)
+        if isinstance(value, float) and value != n:
+            raise ValueError
+    except (TypeError, ValueError):
+        expected = "an integer or 'auto'" if allow_auto else "an integer"
+        raise ValueError(f"{where}: expected {expected}, got {value!r}") from None
+    if n < minimum:
+        raise ValueError(f"{where}: must be >= {minimum}, got {n}")
+    return n
+
+
+def parse_float(value: Any, where: str, *, minimum: float = 0.0) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected a number, got {value!r}") from None
+    if x < minimum:
+        raise ValueError(f"{where}: must be >= {minimum}, got {x}")
+    return x
+
+
+def _parse_gate(value: Any, where: str) -> bool | tuple[str, ...]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple, set)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"{where}: expected True, False or metric names, got {value!r}")
+
+
+def _parse_flag(value: Any, where: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{where}: expected True or False, got {value!r}")
+    return value
+
+
+def _optional_float(value: Any, where: str) -> float | None:
+    return None if value is None else parse_float(value, where)
+
+
+def _count(minimum: int, allow_auto: bool) -> Callable[[Any, str], int | str]:
+    return lambda v, w: parse_count(v, w, allow_auto=allow_auto, minimum=minimum)
+
+
+def _keyword(parse: Callable[[Any, str], Any]) -> dict[str, Any]:
+    """Field metadata that makes a ``Policy`` field a marker keyword, with its parser."""
+    return {"parse": parse}
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one test is measured and gated (marker > call arguments > run options)."""
+
+    warmup: int | str = field(default="auto", metadata=_keyword(_count(0, True)))
+    rounds: int | str = field(default="auto", metadata=_keyword(_count(1, True)))
+    min_rounds: int = field(default=5, metadata=_keyword(_count(0, False)))
+    max_rounds: int = field(default=1000, metadata=_keyword(_count(0, False)))
+    max_time: float = field(default=1.0, metadata=_keyword(parse_float))
+    tolerances: dict[str, float] = field(
+        default_factory=dict,
+        metadata=_keyword(parse_tolerances),
+    )
+    #: True gates every metric; False none; a tuple gates only those names.
+    gate: bool | tuple[str, ...] = field(default=True, metadata=_keyword(_parse_gate))
+    items: float | None = field(default=None, metadata=_keyword(_optional_float))
+    flops: float | None = field(default=None, metadata=_keyword(_optional_float))
+    bytes: float | None = field(default=None, metadata=_keyword(_optional_float))
+    group: str = field(default="", metadata=_keyword(lambda v, w: str(v)))
+    strict: bool = field(default=False, metadata=_keyword(_parse_flag))
+    #: None: on for CPU, off for accelerators.
+    drift_correction: bool | None = field(default=None, metadata=_keyword(_parse_flag))
+    remeasure: int = field(default=2, metadata=_keyword(_count(0, False)))
+
+    def tolerance_for(self, name: str, kind: str) -> float:
+        """Per-metric override, then per-kind, then the default for the kind."""
+        base = name.rsplit(".", 1)[-1]
+        for key in (name, base, kind):
+            if key in self.tolerances:
+                return self.tolerances[key]
+        return DEFAULT_TOLERANCES.get(kind, DEFAULT_TOLERANCES["other"])
+
+    def gates(self, name: str) -> bool:
+        if isinstance(self.gate, bool):
+            return self.gate
+        base = name.rsplit(".", 1)[-1]
+        return name in self.gate or base in self.gate
+
+    def with_keywords(self, kwargs: dict[str, Any], where: str) -> Policy:
+        """This policy with validated keyword overrides (marker, call arguments, options).
+
+        ``where`` names the source in an error; an unknown keyword is an error too.
+        """
+        unknown = sorted(set(kwargs) - set(MARKER_KEYWORDS))
+        if unknown:
+            raise ValueError(
+                f"{where} got unknown keyword(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(MARKER_KEYWORDS))}"
+            )
+        policy = self
+        for key, value in kwargs.items():
+            policy = policy.with_value(key, value, f"{where}({key}=...)")
+        return policy
+
+    def with_value(self, key: str, value: Any, where: str) -> Policy:
+        """This policy with one keyword set, parsed by its field; tolerances merge."""
+        name = _ALIASES.get(key, key)
+        parsed = _FIELDS[name].metadata["parse"](value, where)
+        if name == "tolerances":  # a marker adds to the run's tolerances, not replaces them
+            parsed = {**self.tolerances, **parsed}
+        return replace(self, **{name: parsed})
+
+    @classmethod
+    def from_markers(cls, markers: Iterable[Any], *, defaults: Policy, where: str) -> Policy:
+        """The policy of a test: ``defaults`` (the run's options) with its ``llmperf`` markers
+        applied from the farthest (module, class) to the closest (the function)."""
+        policy = defaults
+        for marker in markers:
+            if marker.args:
+                raise ValueError(
+                    f"{where}: @pytest.mark.llmperf takes keywords only, got {marker.args!r}"
+                )
+            policy = policy.with_keywords(marker.kwargs, f"{where}: @pytest.mark.llmperf")
+        return policy
+
+
+_FIELDS = {f.name: f for f in fields(Policy)}
+#: Keyword spellings that name another field.
+_ALIASES = {"tolerance": "tolerances"}
+#: The marker's keywords: every field of Policy, plus the aliases.
+MARKER_KEYWORDS: tuple[str, ...] = (*_FIELDS, *_ALIASES)
+
+
+def marker_help() -> str:
+    """The marker's line in ``pytest --markers``, from the fields themselves."""
+    keywords = ", ".join("tolerance" if f.name == "tolerances" else f.name for f in fields(Policy))
+    return f"llmperf(**policy): a performance test; keywords {keywords}"
+
+
+# --------------------------------------------------------------------------- run options
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option and its ``llmperf_*`` ini twin."""
+
+    suffix: str  # "" for --llmperf itself
+    ini_type: str
+    help: str
+    argparse: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flag(self) -> str:
+        return "--llmperf" + (f"-{self.suffix}" if self.suffix else "")
+
+    @property
+    def dest(self) -> str:
+        return "llmperf" + ("_" + self.suffix.replace("-", "_") if self.suffix else "")
+
+
+_FLAG = {"action": "store_true"}
+OPTIONS: tuple[Option, ...] = (
+    Option("", "bool", "run performance tests (skipped without it)", _FLAG),
+    Option("update-baselines", "bool", "measure and write results into the baseline files", _FLAG),
+    Option(
+        "baselines",
+        "string",
+        "directory of baseline files (default: baselines/ under the rootdir)",
+        {"metavar": "DIR"},
+    ),
+    Option(
+        "tier",
+        "string",
+        "size of the shipped scenarios: smoke, standard, full "
+        "(default: smoke on CPU, standard on an accelerator)",
+        {"metavar": "TIER"},
+    ),
+    Option("report", "string", "write a report (.md, .json or .html)", {"metavar": "PATH"}),
+    Option(
+        "benchmark-json",
+        "string",
+        "write results in pytest-benchmark's JSON schema",
+        {"metavar": "PATH"},
+    ),
+    Option(
+        "bmf", "string", "write results in Bencher's metric format (BMF JSON)", {"metavar": "PATH"}
+    ),
+    Option("strict", "bool", "fail tests with no baseline or an inconclusive verdict", _FLAG),
+    Option(
+        "warmup",
+        "string",
+        "default warm-up: a count or 'auto' (until timings settle)",
+        {"metavar": "N|auto"},
+    ),
+    Option(
+        "rounds",
+        "string",
+        "default measured rounds: a count or 'auto' (adaptive)",
+        {"metavar": "N|auto"},
+    ),
+    Option(
+        "max-time",
+        "string",
+        "time budget in seconds for adaptive rounds per test",
+        {"metavar": "S"},
+    ),
+    Option(
+        "tolerance",
+        "string",
+        "default tolerances, e.g. 10%% or time=20%%,memory=2%%",
+        {"metavar": "SPEC"},
+    ),
+    Option(
+        "pool",
+        "string",
+        "on update, pool this many runs per baseline entry (default 1)",
+        {"metavar": "N"},
+    ),
+    Option(
+        "profile-on-failure",
+        "bool",
+        "re-run a regressed test once under the profiler and name the trace in the failure",
+        _FLAG,
+    ),
+    Option(
+        "device",
+        "string",
+        "measure on this torch device (default: the accelerator, else cpu)",
+        {"metavar": "DEV"},
+    ),
+    Option(
+        "threads",
+        "string",
+        "torch intra-op threads when measuring on the CPU (default: torch's choice); "
+        "1 keeps timings stable on shared runners",
+        {"metavar": "N"},
+    ),
+)
+_OPTION = {o.suffix: o for o in OPTIONS}
+REPORT_SUFFIXES = (".md", ".json", ".html")
+#: Run options that set the default policy, by option suffix -> Policy keyword.
+_POLICY_OPTIONS = {
+    "warmup": "warmup",
+    "rounds": "rounds",
+    "max-time": "max_time",
+    "tolerance": "tolerance",
+}
+
+
+def _lookup(config: Any, suffix: str) -> tuple[Any, str]:
+    """An option's value and how to name it in an error: the command line first, then the ini."""
+    option = _OPTION[suffix]
+    value = config.getoption(option.dest)
+    if value not in (None, False):
+        return value, option.flag
+    ini = config.getini(option.dest)
+    return (ini if ini not in ("", None) else None), f"ini option {option.dest}"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The session's options, from the command line or their ``llmperf_*`` ini twins."""
+
+    enabled: bool = False
+    update: bool = False
+    baselines_dir: str = "baselines"
+    tier: str = "auto"
+    report: str | None = None
+    benchmark_json: str | None = None
+    bmf: str | None = None
+    strict: bool = False
+    profile_on_failure: bool = False
+    pool: int = 1
+    threads: int | None = None
+    device: str | None = None
+    policy: Policy = field(default_factory=Policy)
+
+    @classmethod
+    def from_pytest_config(cls, config: Any) -> RunOptions:
+        """The options of this pytest run; a bad value raises ValueError naming the option."""
+
+        def value(suffix: str) -> Any:
+            return _lookup(config, suffix)[0]
+
+        def count(suffix: str) -> int | None:
+            raw, name = _lookup(config, suffix)
+            return None if not raw else int(parse_count(raw, name, allow_auto=False, minimum=1))
+
+        tier, name = _lookup(config, "tier")
+        if tier is not None and tier not in (*TIERS, "auto"):
+            raise ValueError(f"{name}: unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+        report, name = _lookup(config, "report")
+        if report and Path(report).suffix not in REPORT_SUFFIXES:
+            raise ValueError(f"{name}: {report!r} must end in .md, .json or .html")
+        policy = Policy()
+        for suffix, keyword in _POLICY_OPTIONS.items():
+            raw, name = _lookup(config, suffix)
+            if raw is not None:
+                policy = policy.with_value(keyword, raw, name)
+        update = bool(value("update-baselines"))
+        return cls(
+            enabled=bool(value("")) or update,
+            update=update,
+            baselines_dir=value("baselines") or "baselines",
+            tier=tier or "auto",
+            report=report,
+            benchmark_json=value("benchmark-json"),
+            bmf=value("bmf"),
+            strict=bool(value("strict")),
+            profile_on_failure=bool(value("profile-on-failure")),
+            pool=count("pool") or 1,
+            threads=count("threads"),
+            device=value("device"),
+            policy=policy,
+        )

@@ -1,0 +1,57 @@
+"""What a test can come to: its status (did the code run?) and its verdict (did it regress?).
+
+One enum each, used by every module instead of strings; they import nothing.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class _Value(str, Enum):
+    """A ``str`` enum that compares equal to, prints and serialises as its plain value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Status(_Value):
+    """Whether the measured code ran: an out-of-memory cell is a result, not an error."""
+
+    OK = "ok"
+    OOM = "oom"
+
+
+class Verdict(_Value):
+    """A test's verdict, and the outcome of one metric's decision (a subset of it)."""
+
+    PASS = "pass"
+    REGRESSION = "regression"
+    IMPROVED = "improved"
+    INCONCLUSIVE = "inconclusive"
+    NO_BASELINE = "no-baseline"
+    RECORDED = "recorded"
+
+    @property
+    def severity(self) -> int:
+        """0 for the most alarming: the order of summaries and reports."""
+        return _SEVERITY.index(self)
+
+    def fails(self, strict: bool) -> bool:
+        """Whether this verdict fails its test; strict also fails what could not be judged."""
+        return self is Verdict.REGRESSION or (
+            strict and self in (Verdict.NO_BASELINE, Verdict.INCONCLUSIVE)
+        )
+
+
+_SEVERITY = (
+    Verdict.REGRESSION,
+    Verdict.INCONCLUSIVE,
+    Verdict.IMPROVED,
+    Verdict.NO_BASELINE,
+    Verdict.PASS,
+    Verdict.RECORDED,
+)

@@ -1,0 +1,171 @@
+"""A test's verdict: its status and every gated metric against the stored baseline entry.
+
+``Judge`` is the one path from a result to a verdict. The fixture asks it which
+metrics are unclear (to re-measure them while the test's objects are alive) and
+the plugin asks it for the verdict once the test is done; both go through
+``Judge.decisions``, so the two can never judge differently. What is still
+unclear after re-measuring is reported as ``inconclusive``, never silently
+passed or failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import units
+from ..baselines import metric_samples, run_spread
+from ..config import MEMORY_ABS_SLACK
+from ..results import Metric, Status, TestResult
+from .decision import Decision, combine, decide
+from .outcome import Verdict
+
+#: What each outcome's line starts with, and what follows the decision's description.
+_LINE = {
+    Verdict.REGRESSION: ("REGRESSION ", ""),
+    Verdict.INCONCLUSIVE: (
+        "INCONCLUSIVE ",
+        ": past the tolerance, but the samples do not show it clearly after re-measuring; "
+        "the machine may be noisy (consider llmperf.ab for an interleaved comparison)",
+    ),
+    Verdict.IMPROVED: ("improved ", ": refresh with --llmperf-update-baselines"),
+}
+
+
+_WORST_FIRST = (Verdict.REGRESSION, Verdict.INCONCLUSIVE, Verdict.IMPROVED)
+
+
+def describe(d: Decision) -> str:
+    """The line a failure or notice shows: metric, baseline, current, change, tolerance."""
+    direction = "higher is better" if d.higher_is_better else "lower is better"
+    text = (
+        f"{d.metric}: baseline {units.quantity(d.baseline, d.unit)}, "
+        f"current {units.quantity(d.current, d.unit)} ({units.change(d.change)}; "
+        f"{direction}), tolerance {units.percent(d.tolerance)}"
+    )
+    if d.tolerance_note:
+        text += f" ({d.tolerance_note})"
+    if d.drift_corrected_change is not None:
+        text += f", drift-corrected change {units.change(d.drift_corrected_change)}"
+    if d.p_value is not None:
+        text += f", p={d.p_value:.2g}"
+    return text
+
+
+def decide_metric(metric: Metric, stored: dict[str, Any]) -> Decision:
+    """One metric against its stored form: raw samples, and drift-corrected ones where both
+    sides have them (then the two must agree, ``decision.combine``)."""
+    common: dict[str, Any] = {
+        "baseline": float(stored["value"]),
+        "current": metric.value,
+        "tolerance": metric.tolerance if metric.tolerance is not None else 0.1,
+        "higher_is_better": metric.higher_is_better,
+        "unit": metric.unit,
+        "abs_slack": MEMORY_ABS_SLACK if metric.kind == "memory" and metric.unit == "B" else 0.0,
+    }
+    raw = decide(
+        metric.name,
+        baseline_samples=metric_samples(stored),
+        current_samples=metric.samples,
+        noise_floor=run_spread(stored),
+        **common,
+    )
+    if not (metric.normalized_samples and metric_samples(stored, normalized=True)):
+        return raw
+    corrected = decide(
+        metric.name,
+        baseline_samples=metric_samples(stored, normalized=True),
+        current_samples=metric.normalized_samples,
+        noise_floor=run_spread(stored, normalized=True),
+        drift_corrected=True,
+        **common,
+    )
+    return combine(raw, corrected)
+
+
+@dataclass
+class Judge:
+    """Judges one test against its baseline entry (None: there is none for this device/tier)."""
+
+    entry: dict[str, Any] | None
+    #: The baseline file, device and tier, for the "no baseline" notice.
+    where: str = ""
+    baseline_fingerprint: dict[str, Any] = field(default_factory=dict)
+    current_fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    def decisions(self, result: TestResult, names: list[str] | None = None) -> list[Decision]:
+        """One decision per gated metric that both the run and the baseline have (only
+        those in ``names`` when given); none for a run that ran out of memory."""
+        if self.entry is None or result.status is Status.OOM:
+            return []
+        stored = self.entry.get("metrics", {})
+        return [
+            decide_metric(metric, stored[name])
+            for name, metric in sorted(result.metrics.items())
+            if metric.gated and name in stored and (names is None or name in names)
+        ]
+
+    def unclear(self, result: TestResult, names: list[str]) -> list[str]:
+        """Which of these metrics are past the tolerance but not clearly: worth re-measuring."""
+        if self.entry is None or self._base_status() is not result.status:
+            return []
+        return [
+            d.metric for d in self.decisions(result, names) if d.outcome is Verdict.INCONCLUSIVE
+        ]
+
+    def judge(self, result: TestResult) -> None:
+        """Fill ``result.verdict``, ``verdict_lines``, ``baseline_values`` and ``fingerprint_diff``."""
+        if self.entry is None:
+            result.verdict = Verdict.NO_BASELINE
+            result.verdict_lines = [
+                f"no baseline for this test in {self.where}; "
+                "record one with --llmperf-update-baselines"
+            ]
+            return
+        from ..measure.device import fingerprint_diff
+
+        result.baseline_values = {
+            k: float(v["value"]) for k, v in self.entry.get("metrics", {}).items() if "value" in v
+        }
+        if self.baseline_fingerprint and self.current_fingerprint:
+            result.fingerprint_diff = fingerprint_diff(
+                self.baseline_fingerprint, self.current_fingerprint
+            )
+        result.verdict, result.verdict_lines = self._verdict(result)
+        if result.fingerprint_diff:
+            changes = ", ".join(
+                f"{k} {old} -> {new}" for k, (old, new) in result.fingerprint_diff.items()
+            )
+            result.verdict_lines.append(f"environment changed since the baseline: {changes}")
+
+    def _base_status(self) -> Status:
+        return Status((self.entry or {}).get("status", Status.OK))
+
+    def _verdict(self, result: TestResult) -> tuple[Verdict, list[str]]:
+        """Status first (ok -> oom fails; oom -> ok is an improvement), then every metric:
+        the worst outcome is the verdict."""
+        base = self._base_status()
+        lines: list[str] = []
+        if base is not result.status:
+            if result.status is Status.OOM:
+                return Verdict.REGRESSION, [f"status: baseline {base}, current {result.status}"]
+            lines.append(f"status: baseline {base}, current {result.status} (now runs)")
+        if result.status is Status.OOM:
+            return Verdict.PASS, ["status: oom, as in the baseline"]
+        decisions = self.decisions(result)
+        outcomes = {d.outcome for d in decisions}
+        # "now runs" where it ran out of memory before is an improvement by itself
+        otherwise = Verdict.IMPROVED if lines else Verdict.PASS
+        verdict = next((v for v in _WORST_FIRST if v in outcomes), otherwise)
+        for d in decisions:
+            if d.outcome in _LINE:
+                head, tail = _LINE[d.outcome]
+                lines.append(head + describe(d) + tail)
+        missing = sorted(
+            k
+            for k, v in (self.entry or {}).get("metrics", {}).items()
+            if v.get("gated", True) and k not in result.metrics
+        )
+        if missing:
+            lines.append(f"metrics in the baseline but not recorded now: {', '.join(missing)}")
+        return verdict, lines

@@ -1,0 +1,304 @@
+"""The measurement sequence: what happens, in order, when a callable is measured.
+
+warm-up (first pass only) -> reset the memory peak -> ranks meet -> energy
+counter -> rounds (fixed or adaptive, a drift reference after each batch on the
+CPU) -> energy counter -> ranks meet, slowest rank per round -> memory peak (on
+the CPU in a pass of its own). A re-measurement runs the same sequence again and
+pools its rounds with the first pass's. The instruments are in the sibling
+modules; this one only orders them and turns what they read into metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Any
+
+from ..config import Policy
+from ..results import Metric, TestResult
+from . import distributed, drift
+from .device import exclusive_device
+from .oom import oom_as_status
+from .timing import CallSampler, RoundTimer, measure_rounds, unsettled_note, warm_up
+
+
+@dataclass
+class Measurement:
+    """What one measured callable produced, and how to measure it again."""
+
+    name: str
+    times: list[float] = field(default_factory=list)
+    warmup_times: list[float] = field(default_factory=list)
+    normalized: list[float] = field(default_factory=list)
+    peak_memory: int | None = None
+    #: Accelerator: the caching allocator's reserved peak; CPU: the absolute RSS peak.
+    peak_memory_reserved: int | None = None
+    #: False where the RSS high-water mark could not be reset: reported, not gated.
+    peak_exact: bool = True
+    energy_j: float | None = None
+    energy_window_s: float = 0.0
+    #: Runs the sequence once more and records again (set while the test is alive).
+    rerun: Callable[[], None] | None = None
+    #: The call itself, kept for profiling a failure.
+    call: Callable[[], Any] | None = None
+
+    @property
+    def median(self) -> float:
+        return median(self.times)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.times) / len(self.times)
+
+    @property
+    def std(self) -> float:
+        n = len(self.times)
+        if n < 2:
+            return 0.0
+        m = self.mean
+        return math.sqrt(sum((t - m) ** 2 for t in self.times) / (n - 1))
+
+    @property
+    def rounds(self) -> int:
+        return len(self.times)
+
+
+def uses_drift_correction(policy: Policy, device: Any) -> bool:
+    """On by default on the CPU, where a shared machine drifts; off on accelerators."""
+    if policy.drift_correction is not None:
+        return policy.drift_correction
+    return device.type == "cpu"
+
+
+def measure_call(
+    m: Measurement,
+    policy: Policy,
+    device: Any,
+    result: TestResult,
+    setup: Callable[[], Any] | None = None,
+) -> Any:
+    """One pass of the sequence over ``m.call``, pooled into ``m``; returns the call's last result.
+
+    An out-of-memory error ends the test with status ``oom`` (``oom_as_status``).
+    """
+    from .energy import EnergyMeter
+    from .memory import PeakMemory, peak_of_call
+
+    call = m.call
+    assert call is not None
+    timer = RoundTimer(device)
+    use_drift = uses_drift_correction(policy, device)
+    on_cpu = device.type == "cpu"
+    refs: list[float] = []
+    with exclusive_device(device), oom_as_status(result, device):
+        if not m.times:
+            m.warmup_times = warm_up(timer, call, policy.warmup, policy.max_time, setup)
+        mem = PeakMemory(device)
+        meter = EnergyMeter(device)
+        if not on_cpu:
+            mem.start()
+        distributed.barrier()
+        meter.start()
+        if use_drift:
+            drift.mark()  # the first batch's drift window starts here
+        sampler = CallSampler(timer, call, setup)
+        rounds = measure_rounds(
+            sampler,
+            rounds=policy.rounds,
+            min_rounds=policy.min_rounds,
+            max_rounds=policy.max_rounds,
+            max_time=policy.max_time,
+            precision=policy.tolerance_for("time", "time") / 4,
+            between_batches=(lambda: refs.append(drift.reference_time())) if use_drift else None,
+        )
+        energy = meter.stop()
+        distributed.barrier()
+        times = distributed.slowest(rounds.values, device)
+        # CPU: RSS needs a pass of its own (see memory.peak_of_call).
+        peak = peak_of_call(device, call, setup) if on_cpu else mem.stop()
+    m.times += times
+    if use_drift:
+        m.normalized += drift.normalize(times, rounds.batch_sizes, refs)
+    m.peak_memory = peak.peak if m.peak_memory is None else max(m.peak_memory, peak.peak)
+    if peak.reserved is not None:
+        m.peak_memory_reserved = max(m.peak_memory_reserved or 0, peak.reserved)
+    m.peak_exact = peak.exact
+    if energy is not None:
+        joules, m.energy_window_s = energy
+        m.energy_j = joules / max(1, len(times))
+    note = unsettled_note(m.times, m.warmup_times)
+    if note:
+        result.note(f"{m.name}: {note}" if m.name else note)
+    return sampler.result
+
+
+def call_metrics(
+    m: Measurement,
+    policy: Policy,
+    device: Any,
+    *,
+    prefix: str = "",
+    item_unit: str = "tokens",
+    dtype: Any = None,
+) -> tuple[list[Metric], list[str]]:
+    """The metrics a measured call yields (time, throughput, memory, energy, MFU/MBU) and
+    the notes that say why one of them is not gated."""
+    items = policy.items if policy.items is not None and policy.items > 0 else None
+    metrics = speed_metrics(m, prefix, items, item_unit) + memory_metrics(m, prefix, device)
+    energy, notes = energy_metrics(m, prefix)
+    metrics += energy
+    if policy.flops or policy.bytes:
+        from ..roofline.calibration import efficiency
+
+        for key, value in efficiency(
+            m.median, flops=policy.flops, bytes=policy.bytes, device=device, dtype=dtype
+        ).items():
+            metrics.append(Metric(f"{prefix}{key}", value, "", True, "efficiency", gated=False))
+    return metrics, notes
+
+
+def speed_metrics(
+    m: Measurement, prefix: str, items: float | None, item_unit: str, gated: bool = True
+) -> list[Metric]:
+    """Seconds per call, and with ``items`` per call the throughput, which then carries
+    the gate (tokens/s is what users read; the two are the same samples)."""
+    metrics = [
+        Metric(
+            f"{prefix}time",
+            m.median,
+            "s",
+            False,
+            "time",
+            list(m.times),
+            normalized_samples=list(m.normalized),
+            gated=gated and not items,
+        )
+    ]
+    if items:
+        metrics.append(
+            Metric(
+                f"{prefix}throughput",
+                items / m.median,
+                f"{item_unit}/s",
+                True,
+                "throughput",
+                [items / t for t in m.times if t > 0],
+                normalized_samples=[items / t for t in m.normalized if t > 0],
+                gated=gated,
+            )
+        )
+    return metrics
+
+
+def memory_metrics(m: Measurement, prefix: str, device: Any) -> list[Metric]:
+    """The call's peak; beside it the allocator's reserved peak (gated) or, on the CPU, the
+    absolute RSS peak (not gated: it includes whatever earlier tests left)."""
+    metrics = [
+        Metric(
+            f"{prefix}peak_memory",
+            float(m.peak_memory or 0),
+            "B",
+            False,
+            "memory",
+            gated=m.peak_exact,
+        )
+    ]
+    if m.peak_memory_reserved is not None:
+        on_cpu = device.type == "cpu"
+        name = "peak_rss" if on_cpu else "peak_memory_reserved"
+        metrics.append(
+            Metric(
+                f"{prefix}{name}",
+                float(m.peak_memory_reserved),
+                "B",
+                False,
+                "memory",
+                gated=not on_cpu,
+            )
+        )
+    return metrics
+
+
+def energy_metrics(m: Measurement, prefix: str) -> tuple[list[Metric], list[str]]:
+    """Joules per call where NVML counted them; a window too short for the counter's
+    20-100 ms updates is reported, not gated, and says so."""
+    from .energy import MIN_WINDOW_S
+
+    if m.energy_j is None:
+        return [], []
+    long_enough = m.energy_window_s >= MIN_WINDOW_S
+    notes = []
+    if not long_enough:
+        notes.append(
+            f"energy window {m.energy_window_s:.2f} s is shorter than {MIN_WINDOW_S} s "
+            "(NVML updates every 20-100 ms): reported, not gated; raise max_time or rounds"
+        )
+    return [Metric(f"{prefix}energy", m.energy_j, "J", False, "energy", gated=long_enough)], notes
+
+
+# --------------------------------------------------------------------------- A/B
+
+
+class PairSampler:
+    """One round is one interleaved pair, reference then candidate, and its value is the
+    pair's ratio (reference time / candidate time): the round loop then stops when the
+    ratio, not either time, is known precisely enough."""
+
+    def __init__(self, timer: RoundTimer, reference: Measurement, candidate: Measurement) -> None:
+        self.timer, self.reference, self.candidate = timer, reference, candidate
+        self.ratios: list[float] = []
+
+    def _time(self, m: Measurement) -> float:
+        assert m.call is not None
+        t = self.timer.run(m.call, 1)[0][0]
+        m.times.append(t)
+        return t
+
+    def sample(self, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            t_ref = self._time(self.reference)
+            t_cand = self._time(self.candidate)
+            out.append(t_ref / t_cand if t_cand > 0 else math.inf)
+        self.ratios += out
+        return out
+
+
+def measure_pairs(
+    sampler: PairSampler, policy: Policy, device: Any, result: TestResult, metric: str
+) -> None:
+    """One pass of interleaved pairs (A B A B ...), warm-up of both sides on the first pass;
+    adaptive rounds aim at a quarter of ``metric``'s (the ratio's) tolerance."""
+    with exclusive_device(device), oom_as_status(result, device):
+        if not sampler.ratios:
+            for m in (sampler.reference, sampler.candidate):
+                assert m.call is not None
+                m.warmup_times = warm_up(sampler.timer, m.call, policy.warmup, policy.max_time)
+        measure_rounds(
+            sampler,
+            rounds=policy.rounds,
+            min_rounds=policy.min_rounds,
+            max_rounds=policy.max_rounds,
+            max_time=2 * policy.max_time,
+            precision=policy.tolerance_for(metric, "ratio") / 4,
+        )
+
+
+def pair_metrics(
+    sampler: PairSampler,
+    items: float | None,
+    item_unit: str,
+    speedup_name: str,
+    tolerance: float | None,
+) -> list[Metric]:
+    """Each side's time (and throughput) for the record, and the gated speedup ratio."""
+    metrics = []
+    for m in (sampler.reference, sampler.candidate):
+        metrics += speed_metrics(m, f"{m.name}.", items, item_unit, gated=False)
+    ratios = list(sampler.ratios)
+    metrics.append(
+        Metric(speedup_name, median(ratios), "x", True, "ratio", ratios, tolerance=tolerance)
+    )
+    return metrics

@@ -1,0 +1,89 @@
+"""The report as Markdown: readable as text, rendered by GitHub and in the job summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..results import TestResult
+from .sections import group_sections
+from .tables import (
+    HEADLINE_NOTE,
+    Section,
+    Strong,
+    Table,
+    counts_line,
+    detail_lines,
+    fingerprint_table,
+    session_items,
+    summary_table,
+    verdict_cell,
+)
+
+
+def escape(cell: str) -> str:
+    """A cell's text safe inside a Markdown table row."""
+    return str(cell).replace("|", "\\|").replace("\n", " ")
+
+
+def render_table(table: Table) -> str:
+    """A pipe table with padded columns, numeric ones right-aligned; :class:`Strong` in bold."""
+    cells = [
+        [escape(f"**{c}**" if isinstance(c, Strong) else c) for c in row] for row in table.rows
+    ]
+    header = [escape(c) for c in table.columns]
+    widths = [
+        max([len(header[j]), 3] + [len(row[j]) for row in cells if j < len(row)])
+        for j in range(len(header))
+    ]
+
+    def line(row: list[str]) -> str:
+        out = []
+        for j, w in enumerate(widths):
+            c = row[j] if j < len(row) else ""
+            out.append(c.rjust(w) if table.align[j] == "r" else c.ljust(w))
+        return "| " + " | ".join(out) + " |"
+
+    rule = "|".join(
+        ("-" * (w + 1) + ":") if a == "r" else (":" + "-" * (w + 1))
+        for w, a in zip(widths, table.align, strict=False)
+    )
+    return "\n".join([line(header), f"|{rule}|"] + [line(row) for row in cells])
+
+
+def _section(section: Section) -> list[str]:
+    out = [f"## {section.title}", ""]
+    for table in section.tables:
+        out += [f"### {table.title}", ""] if table.title else []
+        if table.note:
+            out += [f"_{table.note}_", ""]
+        out += [render_table(table), ""]
+    return out
+
+
+def _details(results: list[TestResult]) -> list[str]:
+    details = detail_lines(results)
+    if not details:
+        return []
+    out = ["## Details", ""]
+    for r, lines in details:
+        out.append(f"- `{r.nodeid}` — **{verdict_cell(r)}**")
+        out += [f"  - {escape(line)}" for line in lines]
+    return out + [""]
+
+
+def render_markdown(results: list[TestResult], session: dict, hook: Any = None) -> str:
+    """Header, verdict table, one section per group, details and the fingerprint."""
+    out = ["# pytest-llmperf report", ""]
+    out += [f"- **{k}:** {v}" for k, v in session_items(session)]
+    out += [f"- **Verdicts:** {counts_line(results)}", "", "## Verdicts", ""]
+    if results:
+        out += [render_table(summary_table(results)), "", HEADLINE_NOTE, ""]
+    else:
+        out += ["No performance tests ran.", ""]
+    for section in group_sections(results, hook):
+        out += _section(section)
+    out += _details(results)
+    fp = fingerprint_table(session)
+    if fp is not None:
+        out += ["## Fingerprint", "", render_table(fp), ""]
+    return "\n".join(out).rstrip() + "\n"

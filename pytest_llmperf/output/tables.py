@@ -1,0 +1,342 @@
+"""The report's tables as data: a :class:`Table` is columns, text cells and alignment,
+rendered alike by Markdown, HTML and the GitHub step summary.
+
+Here: the verdict summary table, the generic table of any report group, and the
+small reads of a result that tables and plots share (a metric in a unit, time
+statistics, the headline metric, verdict counts). A project's own tables for a
+group come from the ``pytest_llmperf_report_section`` hook (see
+:mod:`pytest_llmperf.hookspec`) and are built with the same pieces.
+
+No torch import here; numbers are formatted by :mod:`pytest_llmperf.units`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import units
+from ..judge.outcome import Verdict
+from ..results import Metric, Status, TestResult
+
+#: The headline metric when nothing more specific is known, by name or suffix.
+HEADLINE_PRIORITY = ("speedup", "scale.throughput", "throughput", "time")
+
+#: Under the verdict table: what its headline column shows.
+HEADLINE_NOTE = (
+    "Headline metric: the metric that moved most for a regression or improvement, "
+    "otherwise the test's main throughput/time metric (↑ higher is better, ↓ lower is better)."
+)
+
+#: The rank of a generic section; a hook's section with a lower rank comes first.
+GENERIC_RANK = 100
+
+
+# --------------------------------------------------------------------------- model
+
+
+class Strong(str):
+    """A table cell shown emphasised (bold), like the best cell of a pivot."""
+
+
+@dataclass
+class Table:
+    """Columns and text rows; ``align`` is "l" or "r" per column."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    align: list[str]
+    title: str = ""
+    note: str = ""
+
+
+@dataclass
+class Section:
+    """One report group: a heading and its tables.
+
+    Sections sort by ``rank``, then by group name (the unnamed group last).
+    ``group`` and ``results`` are filled in by the report for a hook's section.
+    """
+
+    title: str
+    tables: list[Table] = field(default_factory=list)
+    rank: int = GENERIC_RANK
+    group: str = ""
+    results: list[TestResult] = field(default_factory=list)
+
+
+def make_table(title: str, columns: list[str], rows: list[list[Any]], note: str = "") -> Table:
+    """A table whose non-text cells become numbers and whose numeric columns align right."""
+    cells = [[c if isinstance(c, str) else units.number(c) for c in row] for row in rows]
+    align = []
+    for j in range(len(columns)):
+        col = [row[j] for row in cells if j < len(row) and row[j] not in ("-", "")]
+        numeric = bool(col) and all(_looks_numeric(c) for c in col)
+        align.append("r" if numeric else "l")
+    return Table(columns=columns, rows=cells, align=align, title=title, note=note)
+
+
+def _looks_numeric(cell: str) -> bool:
+    text = cell.strip().split(" ")[0].rstrip("%").replace(",", "")
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- reading results
+
+
+def short_name(nodeid: str) -> str:
+    """The test part of a node id (``test_x[param]``)."""
+    return nodeid.rsplit("::", 1)[-1]
+
+
+def sort_key(value: Any) -> tuple:
+    """Orders mixed parameter values: numbers (and bools) by value, then text."""
+    if isinstance(value, bool):
+        return (0, int(value), "")
+    if isinstance(value, (int, float)):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def fingerprint_changes(result: TestResult) -> list[tuple[str, Any, Any]]:
+    """``(key, old, new)`` per fingerprint difference against the baseline, by key."""
+    out = []
+    for key, pair in sorted((result.fingerprint_diff or {}).items()):
+        old, new = (
+            (list(pair) + [None, None])[:2] if isinstance(pair, (list, tuple)) else (None, pair)
+        )
+        out.append((key, old, new))
+    return out
+
+
+def fingerprint_text(result: TestResult) -> str:
+    """``key: old → new`` for each fingerprint difference, ``;``-separated."""
+    return "; ".join(f"{key}: {old} → {new}" for key, old, new in fingerprint_changes(result))
+
+
+def verdict_cell(result: TestResult) -> str:
+    """The verdict as a table shows it ("-" before one is decided)."""
+    return result.verdict.value if result.verdict is not None else "-"
+
+
+def status_cell(result: TestResult) -> str:
+    """``OK`` or ``OOM``."""
+    return str(result.status or "").upper() or "-"
+
+
+def verdict_counts(results: list[TestResult]) -> list[tuple[Verdict, int]]:
+    """How many tests got each verdict, the most alarming first."""
+    counts = Counter(r.verdict for r in results if r.verdict is not None)
+    return sorted(counts.items(), key=lambda kv: kv[0].severity)
+
+
+def counts_line(results: list[TestResult]) -> str:
+    """``1 regression, 3 pass``: the one-line summary of a session."""
+    if not results:
+        return "no performance tests ran"
+    return ", ".join(f"{n} {v}" for v, n in verdict_counts(results))
+
+
+def find_metric(result: TestResult, suffix: str) -> Metric | None:
+    """The metric named ``suffix``, else the first one whose name ends in ``.suffix``."""
+    m = result.metrics.get(suffix)
+    if m is not None:
+        return m
+    for name, metric in result.metrics.items():
+        if name.endswith("." + suffix):
+            return metric
+    return None
+
+
+def metric_in(result: TestResult, name: str, target: str | None = None) -> float | None:
+    """A metric's value (converted to ``target``), None when absent, not finite or OOM."""
+    m = result.metrics.get(name)
+    if m is None or result.status == Status.OOM or not units.finite(m.value):
+        return None
+    return units.convert(m.value, m.unit, target) if target else m.value
+
+
+def time_stats_ms(result: TestResult, name: str = "time") -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof=1) in ms of a time metric's samples."""
+    m = result.metrics.get(name)
+    if m is None or result.status == Status.OOM:
+        return None, None
+    unit = m.unit or "s"
+    xs = [units.convert(x, unit, "ms") for x in m.samples if units.finite(x)]
+    if not xs:
+        return (units.convert(m.value, unit, "ms") if units.finite(m.value) else None), None
+    std = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return statistics.fmean(xs), std
+
+
+def adverse_change(metric: Metric, baseline: float | None) -> float | None:
+    """Relative change where positive means worse (direction-aware)."""
+    rel = units.relative_change(metric.value, baseline)
+    if rel is None:
+        return None
+    return -rel if metric.higher_is_better else rel
+
+
+def headline_metric(result: TestResult) -> Metric | None:
+    """The metric a one-line summary of ``result`` shows.
+
+    For a regression the gated metric that got worst against its baseline, for
+    an improvement the one that got best; otherwise by name: a speedup or
+    scale ratio, throughput, time; else the first gated metric.
+    """
+    metrics = list(result.metrics.values())
+    gated = [m for m in metrics if m.gated] or metrics
+    if not gated:
+        return None
+    if result.verdict in (Verdict.REGRESSION, Verdict.IMPROVED):
+        scored = [
+            (adverse_change(m, result.baseline_values.get(m.name)), m)
+            for m in gated
+            if m.name in result.baseline_values
+        ]
+        scored = [(s, m) for s, m in scored if s is not None]
+        if scored:
+            pick = max if result.verdict is Verdict.REGRESSION else min
+            return pick(scored, key=lambda sm: sm[0])[1]
+    for suffix in HEADLINE_PRIORITY:
+        for m in gated:
+            if m.name == suffix or m.name.endswith("." + suffix):
+                return m
+    return gated[0]
+
+
+def efficiency_cell(metric: Metric | None) -> str:
+    """MFU/MBU as a percentage with one decimal (recorded either as a fraction or in %)."""
+    if metric is None or not units.finite(metric.value):
+        return "-"
+    unit = (metric.unit or "").strip().lower()
+    pct = metric.value if unit in ("%", "percent") else metric.value * 100.0
+    return f"{pct:.1f}%"
+
+
+def efficiency_columns(results: list[TestResult]) -> list[str]:
+    """``mfu`` and/or ``mbu`` when any result recorded them: optional table columns."""
+    return [key for key in ("mfu", "mbu") if any(find_metric(r, key) is not None for r in results)]
+
+
+def detail_lines(results: list[TestResult]) -> list[tuple[TestResult, list[str]]]:
+    """Verdict lines and notes of every test that has something to say."""
+    out = []
+    for r in results:
+        lines = list(r.verdict_lines) + list(r.notes)
+        fp = fingerprint_text(r)
+        if fp:
+            lines.append(f"fingerprint differs from the baseline's: {fp}")
+        if lines:
+            out.append((r, lines))
+    return out
+
+
+def session_items(session: dict) -> list[tuple[str, str]]:
+    """The report's header: device, tier, baseline file, start and duration."""
+    device = session.get("device") or {}
+    if isinstance(device, dict):
+        dev = device.get("name") or "-"
+        if device.get("key"):
+            dev += f" (key `{device['key']}`)"
+    else:
+        dev = str(device)
+    items = [("Device", dev), ("Tier", str(session.get("tier") or "-"))]
+    items.append(("Baseline file", str(session.get("baseline_file") or "-")))
+    if session.get("started") is not None:
+        items.append(("Started", str(session.get("started"))))
+    dur = session.get("duration_s")
+    if units.finite(dur):
+        items.append(("Duration", f"{dur:.1f} s"))
+    return items
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def fingerprint_table(session: dict) -> Table | None:
+    """The session's fingerprint as a key/value table, None when there is none."""
+    fp = session.get("fingerprint") or {}
+    if not fp:
+        return None
+    return make_table("", ["key", "value"], [[str(k), str(v)] for k, v in sorted(fp.items())])
+
+
+def summary_table(results: list[TestResult]) -> Table:
+    """Test, verdict, fingerprint change (when any), headline metric, baseline, current, change.
+
+    Rows are ordered by verdict, the most alarming first (:attr:`Verdict.severity`),
+    in run order within a verdict.
+    """
+    with_fp = any(r.fingerprint_diff for r in results)
+    columns = ["test", "verdict"]
+    if with_fp:
+        columns.append("fingerprint change")
+    columns += ["headline metric", "baseline", "current", "change"]
+    rows = []
+    for r in sorted(results, key=_severity):
+        row = [r.nodeid, verdict_cell(r)]
+        if with_fp:
+            row.append(fingerprint_text(r) or "-")
+        rows.append(row + _headline_cells(r))
+    table = make_table("Verdicts", columns, rows)
+    table.align[columns.index("change")] = "r"
+    return table
+
+
+def _severity(result: TestResult) -> int:
+    return result.verdict.severity if result.verdict is not None else len(Verdict)
+
+
+def _headline_cells(result: TestResult) -> list[str]:
+    """Headline metric with its direction, baseline, current value and change."""
+    m = headline_metric(result)
+    if m is None:
+        return ["-", "-", "-", "-"]
+    base = result.baseline_values.get(m.name)
+    arrow = "↑" if m.higher_is_better else "↓"
+    oom = result.status == Status.OOM and not m.samples
+    return [
+        f"{m.name} {arrow}",
+        units.quantity(base, m.unit) if base is not None else "-",
+        "-" if oom else units.quantity(m.value, m.unit),
+        units.change(units.relative_change(m.value, base)),
+    ]
+
+
+def generic_tables(results: list[TestResult]) -> list[Table]:
+    """Any group's table: the test, its params, every metric (MFU/MBU last), status, verdict."""
+    params: list[str] = []
+    metrics: list[str] = []
+    for r in results:
+        params += [k for k in r.params if k not in params]
+        metrics += [k for k in r.metrics if k not in metrics]
+    eff = [m for m in metrics if m.split(".")[-1] in ("mfu", "mbu")]
+    metrics = [m for m in metrics if m not in eff] + eff
+    columns = ["test"] + params + metrics + ["status", "verdict"]
+    rows = []
+    for r in results:
+        row = [short_name(r.nodeid)]
+        row += [units.number(r.params[p]) if p in r.params else "-" for p in params]
+        for name in metrics:
+            m = r.metrics.get(name)
+            if m is None:
+                row.append("-")
+            elif name in eff:
+                row.append(efficiency_cell(m))
+            else:
+                row.append(units.quantity(m.value, m.unit))
+        rows.append(row + [status_cell(r), verdict_cell(r)])
+    return [make_table("Results", columns, rows)]
+
+
+def generic_section(group: str, results: list[TestResult]) -> Section:
+    """The section of a group no hook claimed: ``Group: name`` (or the unnamed group)."""
+    title = f"Group: {group}" if group else "Other performance tests"
+    return Section(title=title, tables=generic_tables(results), group=group, results=results)

@@ -1,0 +1,223 @@
+"""Break each decision rule on purpose, one at a time, and show which unit test catches it.
+
+A test that cannot fail guards nothing. For every rule below this script copies
+the package and the unit tests into a scratch directory, applies one small edit
+that breaks the rule (each edit must match its source exactly once), runs the
+fast rule tests there, and reports the tests that failed. A rule no test
+catches is printed as NOT CAUGHT and makes the script exit 1.
+
+    python scripts/break_rules.py            # every rule, about a minute
+    python scripts/break_rules.py pooling    # the rules whose name contains "pooling"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = [
+    "tests/unit/test_decision.py",
+    "tests/unit/test_verdict.py",
+    "tests/unit/test_baselines.py",
+    "tests/unit/test_config.py",
+    "tests/unit/test_rounds.py",
+]
+
+
+@dataclass(frozen=True)
+class Break:
+    rule: str
+    path: str
+    old: str
+    new: str
+
+
+BREAKS = [
+    Break(
+        "raw and drift-corrected must agree (corrected ignored)",
+        "pytest_llmperf/judge/decision.py",
+        "    raw.drift_corrected_change = corrected.drift_corrected_change\n",
+        "    return raw\n",
+    ),
+    Break(
+        "tolerance before significance (significance alone decides)",
+        "pytest_llmperf/judge/decision.py",
+        "    if ratio > factor:\n        if not use_samples:",
+        "    if ratio > 1.0:\n        if not use_samples:",
+    ),
+    Break(
+        "unclear past the tolerance is inconclusive, not a pass",
+        "pytest_llmperf/judge/decision.py",
+        "d.outcome = Verdict.REGRESSION if d.p_value < ALPHA else Verdict.INCONCLUSIVE",
+        "d.outcome = Verdict.REGRESSION if d.p_value < ALPHA else Verdict.PASS",
+    ),
+    Break(
+        "too few rounds are never failed on values",
+        "pytest_llmperf/judge/decision.py",
+        "too_few = not use_samples and (len(bs) > 1 or len(cs) > 1)",
+        "too_few = False",
+    ),
+    Break(
+        "memory slack (changes under 4 MiB never regress)",
+        "pytest_llmperf/judge/verdict.py",
+        '"abs_slack": MEMORY_ABS_SLACK if metric.kind == "memory"',
+        '"abs_slack": 0.0 if metric.kind == "memory"',
+    ),
+    Break(
+        "pooled runs' spread widens the tolerance",
+        "pytest_llmperf/judge/decision.py",
+        "    if noise_floor > tolerance:\n",
+        "    if False:\n",
+    ),
+    Break(
+        "status ok -> oom is a regression",
+        "pytest_llmperf/judge/verdict.py",
+        'return Verdict.REGRESSION, [f"status: baseline {base}, current {result.status}"]',
+        'return Verdict.PASS, [f"status: baseline {base}, current {result.status}"]',
+    ),
+    Break(
+        "the worst metric decides the verdict",
+        "pytest_llmperf/judge/verdict.py",
+        "_WORST_FIRST = (Verdict.REGRESSION, Verdict.INCONCLUSIVE, Verdict.IMPROVED)",
+        "_WORST_FIRST = (Verdict.IMPROVED, Verdict.REGRESSION, Verdict.INCONCLUSIVE)",
+    ),
+    Break(
+        "unclear metrics are re-measured while the test runs",
+        "pytest_llmperf/fixture.py",
+        "        for _ in range(policy.remeasure):\n",
+        "        for _ in range(0):\n",
+    ),
+    Break(
+        "strict fails no-baseline and inconclusive",
+        "pytest_llmperf/judge/outcome.py",
+        "strict and self in (Verdict.NO_BASELINE, Verdict.INCONCLUSIVE)",
+        "strict and self in (Verdict.NO_BASELINE,)",
+    ),
+    Break(
+        "baseline pooling (--llmperf-pool)",
+        "pytest_llmperf/baselines.py",
+        "    if previous is not None and pool > 1:\n",
+        "    if False:\n",
+    ),
+    Break(
+        "pooling never mixes tiers",
+        "pytest_llmperf/baselines.py",
+        'same = previous is not None and previous.get("tier") == result.tier',
+        "same = previous is not None",
+    ),
+    Break(
+        "a refresh of a subset keeps the other entries",
+        "pytest_llmperf/baselines.py",
+        "        tests = dict(existing.tests) if existing else {}\n",
+        "        tests = {}\n",
+    ),
+    Break(
+        "another tier's entry does not count",
+        "pytest_llmperf/baselines.py",
+        'if e is None or (tier and e.get("tier", tier) != tier):',
+        "if e is None:",
+    ),
+    Break(
+        "a foreign device's file is refused",
+        "pytest_llmperf/baselines.py",
+        'if device_key is not None and device.get("key") != device_key:',
+        "if False:",
+    ),
+    Break(
+        "malformed metrics are refused on load",
+        "pytest_llmperf/baselines.py",
+        'not isinstance(m.get("value"), (int, float))',
+        "False",
+    ),
+    Break(
+        "unknown marker keywords are an error",
+        "pytest_llmperf/config.py",
+        "        if unknown:\n",
+        "        if False:\n",
+    ),
+    Break(
+        "rounds must be at least 1",
+        "pytest_llmperf/config.py",
+        'rounds: int | str = field(default="auto", metadata=_keyword(_count(1, True)))',
+        'rounds: int | str = field(default="auto", metadata=_keyword(_count(0, True)))',
+    ),
+    Break(
+        "a marker's tolerances merge with the run's",
+        "pytest_llmperf/config.py",
+        "            parsed = {**self.tolerances, **parsed}\n",
+        "            pass\n",
+    ),
+    Break(
+        "adaptive rounds never stop before MIN_STOP_ROUNDS",
+        "pytest_llmperf/measure/timing.py",
+        "if n >= max(min_rounds, MIN_STOP_ROUNDS) and",
+        "if n >= min_rounds and",
+    ),
+    Break(
+        "adaptive rounds never pass max_rounds",
+        "pytest_llmperf/measure/timing.py",
+        "min(max(batch, n // 2, 1), max_rounds - n,",
+        "min(max(batch, n // 2, 1),",
+    ),
+    Break(
+        "adaptive rounds stop at the time budget",
+        "pytest_llmperf/measure/timing.py",
+        "if n >= max_rounds or elapsed >= max_time:",
+        "if n >= max_rounds:",
+    ),
+]
+
+
+def failed_tests(output: str) -> list[str]:
+    return sorted(set(re.findall(r"^FAILED (.+?)(?: - .*)?$", output, re.MULTILINE)))
+
+
+def check(brk: Break, scratch: Path) -> list[str]:
+    """Apply one break to a fresh copy, run the rule tests, return the failed test ids."""
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir()
+    shutil.copytree(REPO / "pytest_llmperf", scratch / "pytest_llmperf")
+    shutil.copytree(REPO / "tests", scratch / "tests")
+    shutil.copytree(REPO / "baselines", scratch / "baselines")
+    shutil.copy(REPO / "pyproject.toml", scratch / "pyproject.toml")
+    target = scratch / brk.path
+    text = target.read_text()
+    if text.count(brk.old) != 1:
+        raise SystemExit(f"{brk.rule}: the edit matches {text.count(brk.old)} times in {brk.path}")
+    target.write_text(text.replace(brk.old, brk.new))
+    env = {**os.environ, "PYTHONPATH": str(scratch)}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *TESTS],
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    return failed_tests(out.stdout)
+
+
+def main(argv: list[str]) -> int:
+    chosen = [b for b in BREAKS if not argv or any(a in b.rule for a in argv)]
+    missed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for brk in chosen:
+            failed = check(brk, Path(tmp) / "repo")
+            if not failed:
+                missed += 1
+            caught = ", ".join(f.split("::", 1)[1] for f in failed[:3]) or "NOT CAUGHT"
+            more = f" (+{len(failed) - 3} more)" if len(failed) > 3 else ""
+            print(f"| {brk.rule} | `{brk.path.split('/', 1)[1]}` | {caught}{more} |", flush=True)
+    print(f"\n{len(chosen) - missed}/{len(chosen)} broken rules caught")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,221 @@
+"""judge.verdict: a test's verdict from its result and its stored entry (pure, deterministic).
+
+Each test here guards one decision rule; the effects are far past any noise
+(3x, or exact numbers), so none of them can flap.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from pytest_llmperf.config import Policy
+from pytest_llmperf.fixture import LLMPerf
+from pytest_llmperf.judge.outcome import Verdict
+from pytest_llmperf.judge.verdict import Judge
+from pytest_llmperf.results import Metric, Status, TestResult
+
+MIB = 2**20
+
+
+def stored(value: float, *runs: list[float], normalized: list[list[float]] = (), **kw) -> dict:
+    """A metric as a baseline file stores it: value and the pooled runs' samples."""
+    runs_ = [{"samples": list(r)} for r in runs] or [{"samples": [value]}]
+    for run, norm in zip(runs_, normalized, strict=False):
+        run["normalized_samples"] = list(norm)
+    entry = {"value": value, "unit": "s", "higher_is_better": False, "kind": "time"}
+    entry.update(gated=True, tolerance=None, runs=runs_)
+    entry.update(kw)
+    return entry
+
+
+def entry(status: str = "ok", **metrics: dict) -> dict:
+    return {"status": status, "tier": "smoke", "metrics": metrics}
+
+
+def result(status: Status = Status.OK, *metrics: Metric) -> TestResult:
+    r = TestResult("t.py::test_it", status=status, tier="smoke")
+    for m in metrics:
+        r.add(m)
+    return r
+
+
+def timing(scale: float, normalized_scale: float | None = None, n: int = 21) -> Metric:
+    """A time metric of n rounds around ``scale`` ms (spread +-10%), 10% tolerance."""
+    xs = [scale * 1e-3 * (0.9 + 0.2 * i / (n - 1)) for i in range(n)]
+    norm = [] if normalized_scale is None else [x * normalized_scale / scale for x in xs]
+    return Metric("time", sorted(xs)[n // 2], "s", False, "time", xs, 0.1, normalized_samples=norm)
+
+
+BASE_TIMES = timing(1.0).samples
+
+
+def judged(r: TestResult, e: dict | None, **kw) -> TestResult:
+    Judge(e, where="baselines/x.json", **kw).judge(r)
+    return r
+
+
+def test_no_baseline_is_a_notice_naming_the_file():
+    r = judged(result(Status.OK, timing(1.0)), None)
+    assert r.verdict is Verdict.NO_BASELINE
+    assert "no baseline for this test in baselines/x.json" in r.verdict_lines[0]
+
+
+def test_unchanged_passes_and_three_times_slower_is_a_regression():
+    e = entry(time=stored(1e-3, BASE_TIMES))
+    assert judged(result(Status.OK, timing(1.0)), e).verdict is Verdict.PASS
+    r = judged(result(Status.OK, timing(3.0)), e)
+    assert r.verdict is Verdict.REGRESSION
+    assert r.verdict_lines[0].startswith("REGRESSION time: baseline 1 ms, current 3 ms (+200.0%")
+    assert r.baseline_values == {"time": 1e-3}
+
+
+def test_three_times_faster_is_improved_with_a_refresh_notice():
+    r = judged(result(Status.OK, timing(1 / 3)), entry(time=stored(1e-3, BASE_TIMES)))
+    assert r.verdict is Verdict.IMPROVED
+    assert "refresh with --llmperf-update-baselines" in r.verdict_lines[0]
+
+
+def test_the_worst_outcome_of_the_metrics_is_the_verdict():
+    faster = timing(1 / 3)
+    slower = timing(3.0)
+    slower.name = "decode.time"
+    e = entry(time=stored(1e-3, BASE_TIMES), **{"decode.time": stored(1e-3, BASE_TIMES)})
+    assert judged(result(Status.OK, faster, slower), e).verdict is Verdict.REGRESSION
+
+
+@pytest.mark.parametrize(
+    "base, now, verdict, line",
+    [
+        ("ok", Status.OOM, Verdict.REGRESSION, "status: baseline ok, current oom"),
+        ("oom", Status.OOM, Verdict.PASS, "status: oom, as in the baseline"),
+        ("oom", Status.OK, Verdict.IMPROVED, "status: baseline oom, current ok (now runs)"),
+    ],
+)
+def test_status_changes(base: str, now: Status, verdict: Verdict, line: str):
+    e = entry(base, time=stored(1e-3, BASE_TIMES))
+    r = judged(result(now, timing(1.0)) if now is Status.OK else result(now), e)
+    assert r.verdict is verdict
+    assert line in r.verdict_lines
+
+
+def test_memory_below_the_absolute_slack_is_never_a_regression():
+    e = entry(peak_memory=stored(10 * MIB, unit="B", kind="memory"))
+
+    def peak(mib: float) -> TestResult:
+        return result(Status.OK, Metric("peak_memory", mib * MIB, "B", False, "memory", [], 0.05))
+
+    assert judged(peak(13.5), e).verdict is Verdict.PASS  # +35%, but only 3.5 MiB
+    r = judged(peak(30), e)  # +200%, 20 MiB
+    assert r.verdict is Verdict.REGRESSION
+    assert "baseline 10 MiB, current 30 MiB" in r.verdict_lines[0]
+
+
+def test_pooled_runs_that_spread_widen_the_tolerance():
+    """A baseline pooled from runs whose medians spread 50% cannot gate at 10%."""
+    now = result(Status.OK, timing(1.4))
+    one_run = entry(time=stored(1e-3, BASE_TIMES))
+    assert judged(now, one_run).verdict is Verdict.REGRESSION
+    spread = [x * 1.5 for x in BASE_TIMES], BASE_TIMES, [x * 0.8 for x in BASE_TIMES]
+    r = judged(result(Status.OK, timing(1.4)), entry(time=stored(1e-3, *spread)))
+    assert r.verdict is Verdict.PASS
+    r = judged(result(Status.OK, timing(3.0)), entry(time=stored(1e-3, *spread)))
+    assert r.verdict is Verdict.REGRESSION
+    assert "widened to 50%: the baseline's runs spread that much" in r.verdict_lines[0]
+
+
+def test_raw_and_drift_corrected_samples_must_agree():
+    e = entry(time=stored(1e-3, BASE_TIMES, normalized=[BASE_TIMES]))
+    # slower in wall time, not once the machine's drift is taken out: not a failure
+    drifted = judged(result(Status.OK, timing(3.0, normalized_scale=1.0)), e)
+    assert drifted.verdict is Verdict.INCONCLUSIVE
+    # slower in both: a regression
+    real = judged(result(Status.OK, timing(3.0, normalized_scale=3.0)), e)
+    assert real.verdict is Verdict.REGRESSION
+    assert "drift-corrected change +200.0%" in real.verdict_lines[0]
+
+
+def test_ungated_and_missing_metrics():
+    quiet = timing(3.0)
+    quiet.gated = False
+    e = entry(time=stored(1e-3, BASE_TIMES), throughput=stored(100.0, unit="tokens/s"))
+    r = judged(result(Status.OK, quiet), e)
+    assert r.verdict is Verdict.PASS  # an informational metric is never judged
+    assert "metrics in the baseline but not recorded now: throughput" in r.verdict_lines
+
+
+def test_a_changed_environment_is_shown_beside_the_verdict():
+    e = entry(time=stored(1e-3, BASE_TIMES))
+    r = judged(
+        result(Status.OK, timing(3.0)),
+        e,
+        baseline_fingerprint={"torch": "2.12.0", "python": "3.11.7"},
+        current_fingerprint={"torch": "2.13.0", "python": "3.11.7"},
+    )
+    assert r.fingerprint_diff == {"torch": ["2.12.0", "2.13.0"]}
+    assert r.verdict_lines[-1] == "environment changed since the baseline: torch 2.12.0 -> 2.13.0"
+
+
+def test_unclear_names_only_inconclusive_metrics_of_a_comparable_status():
+    e = entry(time=stored(1e-3, [1e-3, 1e-3]), other=stored(1e-3, BASE_TIMES))
+    other = timing(1.0)
+    other.name = "other"
+    r = result(Status.OK, timing(3.0), other)  # time: 2 baseline rounds, too few to judge
+    judge = Judge(e)
+    assert judge.unclear(r, ["time", "other"]) == ["time"]
+    assert judge.unclear(r, ["other"]) == []
+    assert Judge(entry("oom", **e["metrics"])).unclear(r, ["time"]) == []
+    assert Judge(None).unclear(r, ["time"]) == []
+
+
+def _sleepy_perf(judge: Judge | None, remeasure: int) -> LLMPerf:
+    policy = Policy(rounds=5, warmup=0, remeasure=remeasure, drift_correction=False)
+    return LLMPerf(
+        TestResult("t.py::test_it", tier="smoke"), policy, torch.device("cpu"), "smoke", judge
+    )
+
+
+@pytest.mark.parametrize("remeasure", [0, 2])
+def test_unclear_metrics_are_remeasured_then_reported_inconclusive(remeasure: int):
+    """The fixture re-measures what its judge finds unclear, pooling rounds, and the
+    verdict then comes from the same judge: inconclusive, never a failure."""
+    judge = Judge(entry(time=stored(1e-7, [1e-7, 1e-7])))  # 2 rounds: never clear
+    perf = _sleepy_perf(judge, remeasure)
+    perf(time.sleep, 0.001)
+    assert perf.last.rounds == 5 * (1 + remeasure)
+    judge.judge(perf.result)
+    assert perf.result.verdict is Verdict.INCONCLUSIVE
+    assert perf.result.verdict_lines[0].startswith("INCONCLUSIVE time:")
+
+
+def test_a_clear_regression_is_not_remeasured():
+    judge = Judge(entry(time=stored(1e-7, [1e-7] * 20)))
+    perf = _sleepy_perf(judge, remeasure=2)
+    perf(time.sleep, 0.001)
+    assert perf.last.rounds == 5
+    judge.judge(perf.result)
+    assert perf.result.verdict is Verdict.REGRESSION
+
+
+def test_recording_measures_once():
+    perf = _sleepy_perf(None, remeasure=2)
+    perf(time.sleep, 0.001)
+    assert perf.last.rounds == 5
+
+
+@pytest.mark.parametrize(
+    "verdict, fails, fails_strict",
+    [
+        (Verdict.REGRESSION, True, True),
+        (Verdict.INCONCLUSIVE, False, True),
+        (Verdict.NO_BASELINE, False, True),
+        (Verdict.IMPROVED, False, False),
+        (Verdict.PASS, False, False),
+        (Verdict.RECORDED, False, False),
+    ],
+)
+def test_which_verdicts_fail_a_test(verdict: Verdict, fails: bool, fails_strict: bool):
+    assert verdict.fails(strict=False) is fails
+    assert verdict.fails(strict=True) is fails_strict
