@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,7 @@ class LLMPerfSession:
         """The test's policy: run options, then its markers; ValueError names the test."""
         markers = reversed(list(item.iter_markers("llmperf")))
         policy = Policy.from_markers(markers, defaults=self.options.policy, where=item.nodeid)
-        return (
-            policy.with_value("strict", True, "--llmperf-strict") if self.options.strict else policy
-        )
+        return replace(policy, strict=True) if self.options.strict else policy
 
     def judge_for(self, result: TestResult) -> Judge | None:
         """The test's judge; None when recording baselines (nothing to compare with)."""
