@@ -1,6 +1,9 @@
 """Baseline files: one JSON per device, validated on load, merged and written atomically.
 
-Layout of ``baselines/<device-key>.json``::
+Two kinds of file, one format. ``baselines/<machine>.json`` (the device model,
+or ``--llmperf-machine``) holds what only that machine can reproduce: time,
+throughput, memory, energy. ``baselines/work/<device type>.json`` holds the work
+signatures, which every machine of the device type shares. Layout::
 
     {"schema": "pytest-llmperf-baseline", "schema_version": 1,
      "device": {"key": ..., "name": ...}, "fingerprint": {...},
@@ -8,7 +11,8 @@ Layout of ``baselines/<device-key>.json``::
                 "metrics": {"time": {"value": ..., "unit": "s", "higher_is_better": false,
                                      "kind": "time", "tolerance": null, "gated": true,
                                      "summary": {...}, "runs": [{"samples": [...],
-                                     "normalized_samples": [...]}]}}}}}
+                                     "normalized_samples": [...]}]}},
+                "work": {"<measurement>": {"ops": {"aten.mm": 24, ...}, "syncs": {...}}}}}}
 
 Keys are sorted and indentation fixed so a refresh diffs cleanly in review.
 A write re-reads the file under a lock and merges, so pytest-xdist workers,
@@ -88,6 +92,12 @@ def _validate(data: Any, path: Path, device_key: str | None) -> BaselineFile:
         for name, m in entry.get("metrics", {}).items():
             if not isinstance(m, dict) or not isinstance(m.get("value"), (int, float)):
                 raise _fail(path, f"has a malformed metric {name!r} in {nodeid!r}")
+        work = entry.get("work", {})
+        if not isinstance(work, dict) or not all(
+            isinstance(counts, dict) and all(isinstance(v, dict) for v in counts.values())
+            for counts in work.values()
+        ):
+            raise _fail(path, f"has a malformed work signature in {nodeid!r}")
     return BaselineFile(path, device, data.get("fingerprint") or {}, tests)
 
 
@@ -167,25 +177,31 @@ def run_spread(m: dict[str, Any], normalized: bool = False) -> float:
 
 
 def metric_entry(metric: Metric, previous: dict[str, Any] | None, pool: int) -> dict[str, Any]:
-    """A metric as stored; with ``pool`` > 1 the last ``pool`` runs are kept together."""
+    """A metric as stored; with ``pool`` > 1 the last ``pool`` runs are kept together.
+    A count of the work signature is exact: its value alone, no samples to pool."""
+    entry: dict[str, Any] = {
+        "value": _round(metric.value),
+        "unit": metric.unit,
+        "higher_is_better": metric.higher_is_better,
+        "kind": metric.kind,
+        "tolerance": metric.tolerance,
+        "gated": metric.gated,
+    }
+    if metric.kind == "work":
+        return entry
     run: dict[str, Any] = {"samples": [_round(x) for x in sketch(metric.samples or [metric.value])]}
     if metric.normalized_samples:
         run["normalized_samples"] = [_round(x) for x in sketch(metric.normalized_samples)]
     runs = [run]
     if previous is not None and pool > 1:
         runs = (list(previous.get("runs", [])) + runs)[-pool:]
-    pooled = [x for r in runs for x in r["samples"]]
-    value = metric.value if len(runs) == 1 else median(pooled)
-    return {
-        "value": _round(value),
-        "unit": metric.unit,
-        "higher_is_better": metric.higher_is_better,
-        "kind": metric.kind,
-        "tolerance": metric.tolerance,
-        "gated": metric.gated,
-        "summary": {k: _round(v) for k, v in summarize(metric.samples or [metric.value]).items()},
-        "runs": runs,
+    if len(runs) > 1:
+        entry["value"] = _round(median([x for r in runs for x in r["samples"]]))
+    entry["summary"] = {
+        k: _round(v) for k, v in summarize(metric.samples or [metric.value]).items()
     }
+    entry["runs"] = runs
+    return entry
 
 
 def test_entry(result: TestResult, previous: dict[str, Any] | None, pool: int) -> dict[str, Any]:
@@ -194,7 +210,7 @@ def test_entry(result: TestResult, previous: dict[str, Any] | None, pool: int) -
     prev_metrics = previous.get("metrics", {}) if same and previous else {}
     if same and previous and previous.get("status") != result.status:
         prev_metrics = {}
-    return {
+    entry = {
         "status": result.status.value,
         "tier": result.tier,
         "group": result.group,
@@ -204,6 +220,9 @@ def test_entry(result: TestResult, previous: dict[str, Any] | None, pool: int) -
             for name, m in sorted(result.metrics.items())
         },
     }
+    if result.work:  # the by-name counts that explain a work diff
+        entry["work"] = result.work
+    return entry
 
 
 def dumps(data: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ into a usage error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -28,7 +29,12 @@ DEFAULT_TOLERANCES: dict[str, float] = {
     "ratio": 0.05,
     "efficiency": 0.10,
     "other": 0.10,
+    # Counted, not timed: any growth is a regression (see measure/work.py).
+    "work": 0.0,
 }
+#: Kinds a bare tolerance ("--llmperf-tolerance=10%") applies to: the measured ones.
+#: Work stays exact unless a tolerance names it.
+MEASURED_KINDS = tuple(k for k in DEFAULT_TOLERANCES if k != "work")
 
 #: Memory changes below this many bytes are never a regression (allocator slack).
 MEMORY_ABS_SLACK = 4 * 2**20
@@ -54,7 +60,8 @@ def parse_tolerance(value: Any, where: str) -> float:
 def parse_tolerances(value: Any, where: str) -> dict[str, float]:
     """Tolerances keyed by metric name or kind; a bare number applies to every kind.
 
-    Accepts a number, ``"time=20%,memory=2%"`` or a dict.
+    Accepts a number, ``"time=20%,memory=2%"`` or a dict. A bare number leaves the
+    exact work gate alone (``work=5%`` loosens it by name).
     """
     if value is None or value == "":
         return {}
@@ -71,7 +78,7 @@ def parse_tolerances(value: Any, where: str) -> dict[str, float]:
             out[k.strip()] = parse_tolerance(v, f"{where}[{k.strip()}]")
         return out
     tol = parse_tolerance(value, where)
-    return {kind: tol for kind in DEFAULT_TOLERANCES}
+    return {kind: tol for kind in MEASURED_KINDS}
 
 
 def parse_count(value: Any, where: str, *, allow_auto: bool = True, minimum: int = 0) -> int | str:
@@ -111,7 +118,11 @@ def _parse_gate(value: Any, where: str) -> bool | tuple[str, ...]:
 
 
 def _parse_flag(value: Any, where: str) -> bool | None:
-    if value is not None and not isinstance(value, bool):
+    return None if value is None else _parse_bool(value, where)
+
+
+def _parse_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
         raise ValueError(f"{where}: expected True or False, got {value!r}")
     return value
 
@@ -155,20 +166,28 @@ class Policy:
     #: None: on for CPU, off for accelerators.
     drift_correction: bool | None = field(default=None, metadata=_keyword(_parse_flag))
     remeasure: int = field(default=2, metadata=_keyword(_count(0, False)))
+    #: Take the work signature (a pass of its own, outside the timed rounds).
+    work: bool = field(default=True, metadata=_keyword(_parse_bool))
+    #: ``--llmperf-gate``: only metrics with these names or kinds decide (None: all).
+    #: A run option, not a marker keyword: CI narrows what decides, a test cannot widen it.
+    run_gate: tuple[str, ...] | None = None
 
     def tolerance_for(self, name: str, kind: str) -> float:
-        """Per-metric override, then per-kind, then the default for the kind."""
-        base = name.rsplit(".", 1)[-1]
-        for key in (name, base, kind):
+        """Per-metric override (its full name or a dotted tail of it), then per-kind, then
+        the default for the kind."""
+        for key in _keys(name, kind):
             if key in self.tolerances:
                 return self.tolerances[key]
         return DEFAULT_TOLERANCES.get(kind, DEFAULT_TOLERANCES["other"])
 
-    def gates(self, name: str) -> bool:
+    def gates(self, name: str, kind: str = "") -> bool:
+        """Whether this metric decides the verdict: the marker's ``gate`` (names or kinds),
+        within the run's ``--llmperf-gate``."""
+        if self.run_gate is not None and not set(_keys(name, kind)) & set(self.run_gate):
+            return False
         if isinstance(self.gate, bool):
             return self.gate
-        base = name.rsplit(".", 1)[-1]
-        return name in self.gate or base in self.gate
+        return bool(set(_keys(name, kind)) & set(self.gate))
 
     def with_keywords(self, kwargs: dict[str, Any], where: str) -> Policy:
         """This policy with validated keyword overrides (marker, call arguments, options).
@@ -208,7 +227,14 @@ class Policy:
         return policy
 
 
-_FIELDS = {f.name: f for f in fields(Policy)}
+def _keys(name: str, kind: str) -> list[str]:
+    """What a tolerance or gate may name a metric by: ``decode.work.ops``, ``work.ops``,
+    ``ops``, then its kind."""
+    parts = name.split(".")
+    return [".".join(parts[i:]) for i in range(len(parts))] + ([kind] if kind else [])
+
+
+_FIELDS = {f.name: f for f in fields(Policy) if "parse" in f.metadata}
 #: Keyword spellings that name another field.
 _ALIASES = {"tolerance": "tolerances"}
 #: The marker's keywords: every field of Policy, plus the aliases.
@@ -217,7 +243,7 @@ MARKER_KEYWORDS: tuple[str, ...] = (*_FIELDS, *_ALIASES)
 
 def marker_help() -> str:
     """The marker's line in ``pytest --markers``, from the fields themselves."""
-    keywords = ", ".join("tolerance" if f.name == "tolerances" else f.name for f in fields(Policy))
+    keywords = ", ".join("tolerance" if name == "tolerances" else name for name in _FIELDS)
     return f"llmperf(**policy): a performance test; keywords {keywords}"
 
 
@@ -313,6 +339,20 @@ OPTIONS: tuple[Option, ...] = (
         {"metavar": "DEV"},
     ),
     Option(
+        "machine",
+        "string",
+        "name the baseline file for time, memory and energy (a runner pool, say) instead "
+        "of the CPU or GPU model; the work baseline is shared by the device type anyway",
+        {"metavar": "NAME"},
+    ),
+    Option(
+        "gate",
+        "string",
+        "only these metric names or kinds decide verdicts, e.g. 'work' on a shared CPU "
+        "runner; the others are reported (default: all gated metrics)",
+        {"metavar": "NAMES"},
+    ),
+    Option(
         "threads",
         "string",
         "torch intra-op threads when measuring on the CPU (default: torch's choice); "
@@ -329,6 +369,17 @@ _POLICY_OPTIONS = {
     "max-time": "max_time",
     "tolerance": "tolerance",
 }
+
+
+#: A machine name becomes a file name: nothing that could leave the baselines directory.
+_MACHINE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def _parse_names(value: Any, where: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in str(value).split(",") if n.strip())
+    if not names:
+        raise ValueError(f"{where}: expected metric names or kinds, e.g. 'work', got {value!r}")
+    return names
 
 
 def _lookup(config: Any, suffix: str) -> tuple[Any, str]:
@@ -357,6 +408,8 @@ class RunOptions:
     pool: int = 1
     threads: int | None = None
     device: str | None = None
+    #: The machine file's key; None: the device's own (``measure.device.device_key``).
+    machine: str | None = None
     policy: Policy = field(default_factory=Policy)
 
     @classmethod
@@ -381,6 +434,15 @@ class RunOptions:
             raw, name = _lookup(config, suffix)
             if raw is not None:
                 policy = policy.with_value(keyword, raw, name)
+        gate, name = _lookup(config, "gate")
+        if gate is not None:
+            policy = replace(policy, run_gate=_parse_names(gate, name))
+        machine, name = _lookup(config, "machine")
+        if machine is not None and not _MACHINE.fullmatch(machine):
+            raise ValueError(
+                f"{name}: {machine!r} is not a usable baseline name "
+                "(letters, digits, '.', '_' and '-', not starting with '.')"
+            )
         update = bool(value("update-baselines"))
         return cls(
             enabled=bool(value("")) or update,
@@ -395,5 +457,6 @@ class RunOptions:
             pool=count("pool") or 1,
             threads=count("threads"),
             device=value("device"),
+            machine=machine,
             policy=policy,
         )

@@ -167,7 +167,7 @@ class LLMPerf:
         """Add metrics, gated and with tolerances as the policy says; ``owner`` is the
         measurement that re-measures them (none for a recorded number)."""
         for metric in metrics:
-            metric.gated = metric.gated and policy.gates(metric.name)
+            metric.gated = metric.gated and policy.gates(metric.name, metric.kind)
             if metric.tolerance is None:
                 metric.tolerance = policy.tolerance_for(metric.name, metric.kind)
             if owner is not None:

@@ -65,6 +65,11 @@ class TestResult:
     #: How this run's fingerprint differs from the baseline's: {key: [old, new]}.
     fingerprint_diff: dict[str, list[Any]] = field(default_factory=dict)
     duration_s: float = 0.0
+    #: Each measurement's work signature by name (operators, syncs, ...), keyed by the
+    #: measurement's name ("" for an unnamed one): what explains a work diff.
+    work: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Baselines this test had none in: "machine" (time, memory, energy), "work".
+    missing_baselines: list[str] = field(default_factory=list)
 
     def add(self, metric: Metric) -> Metric:
         self.metrics[metric.name] = metric

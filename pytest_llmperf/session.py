@@ -59,9 +59,25 @@ class LLMPerfSession:
 
     @functools.cached_property
     def device_info(self) -> dict[str, Any]:
+        """The machine file's key (``--llmperf-machine`` or the device's model) and name."""
         from .measure.device import device_key, device_name
 
-        return {"key": device_key(self.device), "name": device_name(self.device)}
+        key = self.options.machine or device_key(self.device)
+        return {"key": key, "name": device_name(self.device)}
+
+    @functools.cached_property
+    def work_info(self) -> dict[str, Any]:
+        """The work file's key: the device type, shared by every model of it."""
+        from .measure.device import device_name
+
+        kind = self.device.type
+        return {"key": kind, "name": kind if kind == "cpu" else device_name(self.device)}
+
+    @functools.cached_property
+    def work_fingerprint(self) -> dict[str, Any]:
+        from .measure.work import work_fingerprint
+
+        return work_fingerprint(self.fingerprint)
 
     @functools.cached_property
     def fingerprint(self) -> dict[str, Any]:
@@ -73,19 +89,32 @@ class LLMPerfSession:
     def rootdir(self) -> Path:
         return Path(str(self.config.rootpath))
 
+    @property
+    def baselines_dir(self) -> Path:
+        directory = Path(self.options.baselines_dir)
+        return directory if directory.is_absolute() else self.rootdir / directory
+
     @functools.cached_property
     def baseline_path(self) -> Path:
-        directory = Path(self.options.baselines_dir)
-        if not directory.is_absolute():
-            directory = self.rootdir / directory
-        return directory / f"{self.device_info['key']}.json"
+        return self.baselines_dir / f"{self.device_info['key']}.json"
+
+    @functools.cached_property
+    def work_path(self) -> Path:
+        return self.baselines_dir / "work" / f"{self.work_info['key']}.json"
 
     @functools.cached_property
     def baseline(self) -> BaselineFile | None:
-        """The device's baseline file, None if there is none; BaselineError if unusable."""
+        """The machine's baseline file, None if there is none; BaselineError if unusable."""
         from .baselines import load
 
         return load(self.baseline_path, self.device_info["key"])
+
+    @functools.cached_property
+    def work_baseline(self) -> BaselineFile | None:
+        """The device type's work baseline, None if there is none; BaselineError if unusable."""
+        from .baselines import load
+
+        return load(self.work_path, self.work_info["key"])
 
     # -- per test ---------------------------------------------------------------------
     def policy_for(self, item: pytest.Item) -> Policy:
@@ -98,12 +127,17 @@ class LLMPerfSession:
         """The test's judge; None when recording baselines (nothing to compare with)."""
         if self.options.update:
             return None
-        baseline = self.baseline
+        from .measure.work import work_mismatch
+
+        baseline, work = self.baseline, self.work_baseline
         return Judge(
             baseline.entry(result.nodeid, result.tier) if baseline else None,
-            where=f"{self.baseline_path} (device {self.device_info['key']}, tier {result.tier})",
+            where=f"{self.baseline_path} (machine {self.device_info['key']}, tier {result.tier})",
             baseline_fingerprint=baseline.fingerprint if baseline else {},
             current_fingerprint=self.fingerprint,
+            work_entry=work.entry(result.nodeid, result.tier) if work else None,
+            work_where=f"{self.work_path} (tier {result.tier})",
+            work_mismatch=work_mismatch(work.fingerprint, self.work_fingerprint) if work else "",
         )
 
     def conclude(
@@ -161,8 +195,9 @@ class LLMPerfSession:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if not self.options.enabled:
             return
-        try:
-            self.baseline  # noqa: B018 - a corrupt file stops the run before any measuring
+        try:  # a corrupt file stops the run before any measuring
+            self.baseline  # noqa: B018
+            self.work_baseline  # noqa: B018
         except BaselineError as exc:
             raise pytest.UsageError(str(exc)) from None
 
@@ -195,8 +230,31 @@ class LLMPerfSession:
             )
             for line in summary_lines(self.results):
                 tr.line(line)
+            for line in self._missing_lines():
+                tr.line(line, yellow=True)
         for m in self.messages:
             tr.line(m, red=m.startswith("ERROR"))
+
+    def _missing_lines(self) -> list[str]:
+        """One line per baseline file that lacked tests, with the count and the command that
+        records them (the per-test detail is in the report), instead of a line per test."""
+        command = " ".join(["pytest", *refresh_args(self.config.invocation_params.args)])
+        lines = []
+        for scope, what, path in (
+            (
+                "machine",
+                f"time, memory and energy (machine {self.device_info['key']})",
+                self.baseline_path,
+            ),
+            ("work", f"work ({self.work_info['key']})", self.work_path),
+        ):
+            n = sum(scope in r.missing_baselines for r in self.results)
+            if n:
+                lines.append(
+                    f"{n} test{'s' if n != 1 else ''} not compared for {what}: no baseline "
+                    f"in {path}; record with: {command}"
+                )
+        return lines
 
     # -- the end of the run ---------------------------------------------------------------
     def _is_controller(self) -> bool:
@@ -212,24 +270,27 @@ class LLMPerfSession:
         if exitstatus == pytest.ExitCode.INTERRUPTED:
             self.messages.append(f"interrupted: {self.baseline_path} left unchanged")
             return
-        if not self.results:
-            return
         from .baselines import write
 
-        try:
-            n = write(
-                self.baseline_path,
-                device=self.device_info,
-                fingerprint=self.fingerprint,
-                results=self.results,
-                pool=self.options.pool,
-            )
-            self.messages.append(
-                f"wrote {n} entr{'y' if n == 1 else 'ies'} into {self.baseline_path}"
-            )
-        except (BaselineError, OSError) as exc:
-            self.messages.append(f"ERROR: {exc}")
-            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        machine, work = split_by_file(self.results)
+        for path, device, fingerprint, results in (
+            (self.baseline_path, self.device_info, self.fingerprint, machine),
+            (self.work_path, self.work_info, self.work_fingerprint, work),
+        ):
+            if not results:
+                continue
+            try:
+                n = write(
+                    path,
+                    device=device,
+                    fingerprint=fingerprint,
+                    results=results,
+                    pool=self.options.pool,
+                )
+                self.messages.append(f"wrote {n} entr{'y' if n == 1 else 'ies'} into {path}")
+            except (BaselineError, OSError) as exc:
+                self.messages.append(f"ERROR: {exc}")
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def info(self) -> dict[str, Any]:
         """The run as reports and exporters describe it."""
@@ -279,9 +340,47 @@ def summary_lines(results: list[TestResult]) -> list[str]:
 
     lines: list[str] = []
     for r in results:
-        quiet = r.verdict in (None, Verdict.PASS, Verdict.RECORDED)
-        if not quiet or r.notes or r.fingerprint_diff:
+        # A test with nothing to compare against is counted once, not listed: the
+        # session adds one line per baseline file with the command that records them.
+        quiet = r.verdict in (None, Verdict.PASS, Verdict.RECORDED, Verdict.NO_BASELINE)
+        loud = not quiet or bool(r.fingerprint_diff)
+        said = (r.verdict_lines if loud else []) + [f"note: {n}" for n in r.notes]
+        if said:
             lines.append(f"{str(r.verdict or '-').upper():13} {r.nodeid}")
-            lines += [f"    {line}" for line in r.verdict_lines + [f"note: {n}" for n in r.notes]]
+            lines += [f"    {line}" for line in said]
     lines.append(counts_line(results))
     return lines
+
+
+def split_by_file(results: list[TestResult]) -> tuple[list[TestResult], list[TestResult]]:
+    """Each result as the machine file stores it (everything but work) and as the work file
+    does (work metrics and their by-name counts); a status with no metrics goes to both."""
+    machine, work = [], []
+    for r in results:
+        counted = {k: m for k, m in r.metrics.items() if m.kind == "work"}
+        rest = {k: m for k, m in r.metrics.items() if m.kind != "work"}
+        machine.append(replace(r, metrics=rest, work={}))
+        if counted or not r.metrics:
+            work.append(replace(r, metrics=counted))
+    return machine, work
+
+
+#: Options of a comparing run that a refresh does not need (with their values).
+_NOT_FOR_REFRESH = ("--llmperf-strict", "--llmperf-gate", "--llmperf-report", "--junitxml")
+
+
+def refresh_args(args: tuple[str, ...] | list[str]) -> list[str]:
+    """This run's arguments as a refresh: same tests and options, without what only a
+    comparing run needs, plus ``--llmperf-update-baselines``."""
+    out: list[str] = []
+    skip_value = False
+    for arg in args:
+        if skip_value:
+            skip_value = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _NOT_FOR_REFRESH:
+            skip_value = "=" not in arg and name != "--llmperf-strict"
+            continue
+        out.append(arg)
+    return [*out, "--llmperf-update-baselines"]

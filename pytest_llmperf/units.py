@@ -59,6 +59,10 @@ def quantity(value: float | None, unit: str = "") -> str:
     if not finite(value):
         return f"{value} {unit}".strip()
     u = (unit or "").strip()
+    if u == "FLOP":
+        return flops(value)
+    if not u and float(value).is_integer():
+        return str(int(value))  # a count: exact
     if u in TIME_UNITS:
         seconds = value * TIME_UNITS[u]
         for name, scale in _TIME_SCALES:

@@ -28,6 +28,7 @@ TESTS = [
     "tests/unit/test_baselines.py",
     "tests/unit/test_config.py",
     "tests/unit/test_rounds.py",
+    "tests/unit/test_work.py",
 ]
 
 
@@ -171,6 +172,49 @@ BREAKS = [
         "pytest_llmperf/measure/timing.py",
         "if n >= max_rounds or elapsed >= max_time:",
         "if n >= max_rounds:",
+    ),
+    Break(
+        "work is exact (a bare tolerance loosens it)",
+        "pytest_llmperf/config.py",
+        "return {kind: tol for kind in MEASURED_KINDS}",
+        "return {kind: tol for kind in DEFAULT_TOLERANCES}",
+    ),
+    Break(
+        "a count is decided on its value, not on pooled samples",
+        "pytest_llmperf/judge/verdict.py",
+        '    if metric.kind == "work":  # a count is exact: its value decides, not samples\n'
+        "        return decide(metric.name, **common)\n",
+        "",
+    ),
+    Break(
+        "syncs through tensor methods are counted (.tolist() on the CPU)",
+        "pytest_llmperf/measure/work.py",
+        '            sig.syncs[f"Tensor.{name}"] += 1\n',
+        "",
+    ),
+    Break(
+        "an in-place write is not an allocation",
+        "pytest_llmperf/measure/work.py",
+        "if key[1] not in seen:",
+        "if True:",
+    ),
+    Break(
+        "views move no data",
+        "pytest_llmperf/measure/work.py",
+        'if func.is_view or name in _ALIASING:',
+        "if False:",
+    ),
+    Break(
+        "another torch reports work changes, never fails on them",
+        "pytest_llmperf/judge/verdict.py",
+        "                d.outcome = Verdict.PASS\n",
+        "                pass\n",
+    ),
+    Break(
+        "the run's --llmperf-gate narrows what decides",
+        "pytest_llmperf/config.py",
+        "if self.run_gate is not None and not set(_keys(name, kind)) & set(self.run_gate):",
+        "if False:",
     ),
 ]
 

@@ -19,6 +19,7 @@ from ..config import MEMORY_ABS_SLACK
 from ..results import Metric, Status, TestResult
 from .decision import Decision, combine, decide
 from .outcome import Verdict
+from .workdiff import by_name, work_diff
 
 #: What each outcome's line starts with, and what follows the decision's description.
 _LINE = {
@@ -63,6 +64,8 @@ def decide_metric(metric: Metric, stored: dict[str, Any]) -> Decision:
         "unit": metric.unit,
         "abs_slack": MEMORY_ABS_SLACK if metric.kind == "memory" and metric.unit == "B" else 0.0,
     }
+    if metric.kind == "work":  # a count is exact: its value decides, not samples
+        return decide(metric.name, **common)
     raw = decide(
         metric.name,
         baseline_samples=metric_samples(stored),
@@ -85,53 +88,83 @@ def decide_metric(metric: Metric, stored: dict[str, Any]) -> Decision:
 
 @dataclass
 class Judge:
-    """Judges one test against its baseline entry (None: there is none for this device/tier)."""
+    """Judges one test against its two baseline entries: the machine's (time, memory,
+    energy) and the device type's work signature. None: there is no such entry."""
 
     entry: dict[str, Any] | None
-    #: The baseline file, device and tier, for the "no baseline" notice.
+    #: The machine baseline file, device and tier, for the "no baseline" notice.
     where: str = ""
     baseline_fingerprint: dict[str, Any] = field(default_factory=dict)
     current_fingerprint: dict[str, Any] = field(default_factory=dict)
+    work_entry: dict[str, Any] | None = None
+    #: The work baseline file, for its notice.
+    work_where: str = ""
+    #: Why the stored work signature cannot gate this run ("torch 2.12 -> 2.13"); "" if it can.
+    work_mismatch: str = ""
+
+    def _entry_for(self, metric: Metric) -> dict[str, Any] | None:
+        return self.work_entry if metric.kind == "work" else self.entry
 
     def decisions(self, result: TestResult, names: list[str] | None = None) -> list[Decision]:
-        """One decision per gated metric that both the run and the baseline have (only
+        """One decision per gated metric that both the run and its baseline have (only
         those in ``names`` when given); none for a run that ran out of memory."""
-        if self.entry is None or result.status is Status.OOM:
+        if result.status is Status.OOM:
             return []
-        stored = self.entry.get("metrics", {})
-        return [
-            decide_metric(metric, stored[name])
-            for name, metric in sorted(result.metrics.items())
-            if metric.gated and name in stored and (names is None or name in names)
-        ]
+        out = []
+        for name, metric in sorted(result.metrics.items()):
+            stored = (self._entry_for(metric) or {}).get("metrics", {}).get(name)
+            if metric.gated and stored is not None and (names is None or name in names):
+                out.append(decide_metric(metric, stored))
+        return out
 
     def unclear(self, result: TestResult, names: list[str]) -> list[str]:
         """Which of these metrics are past the tolerance but not clearly: worth re-measuring."""
-        if self.entry is None or self._base_status() is not result.status:
+        if self._base_status() is not result.status:
             return []
         return [
             d.metric for d in self.decisions(result, names) if d.outcome is Verdict.INCONCLUSIVE
         ]
 
     def judge(self, result: TestResult) -> None:
-        """Fill ``result.verdict``, ``verdict_lines``, ``baseline_values`` and ``fingerprint_diff``."""
-        if self.entry is None:
+        """Fill ``result.verdict``, ``verdict_lines``, ``baseline_values``, ``fingerprint_diff``
+        and ``missing_baselines``."""
+        if self.entry is None and self.work_entry is None:
             result.verdict = Verdict.NO_BASELINE
+            result.missing_baselines = ["machine", "work"]
             result.verdict_lines = [
-                f"no baseline for this test in {self.where}; "
-                "record one with --llmperf-update-baselines"
+                f"no baseline for this test in {self.where}"
+                + (f" nor in {self.work_where}" if self.work_where else "")
+                + "; record one with --llmperf-update-baselines"
             ]
             return
         from ..measure.device import fingerprint_diff
 
-        result.baseline_values = {
-            k: float(v["value"]) for k, v in self.entry.get("metrics", {}).items() if "value" in v
-        }
-        if self.baseline_fingerprint and self.current_fingerprint:
+        kinds = {m.kind == "work" for m in result.metrics.values()}
+        result.missing_baselines = [
+            scope
+            for scope, entry, is_work in (
+                ("machine", self.entry, False),
+                ("work", self.work_entry, True),
+            )
+            if entry is None and is_work in kinds
+        ]
+        for entry in (self.entry, self.work_entry):
+            result.baseline_values.update(
+                {k: float(v["value"]) for k, v in (entry or {}).get("metrics", {}).items()}
+            )
+        if self.entry is not None and self.baseline_fingerprint and self.current_fingerprint:
             result.fingerprint_diff = fingerprint_diff(
                 self.baseline_fingerprint, self.current_fingerprint
             )
         result.verdict, result.verdict_lines = self._verdict(result)
+        if "machine" in result.missing_baselines:
+            result.verdict_lines.append(
+                f"time, memory and energy not compared: no baseline for this test in {self.where}"
+            )
+        if "work" in result.missing_baselines:
+            result.verdict_lines.append(
+                f"work not compared: no entry for this test in {self.work_where}"
+            )
         if result.fingerprint_diff:
             changes = ", ".join(
                 f"{k} {old} -> {new}" for k, (old, new) in result.fingerprint_diff.items()
@@ -139,7 +172,7 @@ class Judge:
             result.verdict_lines.append(f"environment changed since the baseline: {changes}")
 
     def _base_status(self) -> Status:
-        return Status((self.entry or {}).get("status", Status.OK))
+        return Status((self.entry or self.work_entry or {}).get("status", Status.OK))
 
     def _verdict(self, result: TestResult) -> tuple[Verdict, list[str]]:
         """Status first (ok -> oom fails; oom -> ok is an improvement), then every metric:
@@ -153,19 +186,52 @@ class Judge:
         if result.status is Status.OOM:
             return Verdict.PASS, ["status: oom, as in the baseline"]
         decisions = self.decisions(result)
-        outcomes = {d.outcome for d in decisions}
-        # "now runs" where it ran out of memory before is an improvement by itself
-        otherwise = Verdict.IMPROVED if lines else Verdict.PASS
-        verdict = next((v for v in _WORST_FIRST if v in outcomes), otherwise)
-        for d in decisions:
+        work = [d for d in decisions if result.metrics[d.metric].kind == "work"]
+        measured = [d for d in decisions if d not in work]
+        for d in measured:
             if d.outcome in _LINE:
                 head, tail = _LINE[d.outcome]
                 lines.append(head + describe(d) + tail)
+        lines += self._work_lines(result, work)
+        outcomes = {d.outcome for d in measured + work}
+        # "now runs" where it ran out of memory before is an improvement by itself
+        otherwise = Verdict.IMPROVED if base is not result.status else Verdict.PASS
+        verdict = next((v for v in _WORST_FIRST if v in outcomes), otherwise)
         missing = sorted(
             k
-            for k, v in (self.entry or {}).get("metrics", {}).items()
+            for entry in (self.entry, self.work_entry)
+            for k, v in (entry or {}).get("metrics", {}).items()
             if v.get("gated", True) and k not in result.metrics
         )
         if missing:
             lines.append(f"metrics in the baseline but not recorded now: {', '.join(missing)}")
         return verdict, lines
+
+    def _work_lines(self, result: TestResult, decisions: list[Decision]) -> list[str]:
+        """One line for the work signature: what moved, by name. On another torch (or
+        device) the counts may move for reasons of the stack's own: said, not failed."""
+        stored = (self.work_entry or {}).get("work", {})
+        moved = [d for d in decisions if d.outcome is not Verdict.PASS]
+        if self.work_mismatch:
+            for d in decisions:
+                d.outcome = Verdict.PASS
+            if moved:  # a note, so the terminal shows it beside a passing verdict
+                diff = work_diff(moved, result.work, stored)
+                result.note(f"work not gated ({self.work_mismatch} since its baseline): {diff}")
+            return []
+        if moved:
+            worst = next(v for v in _WORST_FIRST if v in {d.outcome for d in moved})
+            head, tail = _LINE[worst]
+            return [f"{head}work: {work_diff(moved, result.work, stored)}{tail}"]
+        if decisions and any(
+            (result.work.get(k) or {}).get("ops") != v.get("ops") for k, v in stored.items()
+        ):
+            changed = "; ".join(
+                ", ".join(by_name(v.get("ops", {}), (result.work.get(k) or {}).get("ops", {})))
+                for k, v in stored.items()
+            ).strip("; ")
+            result.note(
+                f"work: same totals, other operators ({changed}); "
+                "refresh with --llmperf-update-baselines"
+            )
+        return []

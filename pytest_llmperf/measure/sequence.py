@@ -3,8 +3,10 @@
 warm-up (first pass only) -> reset the memory peak -> ranks meet -> energy
 counter -> rounds (fixed or adaptive, a drift reference after each batch on the
 CPU) -> energy counter -> ranks meet, slowest rank per round -> memory peak (on
-the CPU in a pass of its own). A re-measurement runs the same sequence again and
-pools its rounds with the first pass's. The instruments are in the sibling
+the CPU in a pass of its own) -> the work signature (first pass only, a pass of
+its own; dynamo's counters are read around warm-up and rounds). A
+re-measurement runs the same sequence again and pools its rounds with the first
+pass's. The instruments are in the sibling
 modules; this one only orders them and turns what they read into metrics.
 """
 
@@ -22,6 +24,7 @@ from . import distributed, drift
 from .device import exclusive_device
 from .oom import oom_as_status
 from .timing import CallSampler, RoundTimer, measure_rounds, unsettled_note, warm_up
+from .work import WorkSignature, add_compile_delta, compile_counters, signature_of
 
 
 @dataclass
@@ -39,6 +42,8 @@ class Measurement:
     peak_exact: bool = True
     energy_j: float | None = None
     energy_window_s: float = 0.0
+    #: What the call asks PyTorch to do, counted once (None: not taken).
+    work: WorkSignature | None = None
     #: Runs the sequence once more and records again (set while the test is alive).
     rerun: Callable[[], None] | None = None
     #: The call itself, kept for profiling a failure.
@@ -92,8 +97,10 @@ def measure_call(
     use_drift = uses_drift_correction(policy, device)
     on_cpu = device.type == "cpu"
     refs: list[float] = []
+    first = not m.times
     with exclusive_device(device), oom_as_status(result, device):
-        if not m.times:
+        compiled_before = compile_counters() if first and policy.work else None
+        if first:
             m.warmup_times = warm_up(timer, call, policy.warmup, policy.max_time, setup)
         mem = PeakMemory(device)
         meter = EnergyMeter(device)
@@ -118,6 +125,8 @@ def measure_call(
         times = distributed.slowest(rounds.values, device)
         # CPU: RSS needs a pass of its own (see memory.peak_of_call).
         peak = peak_of_call(device, call, setup) if on_cpu else mem.stop()
+        if first and policy.work:
+            take_signature(m, device, result, compiled_before, setup)
     m.times += times
     if use_drift:
         m.normalized += drift.normalize(times, rounds.batch_sizes, refs)
@@ -134,6 +143,24 @@ def measure_call(
     return sampler.result
 
 
+def take_signature(
+    m: Measurement,
+    device: Any,
+    result: TestResult,
+    compiled_before: dict[str, Any] | None,
+    setup: Callable[[], Any] | None = None,
+) -> None:
+    """The work signature of ``m.call``, with what dynamo compiled since ``compiled_before``
+    (read before the warm-up); its by-name counts go to the result to explain a diff."""
+    assert m.call is not None
+    compiled_after = compile_counters()
+    m.work = signature_of(m.call, device, setup)
+    add_compile_delta(m.work, compiled_before, compiled_after)
+    result.work[m.name] = m.work.detail()
+    for note in m.work.uncounted:
+        result.note(f"{m.name}: work: {note}" if m.name else f"work: {note}")
+
+
 def call_metrics(
     m: Measurement,
     policy: Policy,
@@ -147,6 +174,7 @@ def call_metrics(
     the notes that say why one of them is not gated."""
     items = policy.items if policy.items is not None and policy.items > 0 else None
     metrics = speed_metrics(m, prefix, items, item_unit) + memory_metrics(m, prefix, device)
+    metrics += work_metrics(m, prefix)
     energy, notes = energy_metrics(m, prefix)
     metrics += energy
     if policy.flops or policy.bytes:
@@ -194,7 +222,12 @@ def speed_metrics(
 
 def memory_metrics(m: Measurement, prefix: str, device: Any) -> list[Metric]:
     """The call's peak; beside it the allocator's reserved peak (gated) or, on the CPU, the
-    absolute RSS peak (not gated: it includes whatever earlier tests left)."""
+    absolute RSS peak (not gated: it includes whatever earlier tests left). On the CPU
+    the call's own RSS peak informs and ``work.tensor_peak`` gates, where counted."""
+    on_cpu = device.type == "cpu"
+    # On the CPU the RSS growth of a call moved 10-25% between identical runs: where
+    # the work signature's live tensor bytes are counted, they gate and RSS informs.
+    counted = on_cpu and m.work is not None and m.work.complete
     metrics = [
         Metric(
             f"{prefix}peak_memory",
@@ -202,11 +235,10 @@ def memory_metrics(m: Measurement, prefix: str, device: Any) -> list[Metric]:
             "B",
             False,
             "memory",
-            gated=m.peak_exact,
+            gated=m.peak_exact and not counted,
         )
     ]
     if m.peak_memory_reserved is not None:
-        on_cpu = device.type == "cpu"
         name = "peak_rss" if on_cpu else "peak_memory_reserved"
         metrics.append(
             Metric(
@@ -219,6 +251,18 @@ def memory_metrics(m: Measurement, prefix: str, device: Any) -> list[Metric]:
             )
         )
     return metrics
+
+
+def work_metrics(m: Measurement, prefix: str) -> list[Metric]:
+    """The signature's totals, kind ``work``: gated exactly, and portable across machines
+    of a device type (they go to the device type's work baseline). A partial signature
+    is reported, not gated."""
+    if m.work is None:
+        return []
+    return [
+        Metric(f"{prefix}work.{name}", value, unit, False, "work", gated=m.work.complete)
+        for name, value, unit in m.work.totals()
+    ]
 
 
 def energy_metrics(m: Measurement, prefix: str) -> tuple[list[Metric], list[str]]:
@@ -271,8 +315,10 @@ def measure_pairs(
 ) -> None:
     """One pass of interleaved pairs (A B A B ...), warm-up of both sides on the first pass;
     adaptive rounds aim at a quarter of ``metric``'s (the ratio's) tolerance."""
+    first = not sampler.ratios
     with exclusive_device(device), oom_as_status(result, device):
-        if not sampler.ratios:
+        compiled_before = compile_counters() if first and policy.work else None
+        if first:
             for m in (sampler.reference, sampler.candidate):
                 assert m.call is not None
                 m.warmup_times = warm_up(sampler.timer, m.call, policy.warmup, policy.max_time)
@@ -284,6 +330,10 @@ def measure_pairs(
             max_time=2 * policy.max_time,
             precision=policy.tolerance_for(metric, "ratio") / 4,
         )
+        if first and policy.work:
+            # Both sides compiled in one window: the reference's signature carries it.
+            take_signature(sampler.reference, device, result, compiled_before)
+            take_signature(sampler.candidate, device, result, compile_counters())
 
 
 def pair_metrics(
@@ -297,6 +347,7 @@ def pair_metrics(
     metrics = []
     for m in (sampler.reference, sampler.candidate):
         metrics += speed_metrics(m, f"{m.name}.", items, item_unit, gated=False)
+        metrics += work_metrics(m, f"{m.name}.")
     ratios = list(sampler.ratios)
     metrics.append(
         Metric(speedup_name, median(ratios), "x", True, "ratio", ratios, tolerance=tolerance)

@@ -24,6 +24,7 @@ from .tables import (
     summary_table,
     verdict_cell,
     verdict_counts,
+    work_section,
 )
 
 CSS = """
@@ -178,6 +179,9 @@ def render_html(results: list[TestResult], session: dict, hook: Any = None) -> s
     out += _verdicts(results, have_plots)
     for section in group_sections(results, hook):
         out += _section(section, hook, have_plots)
+    work = work_section(results)
+    if work is not None:
+        out += _section(work, hook, False)
     out += _details(results)
     fp = fingerprint_table(session)
     if fp is not None:

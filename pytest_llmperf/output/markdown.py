@@ -17,6 +17,7 @@ from .tables import (
     session_items,
     summary_table,
     verdict_cell,
+    work_section,
 )
 
 
@@ -82,6 +83,9 @@ def render_markdown(results: list[TestResult], session: dict, hook: Any = None) 
         out += ["No performance tests ran.", ""]
     for section in group_sections(results, hook):
         out += _section(section)
+    work = work_section(results)
+    if work is not None:
+        out += _section(work)
     out += _details(results)
     fp = fingerprint_table(session)
     if fp is not None:

@@ -316,7 +316,8 @@ def generic_tables(results: list[TestResult]) -> list[Table]:
     metrics: list[str] = []
     for r in results:
         params += [k for k in r.params if k not in params]
-        metrics += [k for k in r.metrics if k not in metrics]
+        # Work counts have a table of their own (``work_section``).
+        metrics += [k for k, m in r.metrics.items() if k not in metrics and m.kind != "work"]
     eff = [m for m in metrics if m.split(".")[-1] in ("mfu", "mbu")]
     metrics = [m for m in metrics if m not in eff] + eff
     columns = ["test"] + params + metrics + ["status", "verdict"]
@@ -340,3 +341,54 @@ def generic_section(group: str, results: list[TestResult]) -> Section:
     """The section of a group no hook claimed: ``Group: name`` (or the unnamed group)."""
     title = f"Group: {group}" if group else "Other performance tests"
     return Section(title=title, tables=generic_tables(results), group=group, results=results)
+
+
+#: The work table's columns: (metric tail, heading); compile and kernel columns only when
+#: some test has them.
+WORK_COLUMNS = (
+    ("ops", "ops"),
+    ("flops", "FLOPs"),
+    ("bytes", "bytes"),
+    ("syncs", "syncs"),
+    ("copies", "copies"),
+    ("tensor_peak", "tensor peak"),
+    ("graphs", "graphs"),
+    ("graph_breaks", "graph breaks"),
+    ("recompiles", "recompiles"),
+    ("kernels", "kernels"),
+)
+_ALWAYS = 6
+
+
+def work_section(results: list[TestResult]) -> Section | None:
+    """Every measurement's work signature: the counts the work gate compares, and the
+    operators called most, so a reader sees what a test does without a profiler."""
+    rows: list[tuple[str, str, dict[str, Metric], dict[str, int]]] = []
+    for r in results:
+        for name in sorted(r.work):
+            prefix = f"{name}.work." if name else "work."
+            counts = {k[len(prefix) :]: m for k, m in r.metrics.items() if k.startswith(prefix)}
+            if counts:
+                rows.append((short_name(r.nodeid), name, counts, r.work[name].get("ops", {})))
+    if not rows:
+        return None
+    shown = [
+        (key, title)
+        for i, (key, title) in enumerate(WORK_COLUMNS)
+        if i < _ALWAYS or any(key in counts for _, _, counts, _ in rows)
+    ]
+    table_rows = []
+    for test, name, counts, ops in rows:
+        cells = [test, name or "-"]
+        for key, _ in shown:
+            m = counts.get(key)
+            cells.append(units.quantity(m.value, m.unit) if m is not None else "-")
+        top = sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        cells.append(", ".join(f"{op.removeprefix('aten.')} x{n}" for op, n in top) or "-")
+        table_rows.append(cells)
+    columns = ["test", "measurement", *(title for _, title in shown), "most called"]
+    note = (
+        "Counted in one call outside the timed rounds; the same on every machine of this "
+        "device type with the same torch, and gated exactly (any growth is a regression)."
+    )
+    return Section("Work signature", [make_table("", columns, table_rows, note)])

@@ -53,8 +53,9 @@ SMOKE_CONTEXT_DIVISOR = 8
 # not a property of the code under test and would make the gate flap. These
 # cells therefore record time and throughput informationally (the report still
 # shows the spread) and gate only peak memory, which the cold step does not
-# make noisy. Warm-up 1 and 5 cells are gated on everything.
-COLD_START_POLICY = pytest.mark.llmperf(gate=["peak_memory"])
+# make noisy, and the work signature (counted on a warm call, outside the
+# rounds). Warm-up 1 and 5 cells are gated on everything.
+COLD_START_POLICY = pytest.mark.llmperf(gate=["peak_memory", "work"])
 
 
 def _cells():

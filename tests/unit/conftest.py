@@ -8,3 +8,4 @@ they are imported once here, before any inner run, and stay.
 import numpy  # noqa: F401
 import scipy.stats  # noqa: F401
 import torch  # noqa: F401
+import torch._dynamo  # noqa: F401 - entering a TorchDispatchMode imports it (work signature)

@@ -115,6 +115,24 @@ def test_three_times_slower_fails_that_test_with_the_numbers(
 
 
 def test_eight_times_more_memory_fails(project: pytest.Pytester, monkeypatch) -> None:
+    """On the CPU the live tensor bytes of the work signature gate memory, exactly."""
+    project.runpytest("--llmperf", "--llmperf-update-baselines").assert_outcomes(passed=3)
+    monkeypatch.setenv("MEM", "8")
+    result = project.runpytest("--llmperf")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*REGRESSION work: bytes 32 MiB -> 256 MiB (+700.0%), tensor peak 16 MiB -> 128 MiB*"]
+    )
+
+
+def test_without_the_work_signature_rss_gates_memory(project: pytest.Pytester, monkeypatch) -> None:
+    project.makeini("[pytest]\nmarkers =\n")
+    project.makeconftest(
+        "import pytest\n"
+        "def pytest_collection_modifyitems(items):\n"
+        "    for item in items:\n"
+        "        item.add_marker(pytest.mark.llmperf(work=False))\n"
+    )
     project.runpytest("--llmperf", "--llmperf-update-baselines").assert_outcomes(passed=3)
     monkeypatch.setenv("MEM", "8")
     result = project.runpytest("--llmperf")
@@ -124,6 +142,7 @@ def test_eight_times_more_memory_fails(project: pytest.Pytester, monkeypatch) ->
             "*REGRESSION peak_memory: baseline * MiB, current * MiB (+*%; lower is better), tolerance 5%*"
         ]
     )
+    assert "work" not in json.loads(_baseline_file(project).read_text())["tests"]
 
 
 def test_faster_passes_with_refresh_notice(project: pytest.Pytester, monkeypatch) -> None:
@@ -140,9 +159,23 @@ def test_faster_passes_with_refresh_notice(project: pytest.Pytester, monkeypatch
 def test_no_baseline_notice_and_strict_failure(project: pytest.Pytester) -> None:
     result = project.runpytest("--llmperf")
     result.assert_outcomes(passed=3)
+    # One line per baseline file with the count and the command, not a line per test.
     result.stdout.fnmatch_lines(
-        ["NO-BASELINE*test_perf.py::test_time", "*no baseline for this test*"]
+        [
+            "2 tests not compared for time, memory and energy (machine *): no baseline in "
+            "*; record with: pytest --llmperf * --llmperf-update-baselines",
+            "2 tests not compared for work (cpu): no baseline in *work*cpu.json; *",
+        ]
     )
+    assert "no baseline for this test" not in result.stdout.str()
+    report = project.runpytest("--llmperf", "--llmperf-report=r.json")
+    (entry,) = [
+        r for r in json.loads((project.path / "r.json").read_text())["results"]
+        if r["nodeid"].endswith("test_time")
+    ]
+    assert entry["verdict"] == "no-baseline" and "no baseline for this test" in entry[
+        "verdict_lines"
+    ][0], report.stdout.str()
     strict = project.runpytest("--llmperf", "--llmperf-strict")
     strict.assert_outcomes(passed=1, failed=2)
     strict.stdout.fnmatch_lines(["*llmperf: no-baseline in test_perf.py::test_time*"])
@@ -347,8 +380,8 @@ def test_pedantic_warmup_rounds_items_and_throughput(pytester: pytest.Pytester) 
         def test_it(llmperf):
             out = llmperf.pedantic(step, args=(21,), warmup=2, rounds=7, items=128)
             assert out == 42
-            # warm-up + rounds, plus one pass for peak memory on CPU
-            assert len(calls) == 2 + 7 + 1
+            # warm-up + rounds, one pass for peak memory on CPU, one for the work signature
+            assert len(calls) == 2 + 7 + 1 + 1
             assert llmperf.last.rounds == 7
             m = llmperf.result.metrics
             assert m["throughput"].unit == "tokens/s" and m["throughput"].higher_is_better

@@ -45,4 +45,6 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_command() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
     assert "venv" in ci and 'pip install --quiet -e ".[dev]"' in ci
     assert "torch==2.13.0" in text and "torch==2.13.0" in ci
-    assert ci.rstrip().endswith("python -m pytest")
+    # The test command, then the README's main job with the work gate deciding.
+    assert "\npython -m pytest\n" in ci
+    assert ci.rstrip().endswith("python -m pytest --llmperf tests/benchmarks --llmperf-gate=work")

@@ -1,0 +1,87 @@
+"""A work signature's change, worded so a person reads it in one glance.
+
+``work: aten.mm 24 -> 36 (+12), flops 1.208 GFLOP -> 1.812 GFLOP (+50.0%), syncs 0 -> 32
+(aten._local_scalar_dense x32)``: the operators whose counts moved, then every
+other total that moved, each with the names behind it (which sync, which graph
+break, which recompilation). The decisions say which totals moved past their
+tolerance; the by-name counts stored beside them say why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import units
+from .decision import Decision
+
+#: Operators listed by name before the rest are summed up.
+MAX_NAMES = 6
+#: The words for each total, and the by-name counts that explain it.
+_TOTALS = {
+    "flops": ("flops", None),
+    "bytes": ("bytes", None),
+    "syncs": ("syncs", "syncs"),
+    "copies": ("device copies", "copies"),
+    "tensor_peak": ("tensor peak", None),
+    "graphs": ("graphs", None),
+    "graph_breaks": ("graph breaks", "graph_breaks"),
+    "recompiles": ("recompiles", "recompiles"),
+    "kernels": ("kernels", "kernels"),
+}
+
+
+def by_name(old: dict[str, int], new: dict[str, int], limit: int = MAX_NAMES) -> list[str]:
+    """``aten.mm 24 -> 36 (+12)`` for each name whose count moved, largest moves first."""
+    moved = [
+        (name, old.get(name, 0), new.get(name, 0))
+        for name in sorted(set(old) | set(new))
+        if old.get(name, 0) != new.get(name, 0)
+    ]
+    moved.sort(key=lambda x: -abs(x[2] - x[1]))
+    parts = [f"{name} {a} -> {b} ({b - a:+d})" for name, a, b in moved[:limit]]
+    if len(moved) > limit:
+        parts.append(f"{len(moved) - limit} more operators")
+    return parts
+
+
+def _causes(old: dict[str, int], new: dict[str, int]) -> str:
+    """The names whose counts grew, as ``name xN`` (what was added)."""
+    grown = [(n, new[n] - old.get(n, 0)) for n in sorted(new) if new[n] > old.get(n, 0)]
+    return ", ".join(f"{n} x{k}" for n, k in grown[:3])
+
+
+def _split(metric: str) -> tuple[str, str]:
+    """``decode.work.flops`` -> (``decode``, ``flops``)."""
+    head, _, total = metric.rpartition("work.")
+    return head.rstrip("."), total
+
+
+def work_diff(decisions: list[Decision], current: dict[str, Any], stored: dict[str, Any]) -> str:
+    """The moved totals of ``decisions`` (all work metrics of one test) with their names;
+    ``current`` / ``stored`` are the by-name counts per measurement name."""
+    order = list(_TOTALS)
+    groups: dict[str, list[str]] = {}
+    for d in sorted(
+        decisions,
+        key=lambda d: order.index(_split(d.metric)[1]) if _split(d.metric)[1] in order else -1,
+    ):
+        measurement, total = _split(d.metric)
+        new, old = current.get(measurement, {}), stored.get(measurement, {})
+        parts = groups.setdefault(measurement, [])
+        if total == "ops":
+            names = by_name(old.get("ops", {}), new.get("ops", {}))
+            parts[:0] = names or [
+                f"ops {units.quantity(d.baseline)} -> {units.quantity(d.current)}"
+            ]
+            continue
+        label, detail = _TOTALS.get(total, (total, None))
+        text = (
+            f"{label} {units.quantity(d.baseline, d.unit)} -> {units.quantity(d.current, d.unit)}"
+        )
+        if d.unit in ("FLOP", "B") and d.baseline:
+            text += f" ({units.change(d.change)})"
+        causes = _causes(old.get(detail, {}), new.get(detail, {})) if detail else ""
+        parts.append(f"{text} ({causes})" if causes else text)
+    return "; ".join(
+        (f"{name}: " if name else "") + ", ".join(parts) for name, parts in groups.items()
+    )

@@ -1,0 +1,435 @@
+"""The work signature: what a call asks PyTorch to do, counted rather than timed.
+
+Time on a shared CPU is noise-bound; the work a PyTorch program does is not. One
+call, in a pass of its own after the timed rounds, runs under a
+``TorchDispatchMode`` (every ATen operator, with its tensors) and a
+``TorchFunctionMode`` (the tensor methods that hand data to the host without an
+operator on the CPU). From them: operator counts by name, FLOPs (the formulas of
+``torch.utils.flop_counter``, plus the quantized matmuls it lacks), bytes read
+and written, host-device synchronisations, copies between devices and the peak
+of live tensor bytes allocated during the call. ``torch._dynamo``'s own
+counters, read around the warm-up and rounds, give graphs, graph breaks and
+recompilations; on CUDA the profiler counts kernel launches.
+
+None of it depends on the CPU model, so a signature recorded on one machine
+gates every machine of the same device type with the same torch version.
+Python's cyclic collector is paused during the pass, so tensors are freed by
+reference counting alone and the live-bytes peak is the same on every run.
+What cannot be counted (a tensor subclass without a storage, an operator
+without a FLOP formula that looks like a matmul, a call that fails under the
+modes) is named in ``uncounted``: never a crash, never a silent zero.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Operators that hand a value to the host or whose output shape depends on the
+#: data: on an accelerator each makes the host wait for the device. They are
+#: counted on every device, so a sync added to a decode loop shows on the CPU.
+SYNC_OPS = frozenset(
+    {
+        "aten._local_scalar_dense",  # .item(), bool(t), int(t), float(t), t as an index
+        "aten.nonzero",
+        "aten.masked_select",
+        "aten.equal",
+        "aten.unique_consecutive",
+        "aten.unique_dim",
+        "aten.unique_dim_consecutive",
+        "aten._unique",
+        "aten._unique2",
+    }
+)
+#: Tensor methods that hand data to the host; on the CPU they dispatch no operator.
+HOST_READS = frozenset({"tolist", "numpy", "cpu", "__repr__"})
+#: Matmuls ``x @ W`` that ``torch.utils.flop_counter`` has no formula for
+#: (quantized weights): 2 x (elements of x) x (output features).
+_MATMUL_LIKE = frozenset(
+    {
+        "aten._int_mm",
+        "aten._weight_int8pack_mm",
+        "aten._weight_int4pack_mm",
+        "aten._weight_int4pack_mm_for_cpu",
+        "aten._weight_int4pack_mm_with_scales_and_zeros",
+        "aten._dyn_quant_matmul_4bit",
+    }
+)
+#: Operators that alias their input without being marked as views.
+_ALIASING = frozenset({"aten._unsafe_view", "aten._reshape_alias"})
+#: The unit of each total, in the order metrics are listed.
+TOTALS = (
+    ("ops", ""),
+    ("flops", "FLOP"),
+    ("bytes", "B"),
+    ("syncs", ""),
+    ("copies", ""),
+    ("tensor_peak", "B"),
+)
+COMPILE_TOTALS = ("graphs", "graph_breaks", "recompiles")
+
+
+@dataclass
+class WorkSignature:
+    """What one call did, in counts; the totals are gated, the names explain a change."""
+
+    #: Operator calls by name (``aten.mm``); views, which move no data, are left out.
+    ops: Counter[str] = field(default_factory=Counter)
+    flops: int = 0
+    #: Bytes of the tensors each operator read and wrote.
+    bytes: int = 0
+    #: Host-device synchronisations by cause (operator or tensor method).
+    syncs: Counter[str] = field(default_factory=Counter)
+    #: Copies between devices by direction (``cuda->cpu``).
+    copies: Counter[str] = field(default_factory=Counter)
+    #: Peak of the bytes of tensors allocated during the call and still alive.
+    tensor_peak: int = 0
+    #: Under torch.compile, during warm-up and rounds (None: nothing was compiled).
+    graphs: int | None = None
+    graph_breaks: Counter[str] = field(default_factory=Counter)
+    recompiles: Counter[str] = field(default_factory=Counter)
+    #: Device kernels by name, where the profiler can see them (CUDA); else None.
+    kernels: Counter[str] | None = None
+    #: What could not be counted, in words.
+    uncounted: list[str] = field(default_factory=list)
+    #: False when the call failed under the counters: the counts are partial.
+    complete: bool = True
+
+    def totals(self) -> list[tuple[str, float, str]]:
+        """(name, value, unit) of every gated quantity this signature has."""
+        out = [
+            ("ops", sum(self.ops.values()), ""),
+            ("flops", self.flops, "FLOP"),
+            ("bytes", self.bytes, "B"),
+            ("syncs", sum(self.syncs.values()), ""),
+            ("copies", sum(self.copies.values()), ""),
+            ("tensor_peak", self.tensor_peak, "B"),
+        ]
+        if self.graphs is not None:
+            out += [
+                ("graphs", self.graphs, ""),
+                ("graph_breaks", sum(self.graph_breaks.values()), ""),
+                ("recompiles", sum(self.recompiles.values()), ""),
+            ]
+        if self.kernels is not None:
+            out.append(("kernels", sum(self.kernels.values()), ""))
+        return [(name, float(value), unit) for name, value, unit in out]
+
+    def detail(self) -> dict[str, Any]:
+        """The by-name counts, JSON-ready, kept beside the totals to explain a diff."""
+        out: dict[str, Any] = {"ops": dict(sorted(self.ops.items()))}
+        for key in ("syncs", "copies", "graph_breaks", "recompiles"):
+            counts = getattr(self, key)
+            if counts:
+                out[key] = dict(sorted(counts.items()))
+        if self.kernels:
+            out["kernels"] = dict(sorted(self.kernels.items()))
+        return out
+
+
+# --------------------------------------------------------------------------- the counters
+
+
+def _name(func: Any) -> str:
+    """``aten.mm`` for ``aten.mm.default``: overloads are one operator to a reader."""
+    return str(getattr(func, "overloadpacket", func))
+
+
+def _tensors(tree: Any) -> list[Any]:
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    return [x for x in tree_leaves(tree) if isinstance(x, torch.Tensor)]
+
+
+def _storage_key(t: Any) -> tuple[Any, int] | None:
+    """(storage, its id) of a plain tensor; None for a subclass without a storage."""
+    try:
+        storage = t.untyped_storage()
+        storage.data_ptr()  # a wrapper subclass's placeholder storage raises here
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+    return storage, storage._cdata
+
+
+class _LiveBytes:
+    """Bytes of the storages first produced during the pass, freed by reference counting."""
+
+    def __init__(self) -> None:
+        self.live: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
+        self.active = True
+        self._finalizers: list[weakref.finalize] = []
+
+    def allocated(self, storage: Any, key: int) -> None:
+        size = storage.nbytes()
+        old = self.live.get(key)
+        if old is None:
+            self._finalizers.append(weakref.finalize(storage, self._freed, key))
+        elif size <= old:
+            return
+        self.live[key] = size
+        self.current += size - (old or 0)
+        self.peak = max(self.peak, self.current)
+
+    def _freed(self, key: int) -> None:
+        if self.active:
+            self.current -= self.live.pop(key, 0)
+
+    def stop(self) -> None:
+        self.active = False
+        for f in self._finalizers:
+            f.detach()
+        self._finalizers.clear()
+
+
+def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool]) -> Any:
+    """A TorchDispatchMode that counts into ``sig`` (built lazily: it imports torch)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count
+
+    def _sdpa_cpu(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+        return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+    def _sdpa_cpu_backward(grad: Any, query: Any, key: Any, value: Any, *a: Any, **k: Any) -> int:
+        return sdpa_backward_flop_count(grad.shape, query.shape, key.shape, value.shape)
+
+    extra_flops: dict[str, Callable[..., int]] = {
+        "aten._scaled_dot_product_flash_attention_for_cpu": _sdpa_cpu,
+        "aten._scaled_dot_product_flash_attention_for_cpu_backward": _sdpa_cpu_backward,
+    }
+    registry = {str(k): v for k, v in flop_registry.items()}
+
+    class DispatchCounter(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.live = _LiveBytes()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            try:
+                self._count(func, args, kwargs, out)
+            except Exception as exc:  # counting must never break the user's call
+                sig.uncounted.append(f"{_name(func)}: not counted ({type(exc).__name__}: {exc})")
+            return out
+
+        def _count(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
+            name = _name(func)
+            if func.is_view or name in _ALIASING:
+                return
+            sig.ops[name] += 1
+            inputs = _tensors((args, kwargs))
+            outputs = _tensors(out)
+            self._flops(name, args, kwargs, out, inputs, outputs)
+            self._syncs(name, func, args, kwargs, inputs, outputs)
+            self._bytes(name, inputs, outputs)
+
+        def _flops(self, name, args, kwargs, out, inputs, outputs) -> None:  # noqa: ANN001
+            if name in registry:
+                sig.flops += int(registry[name](*args, **kwargs, out_val=out))
+            elif name in extra_flops:
+                sig.flops += int(extra_flops[name](*args, **kwargs))
+            elif name in _MATMUL_LIKE and inputs and outputs:
+                sig.flops += 2 * inputs[0].numel() * outputs[0].shape[-1]
+            elif not name.startswith(("aten.", "prims.")) and outputs:
+                note = f"{name}: a custom operator, counted by name only (no FLOP formula)"
+                if note not in sig.uncounted:
+                    sig.uncounted.append(note)
+
+        def _syncs(self, name, func, args, kwargs, inputs, outputs) -> None:  # noqa: ANN001
+            if name in SYNC_OPS:
+                sig.syncs[name] += 1
+            elif name in ("aten.index", "aten.index_put", "aten.index_put_"):
+                # A boolean mask makes the output's shape (or the write's) depend on the data.
+                index = args[1] if len(args) > 1 else ()
+                if any(t is not None and t.dtype == torch.bool for t in _tensors(index)):
+                    sig.syncs[f"{name} (boolean mask)"] += 1
+            if name in ("aten._to_copy", "aten.copy_") and inputs and outputs:
+                src = inputs[-1] if name == "aten.copy_" else inputs[0]
+                dst = outputs[0]
+                if src.device.type != dst.device.type:
+                    sig.copies[f"{src.device.type}->{dst.device.type}"] += 1
+                    blocking = not kwargs.get("non_blocking", False)
+                    if dst.device.type == "cpu" and blocking and not host_read[0]:
+                        sig.syncs["copy to host"] += 1
+
+        def _bytes(self, name, inputs, outputs) -> None:  # noqa: ANN001
+            seen = set()
+            for t in inputs:
+                key = _storage_key(t)
+                if key is None:
+                    self._subclass(name, t)
+                    continue
+                seen.add(key[1])
+                sig.bytes += t.nbytes
+            for t in outputs:
+                key = _storage_key(t)
+                if key is None:
+                    self._subclass(name, t)
+                    continue
+                sig.bytes += t.nbytes
+                if key[1] not in seen:  # not an input written in place: a new allocation
+                    self.live.allocated(*key)
+
+        def _subclass(self, name: str, t: Any) -> None:
+            note = f"{type(t).__name__} tensors (no storage) left out of bytes and tensor_peak"
+            if note not in sig.uncounted:
+                sig.uncounted.append(note)
+
+    return DispatchCounter()
+
+
+def _make_host_reads(sig: WorkSignature, host_read: list[bool]) -> Any:
+    """A TorchFunctionMode that counts the tensor methods in HOST_READS."""
+    from torch.overrides import TorchFunctionMode
+
+    class HostReads(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            name = getattr(func, "__name__", "")
+            if name not in HOST_READS:
+                return func(*args, **(kwargs or {}))
+            sig.syncs[f"Tensor.{name}"] += 1
+            host_read[0] = True  # its own copy to the host is this sync, not a second one
+            try:
+                return func(*args, **(kwargs or {}))
+            finally:
+                host_read[0] = False
+
+    return HostReads()
+
+
+# --------------------------------------------------------------------------- torch.compile
+
+
+def compile_counters() -> dict[str, Any] | None:
+    """dynamo's counters now; None where torch._dynamo was never imported (nothing compiled)."""
+    if "torch._dynamo" not in sys.modules:
+        return None
+    from torch._dynamo.utils import counters, guard_failures
+
+    recompiles: Counter[str] = Counter()
+    for code, reasons in list(guard_failures.items()):
+        for reason in reasons:
+            recompiles[f"{getattr(code, 'co_name', code)}: {_first_line(reason)}"] += 1
+    return {
+        "graphs": int(counters["stats"].get("unique_graphs", 0)),
+        "graph_breaks": Counter({_first_line(k): v for k, v in counters["graph_break"].items()}),
+        "recompiles": recompiles,
+    }
+
+
+def _first_line(text: Any, width: int = 120) -> str:
+    line = str(text).strip().splitlines()[0] if str(text).strip() else str(text)
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def add_compile_delta(
+    sig: WorkSignature, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> None:
+    """What dynamo compiled between two snapshots; nothing when it compiled nothing."""
+    if after is None:
+        return
+    before = before or {"graphs": 0, "graph_breaks": Counter(), "recompiles": Counter()}
+    graphs = after["graphs"] - before["graphs"]
+    breaks = after["graph_breaks"] - before["graph_breaks"]
+    recompiles = after["recompiles"] - before["recompiles"]
+    if graphs or breaks or recompiles:
+        sig.graphs, sig.graph_breaks, sig.recompiles = graphs, breaks, recompiles
+
+
+# --------------------------------------------------------------------------- the pass
+
+
+def _kernels(call: Callable[[], Any], device: Any) -> Counter[str] | None:
+    """Device kernels launched by one call, by name (CUDA, through the profiler)."""
+    if device.type != "cuda":
+        return None
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        call()
+        torch.cuda.synchronize(device)
+    return Counter(e.name for e in prof.events() if e.device_type == DeviceType.CUDA)
+
+
+def signature_of(
+    call: Callable[[], Any], device: Any, setup: Callable[[], Any] | None = None
+) -> WorkSignature:
+    """One call under the counters. A call that fails there (an operator that refuses
+    Python dispatch, say) leaves a partial signature marked incomplete, and says why."""
+    sig = WorkSignature()
+    host_read = [False]
+    counter = _make_dispatch_counter(sig, host_read)
+    collecting = gc.isenabled()
+    if setup is not None:
+        setup()
+    gc.disable()
+    try:
+        with _make_host_reads(sig, host_read), counter:
+            call()
+    except Exception as exc:
+        sig.complete = False
+        sig.uncounted.append(
+            f"the call failed under the work counters ({type(exc).__name__}: "
+            f"{_first_line(exc)}): the counts are partial and not gated"
+        )
+    finally:
+        counter.live.stop()
+        if collecting:
+            gc.enable()
+    sig.tensor_peak = counter.live.peak
+    if not sig.ops and sig.complete:
+        sig.uncounted.append(
+            "no PyTorch operator was seen: the work gate sees nothing of this call "
+            "(pure Python, or an extension that bypasses the dispatcher)"
+        )
+    if sig.complete:
+        try:
+            if setup is not None:
+                setup()
+            sig.kernels = _kernels(call, device)
+        except Exception as exc:  # the profiler is optional evidence
+            sig.uncounted.append(f"kernel launches not counted ({type(exc).__name__}: {exc})")
+    return sig
+
+
+# --------------------------------------------------------------------------- portability
+
+#: What a work signature depends on besides the code: the software stack (and, on an
+#: accelerator, which device: attention backends and kernels differ by architecture).
+_STACK = ("torch", "torchao")
+
+
+def work_fingerprint(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run's fingerprint that a work baseline remembers."""
+    fp = {k: fingerprint.get(k) for k in ("device_type", *_STACK)}
+    if fingerprint.get("device_type") != "cpu":
+        fp["device"] = fingerprint.get("device")
+    return fp
+
+
+def _minor(version: Any) -> str:
+    """``2.13`` for ``2.13.0+cpu``: patch releases keep the operators a program dispatches."""
+    return ".".join(str(version).split("+")[0].split(".")[:2]) if version else str(version)
+
+
+def work_mismatch(stored: dict[str, Any], current: dict[str, Any]) -> str:
+    """Why a stored signature cannot gate this run ("torch 2.12 -> 2.13"); "" when it can."""
+    reasons = [
+        f"{key} {_minor(stored.get(key))} -> {_minor(current.get(key))}"
+        for key in _STACK
+        if key in stored and _minor(stored.get(key)) != _minor(current.get(key))
+    ]
+    if "device" in stored and stored.get("device") != current.get("device"):
+        reasons.append(f"device {stored.get('device')} -> {current.get('device')}")
+    return ", ".join(reasons)
