@@ -12,7 +12,8 @@ signatures, which every machine of the device type shares. Layout::
                                      "kind": "time", "tolerance": null, "gated": true,
                                      "summary": {...}, "runs": [{"samples": [...],
                                      "normalized_samples": [...]}]}},
-                "work": {"<measurement>": {"ops": {"aten.mm": 24, ...}, "syncs": {...}}}}}}
+                "work": {"<measurement>": {"ops": {"aten.mm": 24, ...}, "syncs": {...}}},
+                "stack": {"torch": ..., "torchao": ...}}}}  # work file only
 
 Keys are sorted and indentation fixed so a refresh diffs cleanly in review.
 A write re-reads the file under a lock and merges, so pytest-xdist workers,
@@ -92,6 +93,8 @@ def _validate(data: Any, path: Path, device_key: str | None) -> BaselineFile:
         for name, m in entry.get("metrics", {}).items():
             if not isinstance(m, dict) or not isinstance(m.get("value"), (int, float)):
                 raise _fail(path, f"has a malformed metric {name!r} in {nodeid!r}")
+        if not isinstance(entry.get("stack", {}), dict):
+            raise _fail(path, f"has a malformed stack in {nodeid!r}")
         work = entry.get("work", {})
         if not isinstance(work, dict) or not all(
             isinstance(counts, dict) and all(isinstance(v, dict) for v in counts.values())
@@ -264,11 +267,15 @@ def write(
     fingerprint: dict[str, Any],
     results: list[TestResult],
     pool: int = 1,
+    stack: dict[str, Any] | None = None,
 ) -> int:
     """Merge ``results`` into the file at ``path``; returns how many entries were written.
 
-    Entries of tests that did not run are kept. Raises BaselineError, leaving the
-    file as it was, if the existing file is corrupt or belongs to another device.
+    Entries of tests that did not run are kept. ``stack`` is stamped on each entry
+    written (the work file's torch version per entry: a ``-k`` refresh under a new
+    torch must not relabel entries recorded under the old one). Raises
+    BaselineError, leaving the file as it was, if the existing file is corrupt or
+    belongs to another device.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
@@ -276,6 +283,8 @@ def write(
         tests = dict(existing.tests) if existing else {}
         for r in results:
             tests[r.nodeid] = test_entry(r, tests.get(r.nodeid), pool)
+            if stack is not None:
+                tests[r.nodeid]["stack"] = stack
         data = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,

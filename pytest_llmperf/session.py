@@ -130,14 +130,16 @@ class LLMPerfSession:
         from .measure.work import work_mismatch
 
         baseline, work = self.baseline, self.work_baseline
+        work_entry = work.entry(result.nodeid, result.tier) if work else None
+        recorded_on = (work_entry or {}).get("stack") or (work.fingerprint if work else {})
         return Judge(
             baseline.entry(result.nodeid, result.tier) if baseline else None,
             where=f"{self.baseline_path} (machine {self.device_info['key']}, tier {result.tier})",
             baseline_fingerprint=baseline.fingerprint if baseline else {},
             current_fingerprint=self.fingerprint,
-            work_entry=work.entry(result.nodeid, result.tier) if work else None,
+            work_entry=work_entry,
             work_where=f"{self.work_path} (tier {result.tier})",
-            work_mismatch=work_mismatch(work.fingerprint, self.work_fingerprint) if work else "",
+            work_mismatch=work_mismatch(recorded_on, self.work_fingerprint),
         )
 
     def conclude(
@@ -226,7 +228,7 @@ class LLMPerfSession:
         if self.results:
             tr.line(
                 f"device {self.device_info['name']} ({self.device_info['key']}), "
-                f"tier {self.tier}, baselines {self.baseline_path}"
+                f"tier {self.tier}, baselines {self.baseline_path} and {self.work_path}"
             )
             for line in summary_lines(self.results):
                 tr.line(line)
@@ -273,9 +275,9 @@ class LLMPerfSession:
         from .baselines import write
 
         machine, work = split_by_file(self.results)
-        for path, device, fingerprint, results in (
-            (self.baseline_path, self.device_info, self.fingerprint, machine),
-            (self.work_path, self.work_info, self.work_fingerprint, work),
+        for path, device, fingerprint, results, stack in (
+            (self.baseline_path, self.device_info, self.fingerprint, machine, None),
+            (self.work_path, self.work_info, self.work_fingerprint, work, self.work_fingerprint),
         ):
             if not results:
                 continue
@@ -286,6 +288,7 @@ class LLMPerfSession:
                     fingerprint=fingerprint,
                     results=results,
                     pool=self.options.pool,
+                    stack=stack,
                 )
                 self.messages.append(f"wrote {n} entr{'y' if n == 1 else 'ies'} into {path}")
             except (BaselineError, OSError) as exc:

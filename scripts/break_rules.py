@@ -201,7 +201,7 @@ BREAKS = [
     Break(
         "views move no data",
         "pytest_llmperf/measure/work.py",
-        'if func.is_view or name in _ALIASING:',
+        "if func.is_view or name in _ALIASING:",
         "if False:",
     ),
     Break(

@@ -128,9 +128,12 @@ class Judge:
     def judge(self, result: TestResult) -> None:
         """Fill ``result.verdict``, ``verdict_lines``, ``baseline_values``, ``fingerprint_diff``
         and ``missing_baselines``."""
-        if self.entry is None and self.work_entry is None:
+        entries = {"machine": self.entry, "work": self.work_entry}
+        scopes = {"work" if m.kind == "work" else "machine" for m in result.metrics.values()}
+        # A test with no metrics (out of memory) is judged on its status, in either file.
+        result.missing_baselines = sorted(s for s in scopes or entries if entries[s] is None)
+        if all(entries[s] is None for s in scopes or entries):
             result.verdict = Verdict.NO_BASELINE
-            result.missing_baselines = ["machine", "work"]
             result.verdict_lines = [
                 f"no baseline for this test in {self.where}"
                 + (f" nor in {self.work_where}" if self.work_where else "")
@@ -139,15 +142,6 @@ class Judge:
             return
         from ..measure.device import fingerprint_diff
 
-        kinds = {m.kind == "work" for m in result.metrics.values()}
-        result.missing_baselines = [
-            scope
-            for scope, entry, is_work in (
-                ("machine", self.entry, False),
-                ("work", self.work_entry, True),
-            )
-            if entry is None and is_work in kinds
-        ]
         for entry in (self.entry, self.work_entry):
             result.baseline_values.update(
                 {k: float(v["value"]) for k, v in (entry or {}).get("metrics", {}).items()}
@@ -223,13 +217,19 @@ class Judge:
             worst = next(v for v in _WORST_FIRST if v in {d.outcome for d in moved})
             head, tail = _LINE[worst]
             return [f"{head}work: {work_diff(moved, result.work, stored)}{tail}"]
-        if decisions and any(
-            (result.work.get(k) or {}).get("ops") != v.get("ops") for k, v in stored.items()
+        same_totals = all(d.current == d.baseline for d in decisions)
+        if (
+            decisions
+            and same_totals
+            and any(
+                (result.work.get(k) or {}).get("ops") != v.get("ops") for k, v in stored.items()
+            )
         ):
-            changed = "; ".join(
-                ", ".join(by_name(v.get("ops", {}), (result.work.get(k) or {}).get("ops", {})))
+            changed = ", ".join(
+                name
                 for k, v in stored.items()
-            ).strip("; ")
+                for name in by_name(v.get("ops", {}), (result.work.get(k) or {}).get("ops", {}))
+            )
             result.note(
                 f"work: same totals, other operators ({changed}); "
                 "refresh with --llmperf-update-baselines"

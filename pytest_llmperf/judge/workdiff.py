@@ -79,7 +79,14 @@ def work_diff(decisions: list[Decision], current: dict[str, Any], stored: dict[s
             f"{label} {units.quantity(d.baseline, d.unit)} -> {units.quantity(d.current, d.unit)}"
         )
         if d.unit in ("FLOP", "B") and d.baseline:
-            text += f" ({units.change(d.change)})"
+            # +4 B on 16 MiB is +0.0%: say the difference itself where the share rounds away
+            small = abs(d.change) < 0.0005
+            delta = units.quantity(d.current - d.baseline, d.unit)
+            text += (
+                f" ({'+' if d.current > d.baseline else ''}{delta})"
+                if small
+                else f" ({units.change(d.change)})"
+            )
         causes = _causes(old.get(detail, {}), new.get(detail, {})) if detail else ""
         parts.append(f"{text} ({causes})" if causes else text)
     return "; ".join(

@@ -227,7 +227,7 @@ def memory_metrics(m: Measurement, prefix: str, device: Any) -> list[Metric]:
     on_cpu = device.type == "cpu"
     # On the CPU the RSS growth of a call moved 10-25% between identical runs: where
     # the work signature's live tensor bytes are counted, they gate and RSS informs.
-    counted = on_cpu and m.work is not None and m.work.complete
+    counted = on_cpu and m.work is not None and m.work.complete and bool(m.work.ops)
     metrics = [
         Metric(
             f"{prefix}peak_memory",

@@ -207,6 +207,16 @@ def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool]) -> Any:
     }
     registry = {str(k): v for k, v in flop_registry.items()}
 
+    composite: dict[Any, bool] = {}
+
+    def decomposes(func: Any) -> bool:
+        """A composite operator (``aten.linear``) reaches the mode undecomposed only under
+        ``inference_mode``; decomposed, it counts as under ``no_grad`` (``aten.addmm``)."""
+        if func not in composite:
+            key = torch._C.DispatchKey.CompositeImplicitAutograd
+            composite[func] = _name(func) not in registry and func.has_kernel_for_dispatch_key(key)
+        return composite[func]
+
     class DispatchCounter(TorchDispatchMode):
         def __init__(self) -> None:
             super().__init__()
@@ -214,6 +224,11 @@ def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool]) -> Any:
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
             kwargs = kwargs or {}
+            if decomposes(func):
+                with self:
+                    out = func.decompose(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
             out = func(*args, **kwargs)
             try:
                 self._count(func, args, kwargs, out)

@@ -170,12 +170,14 @@ def test_no_baseline_notice_and_strict_failure(project: pytest.Pytester) -> None
     assert "no baseline for this test" not in result.stdout.str()
     report = project.runpytest("--llmperf", "--llmperf-report=r.json")
     (entry,) = [
-        r for r in json.loads((project.path / "r.json").read_text())["results"]
+        r
+        for r in json.loads((project.path / "r.json").read_text())["results"]
         if r["nodeid"].endswith("test_time")
     ]
-    assert entry["verdict"] == "no-baseline" and "no baseline for this test" in entry[
-        "verdict_lines"
-    ][0], report.stdout.str()
+    assert (
+        entry["verdict"] == "no-baseline"
+        and "no baseline for this test" in entry["verdict_lines"][0]
+    ), report.stdout.str()
     strict = project.runpytest("--llmperf", "--llmperf-strict")
     strict.assert_outcomes(passed=1, failed=2)
     strict.stdout.fnmatch_lines(["*llmperf: no-baseline in test_perf.py::test_time*"])

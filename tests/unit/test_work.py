@@ -106,6 +106,24 @@ def test_quantized_and_cpu_attention_matmuls_have_flops():
 # --------------------------------------------------------------------------- what cannot be counted
 
 
+def test_inference_mode_counts_as_no_grad():
+    """Composite operators reach the counter undecomposed under inference_mode only;
+    decomposed, the signature is the same as under no_grad (FLOPs included)."""
+    lin = torch.nn.Linear(64, 64)
+    x, q = torch.randn(2, 16, 64), torch.randn(1, 4, 16, 16)
+
+    def call():
+        torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+        return torch.matmul(lin(x), x.transpose(1, 2))
+
+    with torch.no_grad():
+        no_grad = signature_of(call, CPU)
+    with torch.inference_mode():
+        inference = signature_of(call, CPU)
+    assert inference.ops == no_grad.ops and "aten.linear" not in inference.ops
+    assert totals(inference) == totals(no_grad) and no_grad.flops > 0
+
+
 def test_pure_python_is_said_not_counted_as_zero():
     sig = signature_of(lambda: sum(range(1000)), CPU)
     assert sig.complete and not sig.ops
@@ -304,10 +322,11 @@ def test_gate_work_leaves_time_informational(project, monkeypatch):
     path = project.path / "baselines" / "a.json"
     data = json.loads(path.read_text())
     metrics = data["tests"]["test_gpt.py::test_step"]["metrics"]
-    for run in metrics["time"]["runs"]:  # a stored time 100x faster: a certain time regression
+    # A stored time of 1 ns per call (and drift-corrected alike): a certain time regression.
+    for run in metrics["time"]["runs"]:
         for key in ("samples", "normalized_samples"):
-            run[key] = [s / 100 for s in run.get(key, [])]
-    metrics["time"]["value"] /= 100
+            run[key] = [1e-9 * (1 + i / 100) for i in range(len(run.get(key, [])))]
+    metrics["time"]["value"] = 1e-9
     path.write_text(json.dumps(data))
     project.runpytest("--llmperf", "--llmperf-machine=a").assert_outcomes(failed=1)
     project.runpytest("--llmperf", "--llmperf-machine=a", "--llmperf-gate=work").assert_outcomes(
@@ -328,7 +347,10 @@ def test_slower_but_the_same_work_is_invisible_to_the_work_gate(project, monkeyp
 def test_another_torch_reports_work_changes_without_failing(project, monkeypatch):
     path: Path = project.path / "baselines" / "work" / "cpu.json"
     data = json.loads(path.read_text())
-    data["fingerprint"]["torch"] = "2.0.0"
+    # Each entry remembers the stack it was recorded on (a -k refresh under another
+    # torch must not relabel the entries it did not touch).
+    assert data["tests"]["test_gpt.py::test_step"]["stack"]["torch"] == torch.__version__
+    data["tests"]["test_gpt.py::test_step"]["stack"]["torch"] = "2.0.0"
     path.write_text(json.dumps(data))
     monkeypatch.setenv("INJECT", "matmul")
     result = project.runpytest("--llmperf", "--llmperf-machine=b")
@@ -373,3 +395,38 @@ def test_kernel_launches_and_device_copies_are_counted_on_cuda():
     # The same program on the CPU counts the same sync: the gate travels.
     cpu_x = x.cpu()
     assert signature_of(lambda: (cpu_x @ cpu_x).relu().cpu(), CPU).syncs == sig.syncs
+
+
+def test_a_work_baseline_does_not_stand_in_for_a_test_without_work():
+    """A test that took no signature (work=False) and has no machine entry compared nothing."""
+    result = TestResult("t", metrics={"time": Metric("time", 1.0, "s", False, "time")})
+    Judge(None, work_entry={"metrics": {"work.ops": stored(3)}}).judge(result)
+    assert result.verdict is Verdict.NO_BASELINE and result.missing_baselines == ["machine"]
+
+
+def test_moves_within_a_loosened_tolerance_are_not_called_same_totals():
+    result = TestResult("t", metrics={"work.ops": work_metric("work.ops", 3)})
+    result.metrics["work.ops"].tolerance = 1.5
+    result.work = {"": {"ops": {"aten.mm": 2, "aten.relu": 1}}}
+    entry = {
+        "metrics": {"work.ops": stored(2)},
+        "work": {"": {"ops": {"aten.mm": 1, "aten.relu": 1}}},
+    }
+    Judge(None, work_entry=entry).judge(result)
+    assert result.verdict is Verdict.PASS and not result.notes
+    swapped = TestResult("t", metrics={"work.ops": work_metric("work.ops", 2)})
+    swapped.work = {"": {"ops": {"aten.mm": 1, "aten.gelu": 1}}}
+    Judge(None, work_entry=entry).judge(swapped)
+    assert swapped.verdict is Verdict.PASS
+    assert swapped.notes == [
+        "work: same totals, other operators (aten.gelu 0 -> 1 (+1), aten.relu 1 -> 0 (-1)); "
+        "refresh with --llmperf-update-baselines"
+    ]
+
+
+def test_a_few_bytes_more_are_said_in_bytes():
+    result = TestResult(
+        "t", metrics={"work.tensor_peak": work_metric("work.tensor_peak", 2**24 + 4, "B")}
+    )
+    Judge(None, work_entry={"metrics": {"work.tensor_peak": stored(2**24)}}).judge(result)
+    assert result.verdict_lines == ["REGRESSION work: tensor peak 16 MiB -> 16 MiB (+4 B)"]
