@@ -23,6 +23,7 @@ modes) is named in ``uncounted``: never a crash, never a silent zero.
 from __future__ import annotations
 
 import gc
+import re
 import sys
 import weakref
 from collections import Counter
@@ -140,11 +141,21 @@ def _name(func: Any) -> str:
     return str(getattr(func, "overloadpacket", func))
 
 
-def _tensors(tree: Any) -> list[Any]:
+def _tensors(tree: Any, out: list[Any] | None = None) -> list[Any]:
+    """The tensors in an operator's arguments or results, in order (pytree's general
+    flattening cost more than the counting itself)."""
     import torch
-    from torch.utils._pytree import tree_leaves
 
-    return [x for x in tree_leaves(tree) if isinstance(x, torch.Tensor)]
+    out = [] if out is None else out
+    if isinstance(tree, torch.Tensor):
+        out.append(tree)
+    elif isinstance(tree, (list, tuple)):
+        for x in tree:
+            _tensors(x, out)
+    elif isinstance(tree, dict):
+        for x in tree.values():
+            _tensors(x, out)
+    return out
 
 
 def _storage_key(t: Any) -> tuple[Any, int] | None:
@@ -189,7 +200,14 @@ class _LiveBytes:
         self._finalizers.clear()
 
 
-def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool]) -> Any:
+def _on_host(tensors: list[Any], device: Any) -> bool:
+    """On an accelerator, a host read of a tensor that lives on the host (AdamW's step
+    count, say) makes nothing wait; on the CPU every one counts, as the same program
+    would sync on the device."""
+    return device.type != "cpu" and all(t.device.type == "cpu" for t in tensors)
+
+
+def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool], device: Any) -> Any:
     """A TorchDispatchMode that counts into ``sig`` (built lazily: it imports torch)."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -260,9 +278,10 @@ def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool]) -> Any:
                     sig.uncounted.append(note)
 
         def _syncs(self, name, func, args, kwargs, inputs, outputs) -> None:  # noqa: ANN001
-            if name in SYNC_OPS:
+            on_host = _on_host(inputs, device)
+            if name in SYNC_OPS and not on_host:
                 sig.syncs[name] += 1
-            elif name in ("aten.index", "aten.index_put", "aten.index_put_"):
+            elif name in ("aten.index", "aten.index_put", "aten.index_put_") and not on_host:
                 # A boolean mask makes the output's shape (or the write's) depend on the data.
                 index = args[1] if len(args) > 1 else ()
                 if any(t is not None and t.dtype == torch.bool for t in _tensors(index)):
@@ -302,14 +321,16 @@ def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool]) -> Any:
     return DispatchCounter()
 
 
-def _make_host_reads(sig: WorkSignature, host_read: list[bool]) -> Any:
+def _make_host_reads(sig: WorkSignature, host_read: list[bool], device: Any) -> Any:
     """A TorchFunctionMode that counts the tensor methods in HOST_READS."""
+    import torch
     from torch.overrides import TorchFunctionMode
 
     class HostReads(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
             name = getattr(func, "__name__", "")
-            if name not in HOST_READS:
+            tensors = [a for a in args[:1] if isinstance(a, torch.Tensor)]
+            if name not in HOST_READS or not tensors or _on_host(tensors, device):
                 return func(*args, **(kwargs or {}))
             sig.syncs[f"Tensor.{name}"] += 1
             host_read[0] = True  # its own copy to the host is this sync, not a second one
@@ -332,17 +353,32 @@ def compile_counters() -> dict[str, Any] | None:
 
     recompiles: Counter[str] = Counter()
     for code, reasons in list(guard_failures.items()):
-        for reason in reasons:
-            recompiles[f"{getattr(code, 'co_name', code)}: {_first_line(reason)}"] += 1
+        # A recompilation logs one failed guard per cached entry, newest first; the oldest
+        # entry ("3/0: ...") fails every time, so its lines count the recompilations.
+        first = [r for r in map(str, reasons) if _FIRST_ENTRY.match(r)] or list(map(str, reasons))
+        for reason in first:
+            text = _FIRST_ENTRY.sub("", reason, count=1)
+            recompiles[f"{getattr(code, 'co_name', code)}: {_short(text)}"] += 1
     return {
         "graphs": int(counters["stats"].get("unique_graphs", 0)),
-        "graph_breaks": Counter({_first_line(k): v for k, v in counters["graph_break"].items()}),
+        "graph_breaks": Counter({_short(k): v for k, v in counters["graph_break"].items()}),
         "recompiles": recompiles,
     }
 
 
-def _first_line(text: Any, width: int = 120) -> str:
-    line = str(text).strip().splitlines()[0] if str(text).strip() else str(text)
+#: dynamo's compile id of a cache entry's first compilation, at the start of a guard failure.
+_FIRST_ENTRY = re.compile(r"^\s*\[?\d+/0\]?\s*:\s*")
+
+
+def _short(text: Any, width: int = 160) -> str:
+    """A reason in one line: its first line and, where dynamo gives one, its explanation
+    (which names the culprit: "builtin operator `print`"), whitespace collapsed."""
+    lines = [" ".join(line.split()) for line in str(text).strip().splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    explained = [line for line in lines[1:] if line.startswith("Explanation:")]
+    line = lines[0] + (f" ({explained[0][len('Explanation:') :].strip()})" if explained else "")
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
@@ -384,19 +420,19 @@ def signature_of(
     Python dispatch, say) leaves a partial signature marked incomplete, and says why."""
     sig = WorkSignature()
     host_read = [False]
-    counter = _make_dispatch_counter(sig, host_read)
+    counter = _make_dispatch_counter(sig, host_read, device)
     collecting = gc.isenabled()
     if setup is not None:
         setup()
     gc.disable()
     try:
-        with _make_host_reads(sig, host_read), counter:
+        with _make_host_reads(sig, host_read, device), counter:
             call()
     except Exception as exc:
         sig.complete = False
         sig.uncounted.append(
             f"the call failed under the work counters ({type(exc).__name__}: "
-            f"{_first_line(exc)}): the counts are partial and not gated"
+            f"{_short(exc)}): the counts are partial and not gated"
         )
     finally:
         counter.live.stop()

@@ -430,3 +430,35 @@ def test_a_few_bytes_more_are_said_in_bytes():
     )
     Judge(None, work_entry={"metrics": {"work.tensor_peak": stored(2**24)}}).judge(result)
     assert result.verdict_lines == ["REGRESSION work: tensor peak 16 MiB -> 16 MiB (+4 B)"]
+
+
+def test_recompilations_are_counted_once_each_with_a_readable_reason():
+    import torch._dynamo
+
+    def doubled(x):
+        return x * 2
+
+    compiled = torch.compile(doubled, backend="eager", dynamic=False)
+    before = compile_counters()
+    for n in (2, 3, 4, 5):  # a static shape that changes: three recompilations
+        compiled(torch.randn(n))
+    sig = signature_of(lambda: None, CPU)
+    add_compile_delta(sig, before, compile_counters())
+    # dynamo logs one failed guard per cached entry (1 + 2 + 3 lines): still 3 recompiles.
+    assert sig.graphs == 4 and sum(sig.recompiles.values()) == 3, sig.recompiles
+    assert all(r.startswith("doubled: ") and "  " not in r for r in sig.recompiles)
+
+
+def test_a_graph_break_names_its_culprit():
+    import torch._dynamo
+
+    def chatty(x):
+        print("step")  # a debug print: dynamo cannot trace it
+        return x + 1
+
+    before = compile_counters()
+    torch.compile(chatty, backend="eager")(torch.randn(2))
+    sig = signature_of(lambda: None, CPU)
+    add_compile_delta(sig, before, compile_counters())
+    (reason,) = sig.graph_breaks
+    assert "`print`" in reason and "\n" not in reason
