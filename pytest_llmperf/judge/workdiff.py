@@ -59,12 +59,9 @@ def _split(metric: str) -> tuple[str, str]:
 def work_diff(decisions: list[Decision], current: dict[str, Any], stored: dict[str, Any]) -> str:
     """The moved totals of ``decisions`` (all work metrics of one test) with their names;
     ``current`` / ``stored`` are the by-name counts per measurement name."""
-    order = list(_TOTALS)
+    order = {total: i for i, total in enumerate(_TOTALS)}  # "ops" (not listed) first
     groups: dict[str, list[str]] = {}
-    for d in sorted(
-        decisions,
-        key=lambda d: order.index(_split(d.metric)[1]) if _split(d.metric)[1] in order else -1,
-    ):
+    for d in sorted(decisions, key=lambda d: order.get(_split(d.metric)[1], -1)):
         measurement, total = _split(d.metric)
         new, old = current.get(measurement, {}), stored.get(measurement, {})
         parts = groups.setdefault(measurement, [])

@@ -63,16 +63,6 @@ _MATMUL_LIKE = frozenset(
 )
 #: Operators that alias their input without being marked as views.
 _ALIASING = frozenset({"aten._unsafe_view", "aten._reshape_alias"})
-#: The unit of each total, in the order metrics are listed.
-TOTALS = (
-    ("ops", ""),
-    ("flops", "FLOP"),
-    ("bytes", "B"),
-    ("syncs", ""),
-    ("copies", ""),
-    ("tensor_peak", "B"),
-)
-COMPILE_TOTALS = ("graphs", "graph_breaks", "recompiles")
 
 
 @dataclass
