@@ -353,6 +353,14 @@ OPTIONS: tuple[Option, ...] = (
         {"metavar": "NAMES"},
     ),
     Option(
+        "compare",
+        "string",
+        "compare with this git ref (branch, tag, commit): run every performance test in "
+        "both trees, interleaved, and fail a test slower than the ref's; no baseline is "
+        "read or written",
+        {"metavar": "REF"},
+    ),
+    Option(
         "threads",
         "string",
         "torch intra-op threads when measuring on the CPU (default: torch's choice); "
@@ -410,6 +418,8 @@ class RunOptions:
     device: str | None = None
     #: The machine file's key; None: the device's own (``measure.device.device_key``).
     machine: str | None = None
+    #: ``--llmperf-compare``: the git ref to compare with, interleaved (None: baselines).
+    compare: str | None = None
     policy: Policy = field(default_factory=Policy)
 
     @classmethod
@@ -444,8 +454,17 @@ class RunOptions:
                 "(letters, digits, '.', '_' and '-', not starting with '.')"
             )
         update = bool(value("update-baselines"))
+        compare, name = _lookup(config, "compare")
+        if compare is not None and update:
+            raise ValueError(
+                f"{name} compares with a git ref and writes no baseline: "
+                "drop --llmperf-update-baselines or the comparison"
+            )
+        if compare is not None and (not str(compare).strip() or str(compare).startswith("-")):
+            raise ValueError(f"{name}: {compare!r} is not a git ref")
         return cls(
-            enabled=bool(value("")) or update,
+            enabled=bool(value("")) or update or compare is not None,
+            compare=compare,
             update=update,
             baselines_dir=value("baselines") or "baselines",
             tier=tier or "auto",

@@ -10,6 +10,7 @@ one ``LLMPerfSession`` (``session.py``), registered as a plugin in
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -51,9 +52,32 @@ def pytest_configure(config: pytest.Config) -> None:
     session = LLMPerfSession(config, options)
     config.stash[SESSION] = session
     config.pluginmanager.register(session, "llmperf-session")
+    if options.compare:
+        _start_comparing(config, session)
 
 
-def _is_perf_test(item: pytest.Item) -> bool:
+def _start_comparing(config: pytest.Config, session: LLMPerfSession) -> None:
+    """The reference worktree (made once: xdist workers get it from the environment) and
+    the controller that runs each performance test in both trees."""
+    from . import compare
+    from .compare.controller import CompareController
+    from .compare.worktree import TREE_ENV, CompareError, check_out, from_environment
+
+    if compare.in_worker:
+        return
+    tree = from_environment()
+    owner = tree is None
+    if tree is None:
+        try:
+            tree = check_out(session.options.compare, config.rootpath)
+        except CompareError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        os.environ[TREE_ENV] = tree.to_environment()
+    session.compare = CompareController(config, session, tree, owner)
+    config.pluginmanager.register(session.compare, "llmperf-compare")
+
+
+def is_perf_test(item: pytest.Item) -> bool:
     return (
         "llmperf" in getattr(item, "fixturenames", ())
         or item.get_closest_marker("llmperf") is not None
@@ -64,7 +88,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session = config.stash[SESSION]
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
-        if not _is_perf_test(item):
+        if not is_perf_test(item):
             continue
         try:
             item.stash[POLICY] = session.policy_for(item)

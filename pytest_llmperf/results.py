@@ -33,6 +33,8 @@ class Metric:
     #: Set on time-like metrics when drift correction ran: the same samples
     #: divided by the interleaved reference kernel's time (dimensionless).
     normalized_samples: list[float] = field(default_factory=list)
+    #: Why the drift correction was refused for these samples ("": it was not).
+    drift_refused: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +72,8 @@ class TestResult:
     work: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Baselines this test had none in: "machine" (time, memory, energy), "work".
     missing_baselines: list[str] = field(default_factory=list)
+    #: Per gated timed metric: [minimum detectable change, tolerance] (``judge.detectable``).
+    detectable: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, metric: Metric) -> Metric:
         self.metrics[metric.name] = metric

@@ -36,6 +36,8 @@ class LLMPerfSession:
         #: Lines for the terminal summary from the end of the session (writes, errors).
         self.messages: list[str] = []
         self.started = time.time()
+        #: The ``--llmperf-compare`` controller (``compare.controller``), when comparing.
+        self.compare: Any = None
 
     # -- facts, found once ------------------------------------------------------------
     @functools.cached_property
@@ -124,8 +126,11 @@ class LLMPerfSession:
         return replace(policy, strict=True) if self.options.strict else policy
 
     def judge_for(self, result: TestResult) -> Judge | None:
-        """The test's judge; None when recording baselines (nothing to compare with)."""
-        if self.options.update:
+        """The test's judge; None when recording baselines (nothing to compare with) and in
+        a compare worker (its controller judges)."""
+        from . import compare
+
+        if self.options.update or compare.in_worker:
             return None
         from .measure.work import work_mismatch
 
@@ -163,7 +168,10 @@ class LLMPerfSession:
             result.verdict = Verdict.RECORDED
             result.verdict_lines = [f"recorded into {self.baseline_path}"]
         else:
+            from .judge.verdict import strict_blind
+
             perf.judge.judge(result)
+            strict_blind(result, perf.policy.strict)
         if result.verdict.fails(perf.policy.strict) and not self.options.update:
             report.outcome = "failed"
             report.longrepr = self._failure_text(perf, result)
@@ -195,7 +203,9 @@ class LLMPerfSession:
 
     # -- the run's hooks ----------------------------------------------------------------
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if not self.options.enabled:
+        from . import compare
+
+        if not self.options.enabled or self.options.compare or compare.in_worker:
             return
         try:  # a corrupt file stops the run before any measuring
             self.baseline  # noqa: B018
@@ -226,13 +236,18 @@ class LLMPerfSession:
         tr = terminalreporter
         tr.section("llmperf")
         if self.results:
+            against = (
+                f"compared with the reference {self.compare.tree.label}, interleaved"
+                if self.compare
+                else f"baselines {self.baseline_path} and {self.work_path}"
+            )
             tr.line(
                 f"device {self.device_info['name']} ({self.device_info['key']}), "
-                f"tier {self.tier}, baselines {self.baseline_path} and {self.work_path}"
+                f"tier {self.tier}, {against}"
             )
             for line in summary_lines(self.results):
                 tr.line(line)
-            for line in self._missing_lines():
+            for line in self.compare.summary_lines() if self.compare else self._missing_lines():
                 tr.line(line, yellow=True)
         for m in self.messages:
             tr.line(m, red=m.startswith("ERROR"))
@@ -260,7 +275,9 @@ class LLMPerfSession:
 
     # -- the end of the run ---------------------------------------------------------------
     def _is_controller(self) -> bool:
-        return not hasattr(self.config, "workerinput")
+        from . import compare
+
+        return not hasattr(self.config, "workerinput") and not compare.in_worker
 
     def _writes(self) -> bool:
         """Only the xdist controller, and only rank 0 under torch.distributed, writes."""
@@ -339,7 +356,7 @@ class LLMPerfSession:
 
 def summary_lines(results: list[TestResult]) -> list[str]:
     """The terminal summary: every test with something to say, then the verdict counts."""
-    from .output.tables import counts_line
+    from .output.tables import counts_line, detectable_line
 
     lines: list[str] = []
     for r in results:
@@ -352,6 +369,9 @@ def summary_lines(results: list[TestResult]) -> list[str]:
             lines.append(f"{str(r.verdict or '-').upper():13} {r.nodeid}")
             lines += [f"    {line}" for line in said]
     lines.append(counts_line(results))
+    seen = detectable_line(results)
+    if seen:
+        lines.append(seen)
     return lines
 
 

@@ -38,6 +38,8 @@ class Break:
     path: str
     old: str
     new: str
+    #: The tests to run, when not the fast rule tests (``TESTS``).
+    tests: tuple[str, ...] = ()
 
 
 BREAKS = [
@@ -211,6 +213,49 @@ BREAKS = [
         "                pass\n",
     ),
     Break(
+        "a paired regression needs its interval past the tolerance, not only its median",
+        "pytest_llmperf/judge/decision.py",
+        "d.outcome = Verdict.REGRESSION if lo > factor else Verdict.INCONCLUSIVE",
+        "d.outcome = Verdict.REGRESSION",
+    ),
+    Break(
+        "the median's interval is the sign test's order statistics at ALPHA",
+        "pytest_llmperf/judge/decision.py",
+        "while k < n and binom.cdf(k, n, 0.5) <= alpha:",
+        "while k < n and binom.cdf(k, n, 0.5) <= 0.5:",
+    ),
+    Break(
+        "a paired throughput ratio is shown in its own terms",
+        "pytest_llmperf/judge/decision.py",
+        "d.ratio, d.ci = (1 / mid, (1 / hi, 1 / lo)) if higher_is_better else (mid, (lo, hi))",
+        "d.ratio, d.ci = mid, (lo, hi)",
+    ),
+    Break(
+        "pooled single-value metrics (memory) are decided on values, not as rounds",
+        "pytest_llmperf/judge/verdict.py",
+        "    if not metric.samples:\n",
+        "    if False:\n",
+    ),
+    Break(
+        "a gate blind to its tolerance fails under strict",
+        "pytest_llmperf/judge/verdict.py",
+        "    if strict:\n        result.verdict = Verdict.INCONCLUSIVE",
+        "    if False:\n        result.verdict = Verdict.INCONCLUSIVE",
+    ),
+    Break(
+        "the detectable change is floored by the baseline's run spread",
+        "pytest_llmperf/judge/detectable.py",
+        "    return max(_Z * se, run_spread)",
+        "    return _Z * se",
+    ),
+    Break(
+        "a compare worker imports the project from its own tree first",
+        "pytest_llmperf/compare/worker.py",
+        '    sys.path[:0] = spec["path"]',
+        '    sys.path += spec["path"]',
+        ("tests/unit/test_compare.py",),
+    ),
+    Break(
         "the run's --llmperf-gate narrows what decides",
         "pytest_llmperf/config.py",
         "if self.run_gate is not None and not set(_keys(name, kind)) & set(self.run_gate):",
@@ -239,7 +284,8 @@ def check(brk: Break, scratch: Path) -> list[str]:
     target.write_text(text.replace(brk.old, brk.new))
     env = {**os.environ, "PYTHONPATH": str(scratch)}
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *TESTS],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf"]
+        + list(brk.tests or TESTS),
         cwd=scratch,
         env=env,
         capture_output=True,

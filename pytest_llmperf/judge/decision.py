@@ -40,6 +40,15 @@ class Decision:
     #: Why the effective tolerance differs from the configured one, if it does.
     tolerance_note: str = ""
     drift_corrected_change: float | None = None
+    #: A paired decision (``decide_paired``): the pairs it rests on, the ratio's confidence
+    #: interval (worse-than ratio, ``1 - 2 * ALPHA``) and what the baseline side is called.
+    pairs: int = 0
+    ci: tuple[float, float] | None = None
+    reference: str = ""
+    #: Minimum detectable change of this decision (``detectable``), where samples tell it.
+    detectable: float | None = None
+    #: A paired decision's median ratio, candidate / reference, in the metric's own terms.
+    ratio: float = 1.0
 
 
 def worse_ratio(baseline: float, current: float, higher_is_better: bool) -> float:
@@ -159,3 +168,85 @@ def combine(raw: Decision, corrected: Decision) -> Decision:
     else:  # one says improved, the other pass
         raw.outcome = Verdict.PASS
     return raw
+
+
+#: A paired decision needs this many pairs before its interval can reach ALPHA (2**-7 < 0.01).
+MIN_PAIRS = 7
+
+
+def median_interval(values: list[float], alpha: float = ALPHA) -> tuple[float, float]:
+    """Distribution-free interval for the median (sign test): order statistics k and n-1-k,
+    each side missing the median with probability at most ``alpha``."""
+    from scipy.stats import binom
+
+    xs = sorted(values)
+    n = len(xs)
+    k = 0  # order statistics left out on each side
+    while k < n and binom.cdf(k, n, 0.5) <= alpha:
+        k += 1
+    if k == 0:
+        return -math.inf, math.inf
+    return xs[k - 1], xs[n - k]
+
+
+def decide_paired(
+    metric: str,
+    *,
+    ratios: list[float],
+    reference: float,
+    current: float,
+    tolerance: float,
+    higher_is_better: bool,
+    unit: str = "",
+    reference_name: str = "reference",
+) -> Decision:
+    """Decide one metric from per-pair ratios (candidate / reference, each pair timed back to
+    back, so machine drift cancels): a regression when the median ratio is past the
+    tolerance and its interval is too (sign test at ``ALPHA``); the same for an improvement.
+    ``reference`` / ``current`` are the two sides' central values, for the message."""
+    worse = sorted(worse_ratio(1.0, r, higher_is_better) for r in ratios if r > 0)
+    factor = 1.0 + tolerance
+    d = Decision(
+        metric,
+        Verdict.PASS,
+        reference,
+        current,
+        (current - reference) / reference if reference else 0.0,
+        tolerance,
+        unit,
+        higher_is_better,
+        pairs=len(worse),
+        reference=reference_name,
+    )
+    if len(worse) < 2:
+        d.tolerance_note = "fewer than 2 pairs: too few to judge"
+        d.outcome = Verdict.INCONCLUSIVE
+        return d
+    lo, hi = median_interval(worse)
+    mid = median(worse)
+    # Shown in the metric's own terms (a throughput ratio below 1 is worse).
+    d.ratio, d.ci = (1 / mid, (1 / hi, 1 / lo)) if higher_is_better else (mid, (lo, hi))
+    if mid > factor:
+        d.p_value = _sign_p(sum(w > factor for w in worse), len(worse))
+        d.outcome = Verdict.REGRESSION if lo > factor else Verdict.INCONCLUSIVE
+    elif mid < 1.0 / factor:
+        d.p_value = _sign_p(sum(w < 1 / factor for w in worse), len(worse))
+        d.outcome = Verdict.IMPROVED if hi < 1.0 / factor else Verdict.PASS
+    return d
+
+
+def _sign_p(k: int, n: int) -> float:
+    """One-sided sign-test p-value of k of n pairs on one side."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(k, n, 0.5, "greater").pvalue)
+
+
+def paired_settled(ratios: list[float], tolerance: float, higher_is_better: bool) -> bool:
+    """Whether more pairs could change the decision: the interval of the worse-than ratio
+    no longer straddles the regression boundary (1 + tolerance)."""
+    if len(ratios) < MIN_PAIRS:
+        return False
+    worse = [worse_ratio(1.0, r, higher_is_better) for r in ratios if r > 0]
+    lo, hi = median_interval(worse)
+    return lo > 1.0 + tolerance or hi < 1.0 + tolerance

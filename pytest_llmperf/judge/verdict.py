@@ -10,6 +10,7 @@ passed or failed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..baselines import metric_samples, run_spread
 from ..config import MEMORY_ABS_SLACK
 from ..results import Metric, Status, TestResult
 from .decision import Decision, combine, decide
+from .detectable import sees_line, stored_detectable
 from .outcome import Verdict
 from .workdiff import by_name, work_diff
 
@@ -27,10 +29,15 @@ _LINE = {
     Verdict.INCONCLUSIVE: (
         "INCONCLUSIVE ",
         ": past the tolerance, but the samples do not show it clearly after re-measuring; "
-        "the machine may be noisy (consider llmperf.ab for an interleaved comparison)",
+        "the machine may be noisy (compare interleaved: --llmperf-compare=REF, or "
+        "llmperf.ab in the test)",
     ),
     Verdict.IMPROVED: ("improved ", ": refresh with --llmperf-update-baselines"),
 }
+#: The inconclusive tail of a paired decision: more pairs, not another method.
+_PAIRED_INCONCLUSIVE = (
+    ": past the tolerance, but not clearly within the time budget; raise max_time for more pairs"
+)
 
 
 _WORST_FIRST = (Verdict.REGRESSION, Verdict.INCONCLUSIVE, Verdict.IMPROVED)
@@ -39,6 +46,8 @@ _WORST_FIRST = (Verdict.REGRESSION, Verdict.INCONCLUSIVE, Verdict.IMPROVED)
 def describe(d: Decision) -> str:
     """The line a failure or notice shows: metric, baseline, current, change, tolerance."""
     direction = "higher is better" if d.higher_is_better else "lower is better"
+    if d.pairs:
+        return _describe_paired(d, direction)
     text = (
         f"{d.metric}: baseline {units.quantity(d.baseline, d.unit)}, "
         f"current {units.quantity(d.current, d.unit)} ({units.change(d.change)}; "
@@ -48,6 +57,22 @@ def describe(d: Decision) -> str:
         text += f" ({d.tolerance_note})"
     if d.drift_corrected_change is not None:
         text += f", drift-corrected change {units.change(d.drift_corrected_change)}"
+    if d.p_value is not None:
+        text += f", p={d.p_value:.2g}"
+    return text
+
+
+def _describe_paired(d: Decision, direction: str) -> str:
+    text = (
+        f"{d.metric}: {d.reference} {units.quantity(d.baseline, d.unit)}, "
+        f"candidate {units.quantity(d.current, d.unit)} ({direction}); "
+        f"candidate/reference x{d.ratio:.3f}"
+    )
+    if d.ci is not None and all(map(math.isfinite, d.ci)):
+        text += f" [{d.ci[0]:.3f}, {d.ci[1]:.3f}]"
+    text += f" over {d.pairs} interleaved pairs, tolerance {units.percent(d.tolerance)}"
+    if d.tolerance_note:
+        text += f" ({d.tolerance_note})"
     if d.p_value is not None:
         text += f", p={d.p_value:.2g}"
     return text
@@ -66,6 +91,10 @@ def decide_metric(metric: Metric, stored: dict[str, Any]) -> Decision:
     }
     if metric.kind == "work":  # a count is exact: its value decides, not samples
         return decide(metric.name, **common)
+    if not metric.samples:
+        # One value per run (a memory peak, a recorded number): the pooled baseline's runs
+        # are runs, not rounds. Their spread widens the tolerance; the values decide.
+        return decide(metric.name, noise_floor=run_spread(stored), **common)
     raw = decide(
         metric.name,
         baseline_samples=metric_samples(stored),
@@ -73,6 +102,12 @@ def decide_metric(metric: Metric, stored: dict[str, Any]) -> Decision:
         noise_floor=run_spread(stored),
         **common,
     )
+    raw.detectable = stored_detectable(metric.samples, metric_samples(stored), run_spread(stored))
+    if metric.drift_refused and raw.outcome is Verdict.REGRESSION:
+        # Nothing to agree with: raw times alone cannot tell a regression from drift.
+        raw.outcome = Verdict.INCONCLUSIVE
+        raw.tolerance_note = f"drift correction refused: {metric.drift_refused}"
+        return raw
     if not (metric.normalized_samples and metric_samples(stored, normalized=True)):
         return raw
     corrected = decide(
@@ -101,6 +136,9 @@ class Judge:
     work_where: str = ""
     #: Why the stored work signature cannot gate this run ("torch 2.12 -> 2.13"); "" if it can.
     work_mismatch: str = ""
+    #: Decisions already taken on interleaved pairs (``--llmperf-compare``), by metric name:
+    #: they replace the comparison with the stored samples.
+    paired: dict[str, Decision] = field(default_factory=dict)
 
     def _entry_for(self, metric: Metric) -> dict[str, Any] | None:
         return self.work_entry if metric.kind == "work" else self.entry
@@ -113,8 +151,9 @@ class Judge:
         out = []
         for name, metric in sorted(result.metrics.items()):
             stored = (self._entry_for(metric) or {}).get("metrics", {}).get(name)
-            if metric.gated and stored is not None and (names is None or name in names):
-                out.append(decide_metric(metric, stored))
+            if not metric.gated or stored is None or (names is not None and name not in names):
+                continue
+            out.append(self.paired.get(name) or decide_metric(metric, stored))
         return out
 
     def unclear(self, result: TestResult, names: list[str]) -> list[str]:
@@ -185,7 +224,11 @@ class Judge:
         for d in measured:
             if d.outcome in _LINE:
                 head, tail = _LINE[d.outcome]
+                if d.outcome is Verdict.INCONCLUSIVE and d.pairs:
+                    tail = _PAIRED_INCONCLUSIVE
                 lines.append(head + describe(d) + tail)
+            if d.detectable is not None:
+                result.detectable[d.metric] = [d.detectable, d.tolerance]
         lines += self._work_lines(result, work)
         outcomes = {d.outcome for d in measured + work}
         # "now runs" where it ran out of memory before is an improvement by itself
@@ -235,3 +278,26 @@ class Judge:
                 "refresh with --llmperf-update-baselines"
             )
         return []
+
+
+def blind_lines(result: TestResult) -> list[str]:
+    """One line per gated metric whose samples could not show a change of its tolerance."""
+    return [
+        f"{name}: {sees_line(mdc, tolerance)}"
+        for name, (mdc, tolerance) in sorted(result.detectable.items())
+        if mdc > tolerance
+    ]
+
+
+def strict_blind(result: TestResult, strict: bool) -> None:
+    """A passing test whose gate cannot see its tolerance: said in a note; under
+    ``--llmperf-strict`` its verdict is inconclusive (and fails), not a pass."""
+    blind = blind_lines(result)
+    if not blind or result.verdict not in (Verdict.PASS, Verdict.IMPROVED):
+        return
+    if strict:
+        result.verdict = Verdict.INCONCLUSIVE
+        result.verdict_lines += [f"INCONCLUSIVE {line}" for line in blind]
+    else:
+        for line in blind:
+            result.note(line)

@@ -48,6 +48,8 @@ class Measurement:
     rerun: Callable[[], None] | None = None
     #: The call itself, kept for profiling a failure.
     call: Callable[[], Any] | None = None
+    #: Why the CPU drift correction was refused ("": it was not); then no pass is corrected.
+    drift_refused: str = ""
 
     @property
     def median(self) -> float:
@@ -70,8 +72,16 @@ class Measurement:
         return len(self.times)
 
 
+#: In a ``--llmperf-compare`` worker: the controller decides when this process warms up
+#: and how many rounds it times (``compare.worker.Remote``); None everywhere else.
+remote: Any = None
+
+
 def uses_drift_correction(policy: Policy, device: Any) -> bool:
-    """On by default on the CPU, where a shared machine drifts; off on accelerators."""
+    """On by default on the CPU, where a shared machine drifts; off on accelerators and in
+    a compare worker (its pairs are interleaved with the other tree's: drift cancels)."""
+    if remote is not None:
+        return False
     if policy.drift_correction is not None:
         return policy.drift_correction
     return device.type == "cpu"
@@ -96,12 +106,20 @@ def measure_call(
     timer = RoundTimer(device)
     use_drift = uses_drift_correction(policy, device)
     on_cpu = device.type == "cpu"
-    refs: list[float] = []
+    refs: list[drift.BatchReference] = []
     first = not m.times
     with exclusive_device(device), oom_as_status(result, device):
         compiled_before = compile_counters() if first and policy.work else None
-        if first:
+        sampler = CallSampler(timer, call, setup)
+
+        def warm() -> None:
             m.warmup_times = warm_up(timer, call, policy.warmup, policy.max_time, setup)
+
+        prefix = f"{m.name}." if m.name else ""
+        names = [f"{prefix}throughput", f"{prefix}time"]
+        driven = remote.measure(names, sampler, warm, False) if first and remote else None
+        if first and driven is None:
+            warm()
         mem = PeakMemory(device)
         meter = EnergyMeter(device)
         if not on_cpu:
@@ -110,15 +128,14 @@ def measure_call(
         meter.start()
         if use_drift:
             drift.mark()  # the first batch's drift window starts here
-        sampler = CallSampler(timer, call, setup)
-        rounds = measure_rounds(
+        rounds = driven or measure_rounds(
             sampler,
             rounds=policy.rounds,
             min_rounds=policy.min_rounds,
             max_rounds=policy.max_rounds,
             max_time=policy.max_time,
             precision=policy.tolerance_for("time", "time") / 4,
-            between_batches=(lambda: refs.append(drift.reference_time())) if use_drift else None,
+            between_batches=(lambda: refs.append(drift.batch_reference())) if use_drift else None,
         )
         energy = meter.stop()
         distributed.barrier()
@@ -129,7 +146,14 @@ def measure_call(
             take_signature(m, device, result, compiled_before, setup)
     m.times += times
     if use_drift:
-        m.normalized += drift.normalize(times, rounds.batch_sizes, refs)
+        why = m.drift_refused or drift.untrusted(refs)
+        if why:
+            if not m.drift_refused:
+                text = f"drift correction not applied: {why}"
+                result.note(f"{m.name}: {text}" if m.name else text)
+            m.drift_refused, m.normalized = why, []
+        else:
+            m.normalized += drift.normalize_batches(times, rounds.batch_sizes, refs)
     m.peak_memory = peak.peak if m.peak_memory is None else max(m.peak_memory, peak.peak)
     if peak.reserved is not None:
         m.peak_memory_reserved = max(m.peak_memory_reserved or 0, peak.reserved)
@@ -137,7 +161,7 @@ def measure_call(
     if energy is not None:
         joules, m.energy_window_s = energy
         m.energy_j = joules / max(1, len(times))
-    note = unsettled_note(m.times, m.warmup_times)
+    note = unsettled_note(m.times, m.warmup_times, policy.warmup)
     if note:
         result.note(f"{m.name}: {note}" if m.name else note)
     return sampler.result
@@ -178,12 +202,14 @@ def call_metrics(
     energy, notes = energy_metrics(m, prefix)
     metrics += energy
     if policy.flops or policy.bytes:
-        from ..roofline.calibration import efficiency
+        from ..roofline.calibration import reportable_efficiency
 
-        for key, value in efficiency(
+        fractions, left_out = reportable_efficiency(
             m.median, flops=policy.flops, bytes=policy.bytes, device=device, dtype=dtype
-        ).items():
+        )
+        for key, value in fractions.items():
             metrics.append(Metric(f"{prefix}{key}", value, "", True, "efficiency", gated=False))
+        notes += [f"{prefix}{note}" for note in left_out]
     return metrics, notes
 
 
@@ -201,6 +227,7 @@ def speed_metrics(
             "time",
             list(m.times),
             normalized_samples=list(m.normalized),
+            drift_refused=m.drift_refused,
             gated=gated and not items,
         )
     ]
@@ -214,6 +241,7 @@ def speed_metrics(
                 "throughput",
                 [items / t for t in m.times if t > 0],
                 normalized_samples=[items / t for t in m.normalized if t > 0],
+                drift_refused=m.drift_refused,
                 gated=gated,
             )
         )
@@ -318,11 +346,16 @@ def measure_pairs(
     first = not sampler.ratios
     with exclusive_device(device), oom_as_status(result, device):
         compiled_before = compile_counters() if first and policy.work else None
-        if first:
+
+        def warm() -> None:
             for m in (sampler.reference, sampler.candidate):
                 assert m.call is not None
                 m.warmup_times = warm_up(sampler.timer, m.call, policy.warmup, policy.max_time)
-        measure_rounds(
+
+        driven = remote.measure([metric], sampler, warm, True) if first and remote else None
+        if first and driven is None:
+            warm()
+        driven or measure_rounds(
             sampler,
             rounds=policy.rounds,
             min_rounds=policy.min_rounds,

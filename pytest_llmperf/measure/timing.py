@@ -179,11 +179,16 @@ def measure_rounds(
     return out
 
 
-def unsettled_note(times: list[float], warmup_times: list[float]) -> str | None:
+def unsettled_note(
+    times: list[float], warmup_times: list[float], warmup: int | str | None = None
+) -> str | None:
     """A hint when the spread says the measurement had not settled (reference 001).
 
     A cold first round (the warm-up-0 cells of reference 001: 100x the noise)
     or many slow rounds flag it; one preempted round on a busy machine does not.
+    ``warmup`` is the policy that ran (a count or ``"auto"``; None: unknown), so
+    the hint fits it: suggesting ``warmup='auto'`` to a test that already used it
+    sends the user in a circle.
     """
     if len(times) < 3:
         return None
@@ -197,12 +202,40 @@ def unsettled_note(times: list[float], warmup_times: list[float]) -> str | None:
     mean = sum(times) / len(times)
     std = math.sqrt(sum((t - mean) ** 2 for t in times) / (len(times) - 1))
     where = "the first round" if cold else f"{len(slow)} of {len(times)} rounds"
+    n = len(warmup_times)
     return (
         f"not settled: {where} took over 3x the median "
         f"(std {std * 1e3:.3g} ms vs median {m * 1e3:.3g} ms) after "
-        f"{len(warmup_times)} warm-up call(s); add warm-up "
-        f"(@pytest.mark.llmperf(warmup='auto') or a count)"
+        f"{n} warm-up call(s){_warmup_advice(warmup, warmup_times)}"
     )
+
+
+def _warmup_advice(warmup: int | str | None, warmup_times: list[float]) -> str:
+    """The end of the unsettled note: what to change, given the warm-up that ran."""
+    n = len(warmup_times)
+    larger = max(2 * n, 10)
+    if warmup == "auto":
+        count = f"a count (@pytest.mark.llmperf(warmup={larger}))"
+        if n < AUTO_WARMUP_MAX_CALLS and not settled(warmup_times):
+            return (
+                f" (warmup='auto' ran out of its time budget, max_time, before three calls "
+                f"agreed); raise max_time or set {count}"
+            )
+        if n >= AUTO_WARMUP_MAX_CALLS and not settled(warmup_times):
+            return (
+                f" (warmup='auto' stopped at its cap of {AUTO_WARMUP_MAX_CALLS} calls before "
+                f"three agreed); set {count}"
+            )
+        return (
+            " (warmup='auto' stopped when three calls agreed within "
+            f"{SETTLED_SPREAD:.0%}, and later rounds were slow again); set {count}, or "
+            "if other jobs shared the machine, measure again when it is quieter"
+        )
+    if isinstance(warmup, int) and not isinstance(warmup, bool) and warmup > 0:
+        return (
+            f"; add warm-up (@pytest.mark.llmperf(warmup='auto') or a count larger than {warmup})"
+        )
+    return "; add warm-up (@pytest.mark.llmperf(warmup='auto') or a count)"
 
 
 class BlockTimer:

@@ -19,6 +19,7 @@ from .tables import (
     Strong,
     Table,
     detail_lines,
+    detectable_section,
     fingerprint_table,
     session_items,
     summary_table,
@@ -179,9 +180,9 @@ def render_html(results: list[TestResult], session: dict, hook: Any = None) -> s
     out += _verdicts(results, have_plots)
     for section in group_sections(results, hook):
         out += _section(section, hook, have_plots)
-    work = work_section(results)
-    if work is not None:
-        out += _section(work, hook, False)
+    for extra in (work_section(results), detectable_section(results)):
+        if extra is not None:
+            out += _section(extra, hook, False)
     out += _details(results)
     fp = fingerprint_table(session)
     if fp is not None:

@@ -13,6 +13,7 @@ from .tables import (
     Table,
     counts_line,
     detail_lines,
+    detectable_section,
     fingerprint_table,
     session_items,
     summary_table,
@@ -83,9 +84,9 @@ def render_markdown(results: list[TestResult], session: dict, hook: Any = None) 
         out += ["No performance tests ran.", ""]
     for section in group_sections(results, hook):
         out += _section(section)
-    work = work_section(results)
-    if work is not None:
-        out += _section(work)
+    for extra in (work_section(results), detectable_section(results)):
+        if extra is not None:
+            out += _section(extra)
     out += _details(results)
     fp = fingerprint_table(session)
     if fp is not None:

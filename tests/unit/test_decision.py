@@ -270,3 +270,62 @@ def test_tolerance_comes_before_significance():
     wide = [0.2 + 0.08 * i for i in range(21)]  # median 1.0, spread 0.2 .. 1.8
     d = time_decision(wide, [x + 0.2 for x in wide])  # median 20% higher, mostly overlapping
     assert d.outcome == INCONCLUSIVE and d.p_value >= st.ALPHA
+
+
+# --------------------------------------------------------------------------- paired decisions
+
+
+def test_the_median_interval_is_the_sign_test_order_statistics():
+    xs = list(range(20))
+    # Binomial(20, 1/2): P(X <= 4) = 0.006 <= 1% < P(X <= 5) = 0.021
+    assert st.median_interval(xs) == (4, 15)
+    assert st.median_interval(list(range(7))) == (0, 6)  # 2**-7 < 1%
+    assert st.median_interval(list(range(6))) == (float("-inf"), float("inf"))
+
+
+def paired(ratios: list[float], **kw) -> st.Decision:
+    kw.setdefault("tolerance", 0.10)
+    kw.setdefault("higher_is_better", False)
+    return st.decide_paired("time", ratios=ratios, reference=1.0, current=1.0, **kw)
+
+
+def spread(centre: float, n: int = 15, width: float = 0.04) -> list[float]:
+    return [centre * (1 - width + 2 * width * i / (n - 1)) for i in range(n)]
+
+
+def test_paired_ratios_decide_regression_inconclusive_improved_and_pass():
+    d = paired(spread(1.5))
+    assert d.outcome is REGRESSION and d.pairs == 15 and d.ci[0] > 1.1
+    assert paired(spread(1.0)).outcome is PASS
+    assert paired(spread(0.5)).outcome is IMPROVED
+    # Past the tolerance in the median, but half the pairs say otherwise: not clear.
+    assert paired([1.0] * 6 + [1.5] * 9).outcome is INCONCLUSIVE
+    assert paired([1.5, 1.5]).outcome is INCONCLUSIVE  # too few pairs to reach ALPHA
+
+
+def test_a_throughput_ratio_below_one_is_the_regression_and_shown_in_its_own_terms():
+    d = paired(spread(0.5), higher_is_better=True)
+    assert d.outcome is REGRESSION
+    assert d.ratio == pytest.approx(0.5) and d.ci[1] < 1 / 1.1
+    line = describe(d)
+    assert "candidate/reference x0.500" in line and "over 15 interleaved pairs" in line
+
+
+def test_pairs_stop_once_the_interval_clears_the_tolerance():
+    assert not st.paired_settled(spread(1.5, n=6), 0.1, False)  # fewer than MIN_PAIRS
+    assert st.paired_settled(spread(1.5, n=7), 0.1, False)
+    assert st.paired_settled(spread(1.0, n=7), 0.1, False)
+    assert not st.paired_settled([0.9, 1.2] * 5, 0.1, False)  # straddles 1.1
+
+
+def test_the_detectable_change_shrinks_with_samples_and_floors_at_the_run_spread():
+    from pytest_llmperf.judge import detectable as dt
+
+    few, many = timings(1, n=10), timings(1, n=400)
+    assert dt.stored_detectable(few) > 2 * dt.stored_detectable(many)
+    assert dt.stored_detectable(many, run_spread=0.3) == 0.3
+    assert dt.stored_detectable(timings(1, n=4)) is None  # below MIN_SAMPLES: values decide
+    assert dt.paired_detectable(spread(1.0, n=40, width=0.02)) < 0.01
+    assert dt.paired_detectable(spread(1.0, n=8, width=0.3)) > 0.1
+    assert "cannot see its tolerance" in dt.sees_line(0.2, 0.1)
+    assert dt.sees_line(0.04, 0.1) == "can see >= 4% here; tolerance 10%"

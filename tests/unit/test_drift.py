@@ -109,3 +109,98 @@ def test_batches_without_a_reference_are_left_out():
     out = drift.normalize([1.0, 2.0, 3.0], [1, 2], [math.nan, 2.0])
     assert out == pytest.approx([1.0, 1.5])
     assert drift.normalize([1.0], [1], [0.0]) == []
+
+
+# ------------------------------------------------- the pass's kernel, and when to refuse
+
+FAST, SLOW = 140e-6, 265e-6  # the loop's two states on the shared 2-core VM
+
+
+def _ref(factor=1.5, kernel=FAST, before=FAST, own=0.3, others=0.0):
+    return drift.BatchReference(factor, kernel, before, own, others)
+
+
+def test_batch_reference_value_is_wait_factor_times_kernel_after():
+    assert _ref(1.5, 2e-4).value == pytest.approx(3e-4)
+    assert _ref(None, 2e-4).value == pytest.approx(2e-4)  # no usable window: factor 1
+
+
+def test_pass_kernel_is_the_fastest_reading_before_or_after_any_batch():
+    refs = [_ref(kernel=SLOW, before=2 * SLOW), _ref(kernel=SLOW, before=SLOW)]
+    assert drift.pass_kernel(refs) == SLOW
+    refs = [_ref(kernel=SLOW, before=FAST)]  # only the reading at mark() was fast
+    assert drift.pass_kernel(refs) == FAST
+    assert math.isnan(drift.pass_kernel([_ref(kernel=math.nan, before=None)]))
+
+
+def test_a_slow_reading_after_a_one_batch_pass_does_not_move_it():
+    """generate(): one batch per run, and the reading after it caught a slow spell. The
+    old per-batch rule read unchanged code as -47%; the pass's fastest reading does not."""
+    times = [0.07] * 5
+    steady = drift.normalize_batches(times, [5], [_ref(kernel=FAST, before=FAST)])
+    caught = drift.normalize_batches(times, [5], [_ref(kernel=SLOW, before=FAST)])
+    assert caught == pytest.approx(steady)
+    old = drift.normalize(times, [5], [_ref(kernel=SLOW, before=FAST).value])
+    assert old[0] / steady[0] == pytest.approx(FAST / SLOW)  # -47%: what the old rule said
+
+
+def test_a_spell_that_lasts_the_whole_pass_is_still_corrected():
+    """Every reading slow (a slower core for the whole run): rounds slowed alike cancel."""
+    times = [0.02, 0.021, 0.019, 0.02]
+    fast = drift.normalize_batches(times, [2, 2], [_ref(), _ref()])
+    slow_refs = [_ref(kernel=2 * FAST, before=2 * FAST), _ref(kernel=2 * FAST, before=2 * FAST)]
+    slow = drift.normalize_batches([2 * t for t in times], [2, 2], slow_refs)
+    assert slow == pytest.approx(fast)
+
+
+def test_normalize_batches_divides_by_each_batch_factor():
+    out = drift.normalize_batches([1.0, 1.0, 2.0], [1, 2], [_ref(2.0), _ref(None)])
+    k = FAST
+    assert out == pytest.approx([1.0 / (2.0 * k), 1.0 / k, 2.0 / k])
+    # no usable kernel at all: the batches are left out, as normalize() does
+    nan_refs = [_ref(kernel=math.nan, before=None)]
+    assert drift.normalize_batches([1.0], [1], nan_refs) == []
+
+
+def test_untrusted_when_other_threads_did_the_work():
+    """torch's intra-op workers: the measuring thread's wait is not the call's."""
+    one_thread = [_ref(own=0.30, others=0.01), _ref(own=0.20, others=0.0)]
+    assert drift.untrusted(one_thread) is None
+    two_threads = [_ref(own=0.30, others=0.30), _ref(own=0.20, others=0.15)]
+    why = drift.untrusted(two_threads)
+    assert why is not None and "other threads" in why and "--llmperf-threads=1" in why
+    # at the limit it is still trusted; just past it, not
+    limit = drift.MAX_OTHER_THREADS_SHARE
+    assert drift.untrusted([_ref(own=1.0, others=limit)]) is None
+    assert drift.untrusted([_ref(own=1.0, others=limit + 0.01)]) is not None
+
+
+def test_untrusted_without_schedstat_or_without_batches():
+    unknown = [_ref(own=math.nan, others=math.nan)]  # no schedstat: nothing says otherwise
+    assert drift.untrusted(unknown) is None
+    assert drift.untrusted([]) is not None
+
+
+def test_batch_reference_chains_kernel_readings(monkeypatch):
+    """mark() reads the kernel before the window opens; each reference after its batch
+    reads it again, and that reading opens the next window."""
+    readings = iter([1e-4, 2e-4, 3e-4])
+    monkeypatch.setattr(drift, "kernel_time", lambda: next(readings))
+    drift.mark()
+    first = drift.batch_reference()
+    second = drift.batch_reference()
+    assert (first.kernel_before, first.kernel) == (1e-4, 2e-4)
+    assert (second.kernel_before, second.kernel) == (2e-4, 3e-4)
+
+
+def test_reference_time_uses_the_fastest_reading_of_the_pass_so_far(monkeypatch):
+    """The plain-number API: a one-batch pass whose reading after the batch caught a slow
+    spell is divided by the reading at mark(); a new mark() starts a new pass."""
+    readings = iter([FAST, SLOW, 1.5 * FAST, 2 * SLOW, SLOW])
+    monkeypatch.setattr(drift, "kernel_time", lambda: next(readings))
+    monkeypatch.setattr(drift, "share_factor", lambda *a: None)  # factor 1: kernels only
+    drift.mark()  # FAST
+    assert drift.reference_time() == FAST  # after: SLOW
+    assert drift.reference_time() == FAST  # after: 1.5 x FAST
+    drift.mark()  # 2 x SLOW: a new pass forgets the old one's readings
+    assert drift.reference_time() == SLOW

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.roofline import device_specs
-from pytest_llmperf.roofline.calibration import device_peaks, efficiency
+from pytest_llmperf.roofline import calibration, device_specs
+from pytest_llmperf.roofline.calibration import device_peaks, efficiency, reportable_efficiency
 from pytest_llmperf.roofline.device_specs import Peaks
 from pytest_llmperf.roofline.estimator import error_pct, estimate
 from pytest_llmperf.roofline.shapes import (
@@ -355,6 +355,80 @@ def test_cpu_peaks_are_calibrated_and_cached():
     assert device_peaks("cpu") == p  # cached: same numbers
     eff = efficiency(1.0, flops=p.flops_per_s / 4, bytes=p.bytes_per_s / 2, device="cpu")
     assert eff["mfu"] == pytest.approx(0.25) and eff["mbu"] == pytest.approx(0.5)
+
+
+def test_reportable_efficiency_keeps_fractions_up_to_one():
+    p = Peaks(2e12, 1e11, "calibrated", device_name="cpu")
+    eff, notes = reportable_efficiency(0.5, flops=5e11, bytes=5e10, peaks=p)
+    assert eff == {"mfu": pytest.approx(0.5), "mbu": pytest.approx(1.0)} and notes == []
+    assert reportable_efficiency(1.0, peaks=p) == ({}, [])
+    assert reportable_efficiency(0.0, flops=1.0, peaks=p) == ({}, [])
+
+
+def test_reportable_efficiency_leaves_out_a_fraction_above_one_and_says_why():
+    """138% MFU is a fact about the peak (too low), not the call: never reported."""
+    p = Peaks(0.9e12, 1e11, "calibrated", device_name="cpu")
+    eff, notes = reportable_efficiency(1.0, flops=1.2e12, bytes=5e10, dtype="bf16", peaks=p)
+    assert "mfu" not in eff and eff["mbu"] == pytest.approx(0.5)
+    assert len(notes) == 1
+    note = notes[0]
+    assert note.startswith("mfu not reported: achieved 1.2 TFLOP/s exceeds the measured peak")
+    assert "0.9 TFLOP/s" in note and "cpu bf16" in note and "underestimated" in note
+    # a datasheet peak cannot be "measured too low": the counts or the dtype are wrong
+    sheet = Peaks(989e12, 3.35e12, "datasheet: NVIDIA H100", device_name="NVIDIA H100")
+    eff, notes = reportable_efficiency(1.0, bytes=4e12, peaks=sheet)
+    assert eff == {} and "datasheet bandwidth" in notes[0] and "does not match" in notes[0]
+
+
+def test_reportable_efficiency_without_a_usable_peak():
+    eff, notes = reportable_efficiency(1.0, flops=1e9, peaks=Peaks(0.0, 1e11, "calibrated"))
+    assert eff == {} and notes and notes[0].startswith("mfu not reported: no usable measured peak")
+
+
+def test_matmul_peak_is_the_faster_operand_layout(monkeypatch):
+    """bf16 on an AVX2 CPU: a @ b took a generic path 7-8x slower than a @ w.T (what
+    nn.Linear runs); a peak from one layout only put a bf16 model's MFU above 100%."""
+    real_mm = torch.mm
+    seen = []
+
+    def fake_rate(fn, work, device, budget_s, min_reps=3):
+        calls = []
+        monkeypatch.setattr(torch, "mm", lambda a, b: calls.append(b.is_contiguous()) or a)
+        fn()
+        monkeypatch.setattr(torch, "mm", real_mm)
+        seen.append(calls[0])
+        return 9e9 if not calls[0] else 1.2e9  # transposed (linear) layout is fast
+
+    monkeypatch.setattr(calibration, "_best_rate", fake_rate)
+    measure = calibration.measure_matmul_flops.__wrapped__  # not the cache
+    assert measure("cpu", "bf16") == 9e9
+    assert sorted(seen) == [False, True]  # both layouts were timed
+
+
+def test_cpu_peak_is_measured_with_the_threads_the_call_runs(monkeypatch):
+    """Two threads ran fp32 products about twice as fast as one: the thread count is part
+    of the measurement and of its cache key, so a peak from one count is not reused."""
+    asked = []
+    measure = calibration.measure_matmul_flops.__wrapped__  # the uncached function
+    monkeypatch.setattr(
+        calibration, "measure_matmul_flops", lambda dev, key, threads: asked.append(threads) or 1e9
+    )
+    monkeypatch.setattr(calibration, "measure_copy_bandwidth", lambda dev, threads: 1e9)
+    old = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            device_peaks("cpu", "fp32")
+    finally:
+        torch.set_num_threads(old)
+    assert asked == [1, 2]
+    during = []
+    monkeypatch.setattr(
+        calibration, "_best_rate", lambda *a, **k: during.append(torch.get_num_threads()) or 1.0
+    )
+    target = 1 if old != 1 else 2
+    measure("cpu", "fp32", target)
+    assert set(during) == {target} and torch.get_num_threads() == old  # set, then restored
 
 
 def test_error_pct_sign_convention():

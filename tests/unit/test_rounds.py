@@ -14,6 +14,7 @@ import pytest
 from pytest_llmperf.measure import timing
 from pytest_llmperf.measure.sequence import Measurement, PairSampler
 from pytest_llmperf.measure.timing import (
+    AUTO_WARMUP_MAX_CALLS,
     MIN_STOP_ROUNDS,
     measure_rounds,
     relative_uncertainty,
@@ -132,3 +133,45 @@ def test_a_pair_round_is_the_ratio_of_reference_to_candidate():
     assert sampler.sample(2) == [3.0, 2.0]
     assert ref.times == [3.0, 4.0] and cand.times == [1.0, 2.0]
     assert sampler.ratios == [3.0, 2.0]
+
+
+# ------------------------------------------------------------------ the unsettled note
+
+COLD = [0.5] + [0.01] * 9  # a cold first round: 50x the median
+
+
+def test_unsettled_note_flags_a_cold_first_round_and_not_one_preempted_round():
+    assert timing.unsettled_note([0.01] * 9 + [0.5], []) is None  # one slow round of ten
+    assert timing.unsettled_note([0.01] * 10, []) is None
+    note = timing.unsettled_note(COLD, [])
+    assert note is not None and note.startswith("not settled: the first round")
+
+
+def test_unsettled_note_without_a_policy_suggests_auto_or_a_count():
+    """No warm-up ran (or the policy is unknown): both remedies are new to the user."""
+    for warmup in (None, 0):
+        note = timing.unsettled_note(COLD, [], warmup)
+        assert note is not None and "warmup='auto'" in note and "or a count" in note
+
+
+def test_unsettled_note_after_a_count_asks_for_a_larger_one():
+    note = timing.unsettled_note(COLD, [0.02, 0.01], 2)
+    assert note is not None and "a count larger than 2" in note
+
+
+def test_unsettled_note_after_auto_never_suggests_auto_again():
+    """warmup='auto' already ran: the hint names why it stopped and what else to do."""
+    cases = {
+        # stopped by the time budget before three calls agreed
+        "budget": ([0.05, 0.03, 0.02], "time budget", "raise max_time"),
+        # stopped at the call cap, never settled
+        "cap": ([0.01, 0.02] * (AUTO_WARMUP_MAX_CALLS // 2), "cap of", "warmup=40"),
+        # settled, then the rounds were slow again
+        "settled": ([0.03, 0.0101, 0.0100, 0.0102], "three calls agreed", "warmup=10"),
+    }
+    for name, (warm, why, remedy) in cases.items():
+        note = timing.unsettled_note(COLD, warm, "auto")
+        assert note is not None, name
+        assert "add warm-up" not in note and "warmup='auto' or" not in note, (name, note)
+        assert why in note and remedy in note, (name, note)
+        assert f"after {len(warm)} warm-up call(s)" in note, (name, note)

@@ -219,3 +219,59 @@ def test_recording_measures_once():
 def test_which_verdicts_fail_a_test(verdict: Verdict, fails: bool, fails_strict: bool):
     assert verdict.fails(strict=False) is fails
     assert verdict.fails(strict=True) is fails_strict
+
+
+# --------------------------------------------------------------------------- pooled memory
+
+
+def test_a_pooled_memory_baseline_is_decided_on_values_with_its_run_spread():
+    """One value per run: pooled runs are runs, not rounds (a +613% regression once passed as
+    "too few rounds to judge"); their spread widens the tolerance, the values decide."""
+    runs = [10 * MIB], [11 * MIB], [12 * MIB], [10.5 * MIB], [11.5 * MIB]
+    e = entry(peak_memory=stored(11 * MIB, *runs, unit="B", kind="memory"))
+
+    def peak(mib: float) -> TestResult:
+        return result(Status.OK, Metric("peak_memory", mib * MIB, "B", False, "memory", [], 0.05))
+
+    r = judged(peak(11 * 7.13), e)
+    assert r.verdict is Verdict.REGRESSION, r.verdict_lines
+    assert "too few" not in r.verdict_lines[0]
+    assert judged(peak(12), e).verdict is Verdict.PASS  # within the runs' own spread
+
+
+# --------------------------------------------------------------------------- what a gate sees
+
+
+def test_a_gate_that_cannot_see_its_tolerance_is_said_and_fails_under_strict():
+    from pytest_llmperf.judge.verdict import strict_blind
+
+    def noisy() -> TestResult:
+        xs = [1e-3 * (0.5 + i % 5 * 0.4) for i in range(6)]  # 6 rounds spread -50%..+30%
+        return result(Status.OK, Metric("time", 1e-3, "s", False, "time", xs, 0.1))
+
+    e = entry(time=stored(1e-3, [1e-3 * (0.5 + i % 5 * 0.4) for i in range(6)]))
+    r = judged(noisy(), e)
+    strict_blind(r, strict=False)
+    assert r.verdict is Verdict.PASS
+    assert any("cannot see its tolerance" in n and "tolerance 10%" in n for n in r.notes), r.notes
+    r = judged(noisy(), e)
+    strict_blind(r, strict=True)
+    assert r.verdict is Verdict.INCONCLUSIVE and r.verdict.fails(strict=True)
+    # A precise one sees its tolerance: nothing to say, under strict too.
+    r = judged(
+        result(Status.OK, timing(1.0, n=41)), entry(time=stored(1e-3, timing(1.0, n=41).samples))
+    )
+    strict_blind(r, strict=True)
+    assert r.verdict is Verdict.PASS and not r.notes
+    assert r.detectable["time"][0] < 0.1
+
+
+def test_a_refused_drift_correction_cannot_fail_a_test_on_raw_times_alone():
+    slow = timing(3.0)
+    slow.drift_refused = "other threads did the work"
+    r = judged(result(Status.OK, slow), entry(time=stored(1e-3, BASE_TIMES)))
+    assert r.verdict is Verdict.INCONCLUSIVE
+    assert "drift correction refused: other threads did the work" in r.verdict_lines[0]
+    assert judged(result(Status.OK, timing(3.0)), entry(time=stored(1e-3, BASE_TIMES))).verdict is (
+        Verdict.REGRESSION
+    )

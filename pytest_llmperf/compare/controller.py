@@ -1,0 +1,472 @@
+"""The controller of ``--llmperf-compare``: two workers, driven pair by pair, one verdict.
+
+It takes over the run of each performance test (``pytest_runtest_protocol``):
+both workers start the test; at each measurement the controller warms each side
+up in turn, then times batches of rounds in pairs, the order within a pair drawn
+at random (A B, B A, ...), until the interval of the median ratio (candidate /
+reference) clears the tolerance or the time budget is spent. The candidate's
+result, with the paired decisions and the reference's memory and work signature
+as its baseline, gets its verdict from the same ``Judge`` as a stored baseline;
+the report pytest prints is built here from what the workers said.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from contextlib import nullcontext
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import pytest
+
+from .channel import Channel, ChannelClosed
+from .worker import ENV, error_line
+from .worktree import Worktree
+
+#: Pairs before the interval can be tight enough; the cap; a batch's share of max_time.
+MIN_PAIRS = 7
+MAX_PAIRS = 60
+BATCH_SHARE = 1 / 20
+
+#: Options of the run a worker must not see: the controller's own, and parallelism.
+_DROP_WITH_VALUE = {
+    "--llmperf-compare",
+    "--llmperf-report",
+    "--llmperf-benchmark-json",
+    "--llmperf-bmf",
+    "--junitxml",
+    "--junit-xml",
+    "-n",
+    "--numprocesses",
+    "--dist",
+    "--maxprocesses",
+    "--tx",
+}
+_DROP_FLAGS = {"--llmperf-update-baselines", "--llmperf-strict", "--looponfail", "-f"}
+
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from pytest_llmperf.compare.worker import main; del sys.path[0]; sys.exit(main())"
+)
+
+
+def worker_args(args: Iterable[str]) -> list[str]:
+    """The run's arguments for a worker: its selection and options, without what only the
+    controller does (comparing, reports, xdist), collection errors reported, not fatal."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _DROP_FLAGS:
+            continue
+        if name in _DROP_WITH_VALUE:
+            skip = "=" not in arg
+            continue
+        if len(arg) > 2 and arg[:2] == "-n" and arg[2:].isalnum():  # -n2, -nauto
+            continue
+        out.append(arg)
+    return [*out, "--llmperf", "--continue-on-collection-errors"]
+
+
+class Worker:
+    """One tree's worker process and what it collected."""
+
+    def __init__(self, role: str, label: str, top: Path, cwd: Path, args: list[str], logs: Path):
+        self.role, self.label = role, label
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        paths = [str(top)] + ([str(top / "src")] if (top / "src").is_dir() else [])
+        env = dict(os.environ)
+        # Not an xdist worker itself: the device lock is the controller's to take.
+        for key in [k for k in env if k.startswith("PYTEST_XDIST")]:
+            del env[key]
+        env[ENV] = json.dumps({"fds": [down_r, up_w], "path": paths, "cwd": str(cwd), "args": args})
+        self.log = logs / f"{role}.log"
+        plugin_parent = str(Path(__file__).resolve().parents[2])
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, plugin_parent],
+                cwd=logs,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(down_r, up_w),
+            )
+        os.close(down_r)
+        os.close(up_w)
+        self.channel = Channel(up_r, down_w)
+        self.collected: set[str] = set()
+        #: [collector node id, error] per module (or directory) this worker could not collect.
+        self.errors: list[list[str]] = []
+        #: Why this worker cannot be used any more ("" while it can).
+        self.failure = ""
+
+    def wait_collected(self) -> None:
+        event = self.recv()
+        if event["event"] == "collected":
+            self.collected = set(event["nodeids"])
+            self.errors = list(event["errors"])
+
+    def send(self, **message: Any) -> None:
+        if self.failure:
+            return
+        try:
+            self.channel.send(**message)
+        except ChannelClosed:
+            self._died()
+
+    def recv(self) -> dict[str, Any]:
+        """The worker's next message; a worker that died answers "died", with its log."""
+        if not self.failure:
+            try:
+                return self.channel.recv()
+            except ChannelClosed:
+                self._died()
+        return {"event": "died", "outcome": "failed", "longrepr": self.failure, "result": None}
+
+    def _died(self) -> None:
+        code = self.proc.wait()
+        tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
+        self.failure = (
+            f"the {self.label} worker exited (code {code}); the end of its log ({self.log}):\n"
+            f"{tail}"
+        )
+
+    def stop(self) -> None:
+        self.send(cmd="quit")
+        self.channel.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class CompareController:
+    """Registered as a plugin when ``--llmperf-compare`` is given; see the module docstring."""
+
+    def __init__(self, config: pytest.Config, session: Any, tree: Worktree, owner: bool) -> None:
+        self.config, self.session, self.tree = config, session, tree
+        #: Whether this process created the worktree (and removes it).
+        self.owner = owner
+        self.workers: tuple[Worker, Worker] | None = None
+        self.rng = random.Random()
+        #: Performance tests only REF has, gathered from every process's reports.
+        self.only_in_reference: set[str] = set()
+        self.said_only = False
+
+    # -- workers -------------------------------------------------------------------------
+    def _start(self) -> tuple[Worker, Worker]:
+        if self.workers is None:
+            args = worker_args(self.config.invocation_params.args)
+            here = Path(self.config.invocation_params.dir)
+            logs = self.tree.path.parent
+            tag = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            ref = Worker(
+                f"reference-{tag}",
+                f"reference {self.tree.label}",
+                self.tree.path,
+                self.tree.tree_path(here),
+                args,
+                logs,
+            )
+            cand = Worker(f"candidate-{tag}", "candidate", self.tree.top, here, args, logs)
+            for w in (ref, cand):
+                w.wait_collected()
+            self.workers = (ref, cand)
+        return self.workers
+
+    # -- the run of one test ---------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        from ..plugin import is_perf_test
+
+        if not is_perf_test(item):
+            return None
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        start = time.time()
+        outcome, longrepr, result = self._compare(item, nextitem)
+        for report in self._reports(item, outcome, longrepr, result, start):
+            ihook.pytest_runtest_logreport(report=report)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+
+    def _compare(self, item: pytest.Item, nextitem: pytest.Item | None) -> tuple[str, Any, Any]:
+        from ..measure.device import exclusive_device
+
+        ref, cand = self._start()
+        if cand.failure:
+            return "failed", cand.failure, None
+        nodeid = item.nodeid
+        sides = [w for w in (ref, cand) if not w.failure and nodeid in w.collected]
+        if cand not in sides:
+            return "failed", f"the candidate's worker did not collect {nodeid}", None
+        policy = self.session.policy_for(item)
+        for w in sides:
+            nxt = nextitem.nodeid if nextitem is not None else None
+            w.send(cmd="run", nodeid=nodeid, next=nxt if nxt in w.collected else None)
+        events = {w: w.recv() for w in sides}
+        pairs: dict[tuple[str, ...], tuple[list[float], bool]] = {}
+        while any(e["event"] == "measure" for e in events.values()):
+            measuring = [w for w in sides if events[w]["event"] == "measure"]
+            if len(measuring) == 2 and events[ref]["names"] == events[cand]["names"]:
+                first = events[cand]
+                device = self.session.device if os.environ.get("PYTEST_XDIST_WORKER") else None
+                with exclusive_device(device) if device is not None else nullcontext():
+                    ratios, failed = self._drive(ref, cand, first, policy)
+                pairs[tuple(first["names"])] = (ratios, first["higher_is_better"])
+                for w in (ref, cand):
+                    if w not in failed:
+                        w.send(cmd="end")
+                    events[w] = w.recv()
+            else:
+                for w in measuring:
+                    w.send(cmd="solo")
+                for w in measuring:
+                    events[w] = w.recv()
+        return self._verdict(item, policy, events.get(ref), events[cand], pairs)
+
+    def _drive(
+        self, ref: Worker, cand: Worker, event: dict[str, Any], policy: Any
+    ) -> tuple[list[float], set[Worker]]:
+        """Warm-up of each side in turn, then pairs of batches until the decision is settled:
+        the per-pair ratios (candidate / reference of the batch medians)."""
+        from ..judge.decision import paired_settled
+
+        hib = bool(event["higher_is_better"])
+        names = event["names"]
+        tolerance = policy.tolerance_for(names[-1], "ratio" if hib else "time")
+        order = [ref, cand]
+        self.rng.shuffle(order)
+
+        def ask(w: Worker, **cmd: Any) -> dict[str, Any] | None:
+            w.send(**cmd)
+            reply = w.recv()
+            if reply["event"] != "ok":
+                failed.add(w)
+                return None
+            return reply
+
+        failed: set[Worker] = set()
+        for w in order:
+            if ask(w, cmd="warmup") is None:
+                return [], failed
+        per_value = []
+        for w in order:  # one round each, not kept: how long a round takes now
+            reply = ask(w, cmd="rounds", n=1, keep=False)
+            if reply is None:
+                return [], failed
+            per_value.append(reply["seconds"])
+        batch = max(1, min(1000, round(policy.max_time * BATCH_SHARE / max(max(per_value), 1e-9))))
+        budget = 4 * policy.max_time
+        ratios: list[float] = []
+        start = time.perf_counter()
+        while True:
+            self.rng.shuffle(order)
+            values: dict[Worker, float] = {}
+            for w in order:
+                reply = ask(w, cmd="rounds", n=batch)
+                if reply is None:
+                    return ratios, failed
+                values[w] = median(reply["values"])
+            ratios.append(values[cand] / values[ref] if values[ref] > 0 else math.inf)
+            spent = len(ratios) >= MAX_PAIRS or time.perf_counter() - start > budget
+            if spent and len(ratios) >= MIN_PAIRS:
+                break
+            if paired_settled(ratios, tolerance, hib):
+                break
+        return ratios, failed
+
+    def _verdict(
+        self,
+        item: pytest.Item,
+        policy: Any,
+        ref_event: dict[str, Any] | None,
+        cand_event: dict[str, Any],
+        pairs: dict[tuple[str, ...], tuple[list[float], bool]],
+    ) -> tuple[str, Any, Any]:
+        from ..judge.outcome import Verdict
+        from ..results import TestResult
+
+        if cand_event["outcome"] != "passed":
+            outcome = "skipped" if cand_event["outcome"] == "skipped" else "failed"
+            return outcome, cand_event["longrepr"], None
+        if not cand_event.get("result"):
+            return "passed", None, None
+        result = TestResult.from_dict(cand_event["result"])
+        result.verdict_lines = []
+        why = self._no_reference(item.nodeid, ref_event)
+        if why:
+            result.verdict = Verdict.NO_BASELINE
+            result.verdict_lines = [why]
+            result.note(why)  # said in the summary, where a missing baseline is only counted
+        else:
+            assert ref_event is not None
+            self._judge(result, TestResult.from_dict(ref_event["result"]), pairs)
+        from ..judge.verdict import strict_blind
+
+        strict_blind(result, policy.strict)
+        result.duration_s = 0.0
+        if result.verdict is not None and result.verdict.fails(policy.strict):
+            return "failed", self._failure_text(result), result
+        return "passed", None, result
+
+    def _no_reference(self, nodeid: str, event: dict[str, Any] | None) -> str:
+        """Why the reference cannot be compared with ("" when it can)."""
+        ref = self._start()[0]
+        if ref.failure:
+            return f"not compared: {ref.failure}"
+        if nodeid not in ref.collected:
+            errors = [
+                f"{where}: {why}" if where else why
+                for where, why in ref.errors
+                if not where or nodeid.startswith((f"{where}::", f"{where.rstrip('/')}/"))
+            ]
+            if errors:
+                return f"not compared: the {ref.label} did not collect it ({'; '.join(errors)})"
+            return f"new: this test is not in the {ref.label}"
+        assert event is not None
+        if event["outcome"] != "passed":
+            where = "" if event.get("when", "call") == "call" else f" in {event['when']}"
+            why = error_line(event["longrepr"] or "")
+            return f"not compared: the test {event['outcome']}{where} in the {ref.label}: {why}"
+        if not event.get("result"):
+            return f"not compared: the test measured nothing in the {ref.label}"
+        return ""
+
+    def _judge(self, result: Any, reference: Any, pairs: dict[tuple[str, ...], Any]) -> None:
+        """The stored-baseline judge, with the reference's result as the baseline entry and
+        the paired decisions for the timed metrics."""
+        from ..baselines import test_entry
+        from ..judge.decision import decide_paired
+        from ..judge.detectable import paired_detectable
+        from ..judge.verdict import Judge
+
+        label = f"reference {self.tree.label}"
+        paired = {}
+        for names, (ratios, hib) in pairs.items():
+            name = next((n for n in names if n in result.metrics and result.metrics[n].gated), None)
+            if name is None or name not in reference.metrics or not ratios:
+                continue
+            metric = result.metrics[name]
+            # The pairs timed values of the measurement's own direction (seconds, or an
+            # A/B speedup); a throughput is their inverse.
+            oriented = [1 / r if metric.higher_is_better != hib else r for r in ratios if r > 0]
+            d = decide_paired(
+                name,
+                ratios=oriented,
+                reference=reference.metrics[name].value,
+                current=metric.value,
+                tolerance=metric.tolerance if metric.tolerance is not None else 0.1,
+                higher_is_better=metric.higher_is_better,
+                unit=metric.unit,
+                reference_name=label,
+            )
+            d.detectable = paired_detectable(oriented)
+            paired[name] = d
+        entry = test_entry(reference, None, 1)
+        Judge(
+            entry,
+            where=f"the {label}",
+            work_entry=entry,
+            work_where=f"the {label}",
+            paired=paired,
+        ).judge(result)
+
+    def _failure_text(self, result: Any) -> str:
+        lines = [
+            f"llmperf: {result.verdict} in {result.nodeid} against the reference "
+            f"{self.tree.label}, on {self.session.device_info['name']}"
+        ]
+        lines += ["  " + line for line in result.verdict_lines]
+        lines += ["  note: " + n for n in result.notes]
+        return "\n".join(lines)
+
+    def _reports(
+        self, item: pytest.Item, outcome: str, longrepr: Any, result: Any, start: float
+    ) -> list[pytest.TestReport]:
+        """setup, call and teardown reports as pytest would have made them."""
+        from ..output.exporters import junit_properties
+
+        stop = time.time()
+        when_failed = "call"
+        if outcome == "skipped":
+            longrepr = (str(item.path), (item.location[1] or 0) + 1, f"Skipped: {longrepr}")
+            when_failed = "setup"
+        extra: dict[str, Any] = {}
+        if result is not None:
+            item.user_properties.extend(junit_properties(result))
+            extra["llmperf"] = json.loads(json.dumps(result.to_dict(), default=str))
+        ref = self.workers[0] if self.workers else None
+        if ref is not None and not ref.failure and not self.said_only:
+            self.said_only = True
+            extra["llmperf_reference_only"] = sorted(ref.collected - self._selected())
+        reports = []
+        for when in ("setup", "call", "teardown"):
+            if outcome == "skipped" and when == "call":
+                continue
+            this = outcome if when == when_failed else "passed"
+            reports.append(
+                pytest.TestReport(
+                    item.nodeid,
+                    item.location,
+                    {k: 1 for k in item.keywords},
+                    this,
+                    longrepr if when == when_failed else None,
+                    when,
+                    duration=stop - start if when == "call" else 0.0,
+                    start=start,
+                    stop=stop,
+                    user_properties=list(item.user_properties),
+                    **(
+                        extra
+                        if when == "call" or (outcome == "skipped" and when == "setup")
+                        else {}
+                    ),
+                )
+            )
+        return reports
+
+    def _selected(self) -> set[str]:
+        from ..plugin import is_perf_test
+
+        items = getattr(self.config, "_llmperf_items", None) or []
+        return {i.nodeid for i in items if is_perf_test(i)}
+
+    # -- the run's end ---------------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        only = getattr(report, "llmperf_reference_only", None)
+        if only is not None:
+            self.only_in_reference.update(only)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.config._llmperf_items = list(session.items)  # type: ignore[attr-defined]
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        if self.only_in_reference:
+            lines.append(
+                f"{len(self.only_in_reference)} performance test(s) only in the reference "
+                f"{self.tree.label}: " + ", ".join(sorted(self.only_in_reference))
+            )
+        return lines
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.workers is not None:
+            for w in self.workers:
+                w.stop()
+        if self.owner:
+            self.tree.remove()

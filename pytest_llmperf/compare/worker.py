@@ -1,0 +1,154 @@
+"""One tree's side of ``--llmperf-compare``: a pytest process that runs tests on command.
+
+Started by the controller with the tree's root (and ``src/``) first on
+``sys.path``, so the project's code comes from this tree even when the
+environment has it installed in editable mode; the plugin itself is imported
+before that, from the environment the controller runs in, so both trees are
+measured by the same plugin. It collects the run's selection, says which
+performance tests it has, then runs one test per command. Inside a test, each
+measurement asks the controller what to do (``Remote.measure``): warm up, time
+a batch of rounds, end; the controller alternates the two workers batch by
+batch, so a pair's two batches see the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from .channel import Channel
+
+#: The environment variable that carries the worker's spec (JSON) from the controller.
+ENV = "LLMPERF_COMPARE_WORKER"
+
+
+class Remote:
+    """The controller's side of each measurement, as ``measure.sequence`` sees it."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def measure(
+        self, names: list[str], sampler: Any, warm: Callable[[], None], higher_is_better: bool
+    ) -> Any:
+        """Warm up and time batches as the controller says; the rounds it timed, or None
+        when the controller says to measure alone (the other tree lacks this measurement)."""
+        from ..measure.timing import Rounds
+
+        self.channel.send(event="measure", names=names, higher_is_better=higher_is_better)
+        rounds = Rounds()
+        try:
+            while True:
+                cmd = self.channel.recv()
+                start = time.perf_counter()
+                if cmd["cmd"] == "warmup":
+                    warm()
+                    self.channel.send(event="ok", seconds=time.perf_counter() - start)
+                elif cmd["cmd"] == "rounds":
+                    values = sampler.sample(int(cmd["n"]))
+                    seconds = time.perf_counter() - start
+                    if cmd.get("keep", True):
+                        rounds.values += values
+                        rounds.batch_sizes.append(len(values))
+                    self.channel.send(event="ok", values=values, seconds=seconds)
+                else:  # "end" or "solo"
+                    return rounds if rounds.values else None
+        except BaseException as exc:
+            # An out-of-memory error (or any other) ends this measurement: say so, so the
+            # controller stops pairing, then let the test handle it as it would alone.
+            self.channel.send(event="error", error=f"{type(exc).__name__}: {exc}")
+            raise
+
+
+def error_line(text: str) -> str:
+    """The line of a failure that says what went wrong: pytest's first ``E`` line."""
+    lines = [x for x in text.splitlines() if x.strip()]
+    why = next((x for x in lines if x.startswith("E ")), lines[-1] if lines else "")
+    return why.removeprefix("E ").strip()
+
+
+def _text(longrepr: Any) -> str:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
+        return str(longrepr[2])
+    return str(longrepr or "")
+
+
+class WorkerPlugin:
+    """Collects, reports the performance tests found, then runs tests on command."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.items: dict[str, pytest.Item] = {}
+        self.errors: list[list[str]] = []
+        self.reports: list[pytest.TestReport] = []
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.errors.append([report.nodeid, error_line(report.longreprtext)])
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from ..plugin import is_perf_test
+
+        self.items = {item.nodeid: item for item in session.items}
+        perf = [item.nodeid for item in session.items if is_perf_test(item)]
+        self.channel.send(event="collected", nodeids=perf, errors=self.errors)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        from .channel import ChannelClosed
+
+        while True:
+            try:
+                cmd = self.channel.recv()
+            except ChannelClosed:
+                break
+            if cmd["cmd"] != "run":
+                break
+            self._run(cmd["nodeid"], cmd.get("next"))
+        return True
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.reports.append(report)
+
+    def _run(self, nodeid: str, next_id: str | None) -> None:
+        item = self.items.get(nodeid)
+        if item is None:
+            self.channel.send(event="done", outcome="missing", longrepr="", result=None)
+            return
+        self.reports = []
+        nextitem = self.items.get(next_id) if next_id else None
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        failed = next((r for r in self.reports if r.failed), None)
+        skipped = next((r for r in self.reports if r.skipped), None)
+        call = next((r for r in self.reports if r.when == "call"), None)
+        shown = failed or skipped
+        self.channel.send(
+            event="done",
+            outcome=shown.outcome if shown else "passed",
+            when=shown.when if shown else "call",
+            longrepr=_text(shown.longrepr) if shown else "",
+            result=getattr(call, "llmperf", None),
+        )
+
+
+def main() -> int:
+    """The worker process: the spec from the environment, this tree first, then pytest."""
+    from .. import compare
+    from ..measure import sequence
+
+    spec = json.loads(os.environ.pop(ENV))
+    channel = Channel(*spec["fds"])
+    # Only the tree's paths lead: not the directory the process started in.
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
+    sys.path[:0] = spec["path"]
+    os.chdir(spec["cwd"])
+    compare.in_worker = True
+    sequence.remote = Remote(channel)
+    return int(pytest.main(spec["args"], plugins=[WorkerPlugin(channel)]))

@@ -1,0 +1,265 @@
+"""``--llmperf-compare=REF``: real git repositories, real worktrees, real worker processes.
+
+One comparison run carries most cases at once (each run starts two workers that
+import torch: seconds, not milliseconds). Its timed effect is 30 matmuls where
+there was one, far beyond any noise, and every test that must pass gets a tolerance of 500%;
+the work signature's diff is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+TIMEOUT = 300
+
+PACKAGE_REF = """
+import torch
+
+MATMULS = 1
+
+
+def work(x):
+    for _ in range(MATMULS):
+        x = torch.tanh(x @ x)
+    return x
+
+
+def same(x):
+    return torch.tanh(x @ x)
+"""
+
+# The candidate: work() does 30 matmuls where the reference did one; same() is unchanged.
+# Compute-bound on both sides, so a loaded machine slows both alike.
+PACKAGE_CANDIDATE = PACKAGE_REF.replace("MATMULS = 1", "MATMULS = 30")
+
+TESTS_COMMON = """
+import pytest
+import torch
+
+import mypkg
+
+FAST = pytest.mark.llmperf(warmup=1, max_time=0.5, tolerance={"time": "500%"})
+
+
+@pytest.mark.llmperf(warmup=1, max_time=1.0)
+def test_changed(llmperf):
+    llmperf(mypkg.work, torch.randn(96, 96))
+
+
+@FAST
+def test_same(llmperf):
+    llmperf(mypkg.same, torch.randn(96, 96))
+
+
+def test_plain():
+    assert mypkg.same is not None
+"""
+
+TESTS_REF = (
+    TESTS_COMMON
+    + """
+
+@FAST
+def test_only_in_ref(llmperf):
+    llmperf(mypkg.same, torch.randn(4, 4))
+
+
+@FAST
+def test_fails_in_ref(llmperf):
+    assert False, "broken on the reference"
+"""
+)
+
+TESTS_CANDIDATE = (
+    TESTS_COMMON
+    + """
+
+@FAST
+def test_new(llmperf):
+    llmperf(mypkg.same, torch.randn(4, 4))
+
+
+@FAST
+def test_fails_in_ref(llmperf):
+    llmperf(mypkg.same, torch.randn(4, 4))
+"""
+)
+
+# No ``pythonpath`` here: the package is importable only as an installed one would be
+# (PYTHONPATH points at the candidate), so only the worker's own sys.path can give the
+# reference worker the reference's code.
+PYPROJECT = """
+[tool.pytest.ini_options]
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A user project: REF is the commit ``main``; the working tree is the candidate."""
+    root = tmp_path_factory.mktemp("project")
+    git(root, "init", "-q", "-b", "main")
+    write(
+        root,
+        {
+            "pyproject.toml": PYPROJECT,
+            "mypkg/__init__.py": PACKAGE_REF,
+            "tests/test_perf.py": TESTS_REF,
+            # REF's copy of this module cannot be imported: a collection error there.
+            "tests/test_broken_ref.py": "import not_a_module_anywhere\n",
+        },
+    )
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "reference")
+    write(
+        root,
+        {
+            "mypkg/__init__.py": PACKAGE_CANDIDATE,
+            "tests/test_perf.py": TESTS_CANDIDATE,
+            "tests/test_broken_ref.py": """
+                import pytest
+                import torch
+
+                import mypkg
+
+
+                @pytest.mark.llmperf(warmup=1, max_time=0.5, tolerance={"time": "500%"})
+                def test_in_broken_module(llmperf):
+                    llmperf(mypkg.same, torch.randn(4, 4))
+            """,
+        },
+    )
+    # As an editable install would: the candidate's code importable from anywhere. The
+    # reference worker must still import the reference's code (its tree first).
+    path = [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--llmperf-compare=main",
+            # One intra-op thread per side: two 2-thread processes on a loaded 2-core
+            # runner made calls 1000x slower for seconds at a time (spinning barriers).
+            "--llmperf-threads=1",
+            "--llmperf-report=report.json",
+            "-rA",
+            "tests",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    return root, done
+
+
+def _section(out: str, test: str) -> str:
+    """The failure text of one test in pytest's output."""
+    start = out.index(f"_ {test} _")
+    end = out.find("\n_", start + 1)
+    return out[start : end if end > 0 else len(out)]
+
+
+def test_a_slower_candidate_fails_with_the_paired_ratio_and_the_work_diff(compared) -> None:
+    root, done = compared
+    out = done.stdout
+    assert done.returncode == 1, out + done.stderr
+    assert "FAILED tests/test_perf.py::test_changed" in out
+    failure = _section(out, "test_changed")
+    assert "against the reference main (" in failure
+    assert "REGRESSION time: reference main" in failure
+    assert "interleaved pairs, tolerance 10%" in failure
+    # The reference worker measured the reference's code, not the candidate's on PYTHONPATH.
+    assert "aten.mm 1 -> 30 (+29)" in failure
+
+
+def test_an_unchanged_test_passes_and_nothing_else_fails(compared) -> None:
+    root, done = compared
+    out = done.stdout
+    assert "PASSED tests/test_perf.py::test_same" in out
+    assert "PASSED tests/test_perf.py::test_plain" in out
+    failed = [line.split(" - ")[0] for line in out.splitlines() if line.startswith("FAILED")]
+    assert failed == ["FAILED tests/test_perf.py::test_changed"]
+
+
+def test_new_reference_only_and_reference_failures_are_named_not_regressions(compared) -> None:
+    root, done = compared
+    out = done.stdout
+    assert "PASSED tests/test_perf.py::test_new" in out
+    assert "new: this test is not in the reference main" in out
+    assert "PASSED tests/test_perf.py::test_fails_in_ref" in out
+    assert "not compared: the test failed in the reference main" in out
+    assert "AssertionError: broken on the reference" in out
+    assert "PASSED tests/test_broken_ref.py::test_in_broken_module" in out
+    assert "did not collect it (tests/test_broken_ref.py: ModuleNotFoundError" in out
+    assert "1 performance test(s) only in the reference main" in out
+    assert "tests/test_perf.py::test_only_in_ref" in out
+
+
+def test_no_baseline_is_read_or_written_and_the_worktree_is_removed(compared) -> None:
+    root, done = compared
+    assert not (root / "baselines").exists()
+    worktrees = git(root, "worktree", "list", "--porcelain")
+    assert worktrees.count("worktree ") == 1, worktrees
+    report = json.loads((root / "report.json").read_text())
+    verdicts = {r["nodeid"].split("::")[-1]: r["verdict"] for r in report["results"]}
+    assert verdicts["test_changed"] == "regression"
+    assert verdicts["test_same"] == "pass"
+    assert verdicts["test_new"] == "no-baseline"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--llmperf-compare=no-such-branch"], "not a branch, tag or commit"),
+        (
+            ["--llmperf-compare=main", "--llmperf-update-baselines"],
+            "drop --llmperf-update-baselines or the comparison",
+        ),
+    ],
+)
+def test_bad_comparisons_are_usage_errors(pytester: pytest.Pytester, args, message) -> None:
+    git(pytester.path, "init", "-q", "-b", "main")
+    pytester.makepyfile(test_x="def test_x(llmperf):\n    pass\n")
+    git(pytester.path, "add", "-A")
+    git(pytester.path, "commit", "-q", "-m", "x")
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_outside_a_git_repository_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="def test_x(llmperf):\n    pass\n")
+    result = pytester.runpytest_subprocess("--llmperf-compare=main")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*is not inside a git repository*"])
