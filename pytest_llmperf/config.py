@@ -479,3 +479,25 @@ class RunOptions:
             machine=machine,
             policy=policy,
         )
+
+
+def without_options(
+    args: Iterable[str], with_value: Iterable[str] = (), flags: Iterable[str] = ()
+) -> list[str]:
+    """Command-line ``args`` without the options named: those in ``with_value`` together
+    with their value (``--opt=V`` or ``--opt V``), those in ``flags`` alone."""
+    with_value, flags = set(with_value), set(flags)
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in flags:
+            continue
+        if name in with_value:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out

@@ -389,21 +389,13 @@ def split_by_file(results: list[TestResult]) -> tuple[list[TestResult], list[Tes
 
 
 #: Options of a comparing run that a refresh does not need (with their values).
-_NOT_FOR_REFRESH = ("--llmperf-strict", "--llmperf-gate", "--llmperf-report", "--junitxml")
+_NOT_FOR_REFRESH = ("--llmperf-gate", "--llmperf-report", "--junitxml")
 
 
 def refresh_args(args: tuple[str, ...] | list[str]) -> list[str]:
     """This run's arguments as a refresh: same tests and options, without what only a
     comparing run needs, plus ``--llmperf-update-baselines``."""
-    out: list[str] = []
-    skip_value = False
-    for arg in args:
-        if skip_value:
-            skip_value = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in _NOT_FOR_REFRESH:
-            skip_value = "=" not in arg and name != "--llmperf-strict"
-            continue
-        out.append(arg)
-    return [*out, "--llmperf-update-baselines"]
+    from .config import without_options
+
+    kept = without_options(args, _NOT_FOR_REFRESH, ["--llmperf-strict"])
+    return [*kept, "--llmperf-update-baselines"]

@@ -61,22 +61,12 @@ _BOOT = (
 def worker_args(args: Iterable[str]) -> list[str]:
     """The run's arguments for a worker: its selection and options, without what only the
     controller does (comparing, reports, xdist), collection errors reported, not fatal."""
-    out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in _DROP_FLAGS:
-            continue
-        if name in _DROP_WITH_VALUE:
-            skip = "=" not in arg
-            continue
-        if len(arg) > 2 and arg[:2] == "-n" and arg[2:].isalnum():  # -n2, -nauto
-            continue
-        out.append(arg)
-    return [*out, "--llmperf", "--continue-on-collection-errors"]
+    from ..config import without_options
+
+    kept = without_options(args, _DROP_WITH_VALUE, _DROP_FLAGS)
+    # -n2, -nauto: xdist's short form with its value attached
+    kept = [a for a in kept if not (len(a) > 2 and a[:2] == "-n" and a[2:].isalnum())]
+    return [*kept, "--llmperf", "--continue-on-collection-errors"]
 
 
 class Worker:

@@ -5,9 +5,9 @@
 for a dtype, a large device-to-device copy gives bytes/s (read + write). The
 measurements are cached per process (and per intra-op thread count on the CPU:
 two threads ran fp32 products about twice as fast as one) and sized to take well
-under two seconds on a 2-core CPU. ``efficiency()`` turns a measured time plus
-known FLOPs / bytes into MFU / MBU, fractions of those peaks;
-``reportable_efficiency()`` keeps only the fractions it can vouch for.
+under two seconds on a 2-core CPU. ``reportable_efficiency()`` turns a measured
+time plus known FLOPs / bytes into MFU / MBU, fractions of those peaks, keeping
+only the fractions it can vouch for (at most 1).
 
 The product is timed in both operand layouts, ``a @ b`` and ``a @ w.T`` (what
 ``nn.Linear`` runs), and the faster one is the peak: on an AVX2 CPU without
@@ -229,32 +229,6 @@ def device_peaks(device: Any = None, dtype: Any = None, *, calibrate: bool = Fal
     return Peaks(flops, bw, "calibrated", power, name)
 
 
-def efficiency(
-    seconds: float,
-    flops: float | None = None,
-    bytes: float | None = None,  # noqa: A002 - the fixture's keyword
-    device: Any = None,
-    dtype: Any = None,
-    peaks: Peaks | None = None,
-) -> dict[str, float]:
-    """MFU / MBU of a call that took ``seconds``: achieved FLOP/s and bytes/s over peak.
-
-    Returns ``{"mfu": ...}`` when ``flops`` is given, ``{"mbu": ...}`` when ``bytes`` is,
-    both when both are (fractions, 0.42 = 42 %); an empty dict for neither or a
-    non-positive time. ``peaks`` skips the lookup (e.g. peaks already computed).
-    """
-    out: dict[str, float] = {}
-    if (flops is None and bytes is None) or not seconds or seconds <= 0:
-        return out
-    if peaks is None:
-        peaks = device_peaks(device, dtype)
-    if flops is not None:
-        out["mfu"] = float(flops) / seconds / peaks.flops_per_s
-    if bytes is not None:
-        out["mbu"] = float(bytes) / seconds / peaks.bytes_per_s
-    return out
-
-
 #: What a fraction above 1 says about the peak it was divided by: (metric, source) -> why.
 _WHY_OVER = {
     ("mfu", "calibrated"): "the peak is underestimated (measured in a busy spell, or on a "
@@ -291,7 +265,7 @@ def reportable_efficiency(
     peak (too low) or the counts, not about the call: on a 2-core AVX2 CPU a bf16
     model read as 138% MFU against a peak measured on a slow kernel. Such a
     fraction is left out, and the note names the achieved rate, the peak, where the
-    peak came from and why it cannot be right. Arguments as for :func:`efficiency`.
+    peak came from and why it cannot be right. ``peaks`` skips the lookup; fractions, 0.42 = 42 %.
     """
     if (flops is None and bytes is None) or not seconds or seconds <= 0:
         return {}, []

@@ -263,3 +263,20 @@ def test_outside_a_git_repository_is_a_usage_error(pytester: pytest.Pytester) ->
     result = pytester.runpytest_subprocess("--llmperf-compare=main")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*is not inside a git repository*"])
+
+
+def test_a_worker_gets_the_selection_and_options_but_not_the_controllers_own() -> None:
+    from pytest_llmperf.compare.controller import worker_args
+
+    args = ["-n", "2", "tests", "--llmperf-compare", "main", "-nauto", "-k", "decode"]
+    args += ["--llmperf-report=r.md", "--junitxml", "j.xml", "--llmperf-threads=1", "-m", "slow"]
+    assert worker_args(args) == [
+        "tests",
+        "-k",
+        "decode",
+        "--llmperf-threads=1",
+        "-m",
+        "slow",
+        "--llmperf",
+        "--continue-on-collection-errors",
+    ]
