@@ -189,6 +189,8 @@ class CompareController:
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         start = time.time()
         outcome, longrepr, result = self._compare(item, nextitem)
+        if result is not None:  # both trees' run of the test, pairs included
+            result.duration_s = round(time.time() - start, 3)
         for report in self._reports(item, outcome, longrepr, result, start):
             ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
@@ -309,7 +311,6 @@ class CompareController:
         from ..judge.verdict import strict_blind
 
         strict_blind(result, policy.strict)
-        result.duration_s = 0.0
         if result.verdict is not None and result.verdict.fails(policy.strict):
             return "failed", self._failure_text(result), result
         return "passed", None, result
