@@ -10,16 +10,26 @@ signatures, which every machine of the device type shares. Layout::
      "tests": {"<nodeid>": {"status": "ok", "tier": "smoke", "group": ..., "params": {...},
                 "metrics": {"time": {"value": ..., "unit": "s", "higher_is_better": false,
                                      "kind": "time", "tolerance": null, "gated": true,
-                                     "summary": {...}, "runs": [{"samples": [...],
+                                     "runs": [{"samples": [...],
                                      "normalized_samples": [...]}]}},
                 "work": {"<measurement>": {"ops": {"aten.mm": 24, ...}, "syncs": {...}}},
                 "stack": {"torch": ..., "torchao": ...}}}}  # work file only
 
-Keys are sorted and indentation fixed so a refresh diffs cleanly in review.
+A metric of more than SUMMARY_ABOVE samples also keeps a ``summary`` (n, mean, std,
+quartiles) for people reading the file; no verdict reads it. Keys are sorted and
+indentation fixed so a refresh diffs cleanly in review.
 A write re-reads the file under a lock and merges, so pytest-xdist workers,
 parallel jobs and partial refreshes (``-k``) never lose an entry; it goes to a
 temporary file first and is renamed over the old one, so an interrupted write
 leaves the old file intact. A corrupt or foreign file is never overwritten.
+
+Loading validates every field the plugin reads (``_check_entry``): a wrong type,
+a non-finite number (``NaN``, ``Infinity``, ``1e999``), a binary file or one
+nested absurdly deep is a BaselineError naming the file, the test and the
+field, never a crash later or a gate that silently passes. Writing refuses
+non-finite numbers the same way, follows a symlinked file to its target,
+leaves a read-only file alone and removes the temporaries an earlier, killed
+write left behind.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +46,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from .results import Metric, TestResult
+from .results import Metric, Status, TestResult
 
 SCHEMA = "pytest-llmperf-baseline"
 SCHEMA_VERSION = 1
@@ -43,6 +54,13 @@ SCHEMA_VERSION = 1
 DIGITS = 6
 #: Samples kept per run: a quantile sketch of the run's distribution.
 SKETCH_SIZE = 64
+#: A run's ``summary`` (n, mean, std, quartiles) is stored only above this many samples:
+#: no verdict reads it, and a handful of sorted samples already show it to a reader.
+SUMMARY_ABOVE = 8
+#: Deepest nesting of free-form values (params, fingerprint, stack): deeper is no baseline,
+#: and would overflow the recursive JSON encoder on the next write.
+MAX_DEPTH = 32
+_STATUSES = tuple(s.value for s in Status)
 
 
 class BaselineError(Exception):
@@ -71,11 +89,188 @@ def _fail(path: Path, why: str) -> BaselineError:
     )
 
 
+class _Bad(Exception):
+    """What is wrong inside a file, in words that follow the file's name."""
+
+
+def _is_number(x: Any) -> bool:
+    """A finite JSON number. ``true`` is an int to Python but no number in a baseline, and
+    ``NaN``, ``Infinity``, ``1e999`` (parsed as inf) or an int beyond a float hide any change."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # 10**400: no float holds it
+        return False
+
+
+def _show(x: Any) -> str:
+    if isinstance(x, dict):
+        return "an object"
+    if isinstance(x, list):
+        return "a list"
+    text = repr(x)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _not_number(x: Any, at: str, want: str = "a finite number") -> _Bad:
+    if isinstance(x, (int, float)) and not isinstance(x, bool) and not _is_number(x):
+        return _Bad(
+            f"{at} is {_show(x)}, not a finite number (NaN, Infinity and 1e999 are invalid "
+            "in a baseline: they hide every change)"
+        )
+    return _Bad(f"{at} is {_show(x)}, expected {want}")
+
+
+def _key(at: str, key: Any) -> str:
+    """``runs[0].samples``: where a field is, as a reader finds it in the file."""
+    if isinstance(key, str) and key.isidentifier():
+        return f"{at}.{key}" if at else key
+    return f"{at}[{key!r}]"
+
+
+def _sweep(value: Any, where: str) -> None:
+    """A free-form value (params, fingerprint, stack, unknown keys): no number in it may be
+    non-finite, and it may not nest deeper than MAX_DEPTH. Iterative: no RecursionError."""
+    todo = [(value, where, 0)]
+    while todo:
+        x, at, depth = todo.pop()
+        if isinstance(x, (dict, list, tuple)):
+            if depth >= MAX_DEPTH:
+                raise _Bad(f"{at} nests deeper than {MAX_DEPTH} levels")
+            items = x.items() if isinstance(x, dict) else enumerate(x)
+            todo += [(v, _key(at, k), depth + 1) for k, v in items]
+        elif isinstance(x, (int, float)) and not isinstance(x, bool) and not _is_number(x):
+            raise _not_number(x, at)
+
+
+_PLAIN_NUMBERS = frozenset({int, float})
+#: The keys of a metric and of a run whose types are checked one by one; any other key
+#: (a newer writer's, a person's note) is tolerated, only swept for non-finite numbers.
+_METRIC_TYPES = {
+    "unit": (str, "a string"),
+    "kind": (str, "a string"),
+    "higher_is_better": (bool, "true or false"),
+    "gated": (bool, "true or false"),
+    "summary": (dict, "an object"),
+    "runs": (list, "a list"),
+}
+_METRIC_KEYS = frozenset({"value", "tolerance", *_METRIC_TYPES})
+_RUN_KEYS = frozenset({"samples", "normalized_samples"})
+
+
+def _numbers(xs: Any, field: str, *, empty: bool = True) -> None:
+    """A list of finite numbers (samples). One pass in C for the usual file (plain numbers
+    with a finite sum); the item by item look only to name what is wrong."""
+    if not isinstance(xs, list) or not (xs or empty):
+        raise _Bad(f"{field} is {_show(xs)}, expected a {'' if empty else 'non-empty '}list")
+    try:
+        if set(map(type, xs)) <= _PLAIN_NUMBERS and math.isfinite(sum(xs)):
+            return
+    except OverflowError:  # an int beyond a float, or a sum beyond one: look item by item
+        pass
+    for i, x in enumerate(xs):
+        if not _is_number(x):
+            raise _not_number(x, f"{field}[{i}]")
+
+
+def _check_metric(m: Any) -> None:
+    """Every key the judge and the merge read: ``value``, ``tolerance``, ``gated``,
+    ``runs[*].samples`` and ``normalized_samples`` (``metric_samples``, ``run_spread``,
+    pooling), and the descriptive ``unit``, ``kind``, ``higher_is_better``, ``summary``."""
+    if not isinstance(m, dict):
+        raise _Bad(f"is {_show(m)}, expected an object")
+    if not _is_number(m.get("value")):
+        raise _not_number(m.get("value"), "value")
+    for key, x in m.items():
+        if key in _METRIC_TYPES:
+            kind, words = _METRIC_TYPES[key]
+            if not isinstance(x, kind):
+                raise _Bad(f"{key} is {_show(x)}, expected {words}")
+        elif key not in _METRIC_KEYS:
+            _sweep(x, _key("", key))
+    tolerance = m.get("tolerance")
+    if tolerance is not None and not (_is_number(tolerance) and tolerance >= 0):
+        raise _not_number(tolerance, "tolerance", "null or a finite number >= 0")
+    for key, x in m.get("summary", {}).items():
+        if not _is_number(x):
+            raise _not_number(x, _key("summary", key))
+    for i, run in enumerate(m.get("runs", [])):
+        if not isinstance(run, dict):
+            raise _Bad(f"runs[{i}] is {_show(run)}, expected an object")
+        # pooling takes the median of every run's samples: each run needs some
+        _numbers(run.get("samples"), f"runs[{i}].samples", empty=False)
+        if "normalized_samples" in run:
+            _numbers(run["normalized_samples"], f"runs[{i}].normalized_samples")
+        for key, x in run.items():
+            if key not in _RUN_KEYS:
+                _sweep(x, _key(f"runs[{i}]", key))
+
+
+def _check_work(work: Any) -> None:
+    """By-name counts per measurement (``{"decode": {"ops": {"aten.mm": 24}}}``): the work
+    diff subtracts and prints them as whole numbers."""
+    if not isinstance(work, dict):
+        raise _Bad(f"work is {_show(work)}, expected an object")
+    for measurement, details in work.items():
+        if not isinstance(details, dict):
+            raise _Bad(f"{_key('work', measurement)} is {_show(details)}, expected an object")
+        for detail, counts in details.items():
+            at = _key(_key("work", measurement), detail)
+            if not isinstance(counts, dict):
+                raise _Bad(f"{at} is {_show(counts)}, expected an object of counts")
+            for name, n in counts.items():
+                if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                    raise _Bad(f"{at}[{name!r}] is {_show(n)}, expected a whole count >= 0")
+
+
+def _check_entry(nodeid: str, entry: Any) -> None:
+    """One test's entry: every key the plugin reads, with the type it relies on; unknown
+    keys are tolerated (only checked for non-finite numbers and depth)."""
+    if not isinstance(entry, dict):
+        raise _Bad(f"has a malformed entry for {nodeid!r}: it is {_show(entry)}, not an object")
+
+    def bad(why: str) -> _Bad:
+        return _Bad(f"has a malformed entry for {nodeid!r}: {why}")
+
+    if "status" in entry and entry["status"] not in _STATUSES:
+        want = " or ".join(map(repr, _STATUSES))
+        raise bad(f"status is {_show(entry['status'])}, expected {want}")
+    if "tier" in entry and not isinstance(entry["tier"], str):
+        raise bad(f"tier is {_show(entry['tier'])}, expected a string")
+    if entry.get("group") is not None and not isinstance(entry["group"], str):
+        raise bad(f"group is {_show(entry['group'])}, expected a string")
+    for key in ("params", "metrics", "stack"):
+        if key in entry and not isinstance(entry[key], dict):
+            raise bad(f"{key} is {_show(entry[key])}, expected an object")
+    for name, m in entry.get("metrics", {}).items():
+        try:
+            _check_metric(m)
+        except _Bad as exc:
+            raise _Bad(f"has a malformed metric {name!r} in {nodeid!r}: {exc}") from None
+    if "work" in entry:
+        try:
+            _check_work(entry["work"])
+        except _Bad as exc:
+            raise _Bad(f"has a malformed work signature in {nodeid!r}: {exc}") from None
+    for key, x in entry.items():
+        if key not in ("metrics", "work"):
+            try:
+                _sweep(x, _key("", key))
+            except _Bad as exc:
+                raise bad(str(exc)) from None
+
+
 def _validate(data: Any, path: Path, device_key: str | None) -> BaselineFile:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise _fail(path, f'is not a pytest-llmperf baseline (no "schema": "{SCHEMA}")')
     version = data.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or version > SCHEMA_VERSION
+        or version < 1
+    ):
         raise _fail(
             path, f"has schema_version {version!r}; this plugin reads up to {SCHEMA_VERSION}"
         )
@@ -83,39 +278,48 @@ def _validate(data: Any, path: Path, device_key: str | None) -> BaselineFile:
     tests = data.get("tests")
     if not isinstance(device, dict) or not isinstance(tests, dict):
         raise _fail(path, 'lacks a "device" object or a "tests" object')
+    if not isinstance(device.get("key"), str):
+        raise _fail(path, f"has a device key {_show(device.get('key'))}, expected a string")
     if device_key is not None and device.get("key") != device_key:
         raise _fail(
             path, f"belongs to device {device.get('key')!r}, not to this device {device_key!r}"
         )
-    for nodeid, entry in tests.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("metrics", {}), dict):
-            raise _fail(path, f"has a malformed entry for {nodeid!r}")
-        for name, m in entry.get("metrics", {}).items():
-            if not isinstance(m, dict) or not isinstance(m.get("value"), (int, float)):
-                raise _fail(path, f"has a malformed metric {name!r} in {nodeid!r}")
-        if not isinstance(entry.get("stack", {}), dict):
-            raise _fail(path, f"has a malformed stack in {nodeid!r}")
-        work = entry.get("work", {})
-        if not isinstance(work, dict) or not all(
-            isinstance(counts, dict) and all(isinstance(v, dict) for v in counts.values())
-            for counts in work.values()
-        ):
-            raise _fail(path, f"has a malformed work signature in {nodeid!r}")
-    return BaselineFile(path, device, data.get("fingerprint") or {}, tests)
+    fingerprint = data.get("fingerprint")
+    if fingerprint is not None and not isinstance(fingerprint, dict):
+        raise _fail(path, f"has a fingerprint that is {_show(fingerprint)}, not an object")
+    try:
+        for key, x in data.items():
+            if key != "tests":
+                _sweep(x, _key("", key))
+        for nodeid, entry in tests.items():
+            _check_entry(nodeid, entry)
+    except _Bad as exc:
+        raise _fail(path, str(exc)) from None
+    return BaselineFile(path, device, fingerprint or {}, tests)
 
 
 def load(path: Path, device_key: str | None = None) -> BaselineFile | None:
     """The baseline at ``path``, None if there is none; BaselineError if unusable."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise _fail(path, f"cannot be read ({exc.strerror})") from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(
+            path, f"is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _fail(path, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise _fail(path, "is not valid JSON (nested too deeply to read)") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise _fail(path, f"is not valid JSON ({exc})") from None
     return _validate(data, path, device_key)
 
 
@@ -129,7 +333,8 @@ def sketch(samples: list[float], size: int = SKETCH_SIZE) -> list[float]:
 
 
 def summarize(samples: list[float]) -> dict[str, float]:
-    """Robust summary of a sample, stored beside the sketch for readers of the file."""
+    """Robust summary of a sample, stored beside the sketch for readers of the file (no
+    verdict reads it; above SKETCH_SIZE samples it says what the sketch cannot: n, mean, std)."""
     if not samples:
         return {}
     xs = sorted(samples)
@@ -200,9 +405,9 @@ def metric_entry(metric: Metric, previous: dict[str, Any] | None, pool: int) -> 
         runs = (list(previous.get("runs", [])) + runs)[-pool:]
     if len(runs) > 1:
         entry["value"] = _round(median([x for r in runs for x in r["samples"]]))
-    entry["summary"] = {
-        k: _round(v) for k, v in summarize(metric.samples or [metric.value]).items()
-    }
+    if len(metric.samples) > SUMMARY_ABOVE:  # fewer are read straight off the samples
+        summary = summarize(metric.samples)
+        entry["summary"] = {k: v if k == "n" else _round(v) for k, v in summary.items()}
     entry["runs"] = runs
     return entry
 
@@ -228,23 +433,68 @@ def test_entry(result: TestResult, previous: dict[str, Any] | None, pool: int) -
     return entry
 
 
+def _finite_float(x: Any) -> bool:
+    """What the writer stores as a number: anything ``float()`` takes but text, if finite."""
+    if isinstance(x, (str, bytes)):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _check_writable(path: Path, results: list[TestResult], **facts: Any) -> None:
+    """Refuse what would be written as ``NaN``/``Infinity`` (invalid JSON to strict readers,
+    and a baseline that hides every regression), naming the file, test and metric."""
+    head = f"llmperf: not writing baseline file {path} (left untouched):"
+    try:
+        for key, value in facts.items():
+            _sweep(value, key)
+    except _Bad as exc:
+        raise BaselineError(f"{head} {exc}") from None
+    for r in results:
+        for name, m in sorted(r.metrics.items()):
+            fields = [("value", m.value), ("tolerance", m.tolerance)]
+            fields += [(f"samples[{i}]", x) for i, x in enumerate(m.samples)]
+            fields += [(f"normalized_samples[{i}]", x) for i, x in enumerate(m.normalized_samples)]
+            for where, x in fields:
+                if not (where == "tolerance" and x is None) and not _finite_float(x):
+                    raise BaselineError(
+                        f"{head} test {r.nodeid!r}, metric {name!r}: {where} is {_show(x)}, "
+                        "not a finite number; a baseline holds only finite numbers (NaN and "
+                        "Infinity hide any change, and strict JSON readers reject them)"
+                    )
+        try:
+            _sweep(r.params, "params")
+            _sweep(r.work, "work")
+        except _Bad as exc:
+            raise BaselineError(f"{head} test {r.nodeid!r}: {exc}") from None
+
+
 def dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    """The file's text: sorted keys, fixed indentation; never ``NaN`` or ``Infinity``."""
+    try:
+        return json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+    except ValueError as exc:  # a non-finite float the checks before did not see
+        raise BaselineError(f"llmperf: not written as JSON: {exc}") from None
+    except RecursionError:
+        raise BaselineError("llmperf: not written as JSON: nested too deeply") from None
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path) -> Iterator[bool]:
     """An exclusive lock on the baseline directory, so concurrent writers merge one at a
-    time; locking the directory itself leaves no lock file behind."""
+    time; locking the directory itself leaves no lock file behind. Yields whether the
+    lock is held (not on Windows, where rename is still atomic)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: rename is still atomic
-        yield
+        yield False
         return
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        yield True
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
@@ -258,6 +508,56 @@ def _file_mode(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def _refuse_read_only(path: Path, target: Path) -> None:
+    """A file the user made read-only stays as it is: the rename that replaces it would
+    ignore the file's mode (only the directory's counts), so look at the mode here."""
+    try:
+        mode = target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return
+    if mode & 0o222 == 0:
+        why = f"is read-only (mode {mode:04o})"
+    elif not os.access(target, os.W_OK):
+        why = f"is not writable by this user (mode {mode:04o})"
+    else:
+        return
+    if path.is_symlink():
+        why = f"(a link to {target}) {why}"
+    raise BaselineError(
+        f"llmperf: baseline file {path} {why}, so it was not refreshed and was left untouched. "
+        f"Make it writable (chmod u+w {path}) to refresh it, or leave out "
+        "--llmperf-update-baselines."
+    )
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove what a killed write of this file left (as large as the file itself):
+    ``.<name>.XXXXXXXX.tmp``, the name ``mkstemp`` gives ours, and nothing of any other name
+    (another file's temporaries, a user's ``.<name>.notes.tmp``).
+
+    Called only while holding the directory lock, which makes every match stale: a writer
+    of ours creates its temporary after taking the lock and renames or removes it before
+    letting go, so while we hold the lock no writer of ours is mid-write, and a match was
+    left by one that died holding it (SIGKILL, power loss). That rests on every writer
+    taking the same lock: the lock is on the directory that holds the file itself (a
+    symlink is resolved first, so writers through a link and writers of the target lock
+    the same directory; older versions wrote through a link into the link's directory,
+    which is not cleaned), and ``flock`` holds across processes and, on Linux NFS, across
+    hosts. Where ``flock`` does nothing (some FUSE or SMB mounts) concurrent merges are
+    unsafe anyway. Without fcntl (Windows) nothing is removed; should mkstemp's names ever
+    change, nothing matches: both fail safe, leaving files rather than removing them."""
+    pattern = re.compile(re.escape(_temp_prefix(target)) + r"[a-z0-9_]{8}\.tmp")
+    with os.scandir(target.parent) as entries:
+        for entry in entries:
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def write(
@@ -274,12 +574,19 @@ def write(
     Entries of tests that did not run are kept. ``stack`` is stamped on each entry
     written (the work file's torch version per entry: a ``-k`` refresh under a new
     torch must not relabel entries recorded under the old one). Raises
-    BaselineError, leaving the file as it was, if the existing file is corrupt or
-    belongs to another device.
+    BaselineError, leaving the file as it was, if the existing file is corrupt,
+    belongs to another device or is read-only, or a result holds a non-finite number.
+    A symlinked file is written through: its target is replaced, the link stays.
     """
+    _check_writable(path, results, device=device, fingerprint=fingerprint, stack=stack)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
+    # A link to a shared file: the target is what must change (replacing the link with a
+    # plain file would leave the shared target stale), and its directory is what to lock.
+    target = Path(os.path.realpath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target) as locked:
         existing = load(path, device.get("key"))
+        _refuse_read_only(path, target)
         tests = dict(existing.tests) if existing else {}
         for r in results:
             tests[r.nodeid] = test_entry(r, tests.get(r.nodeid), pool)
@@ -292,16 +599,21 @@ def write(
             "fingerprint": fingerprint,
             "tests": tests,
         }
-        text = dumps(data)
-        mode = _file_mode(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            text = dumps(data)
+        except BaselineError as exc:
+            raise BaselineError(f"{exc} (baseline file {path}, left untouched)") from None
+        if locked:
+            _remove_stale_temporaries(target)
+        mode = _file_mode(target)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
         try:
             os.fchmod(fd, mode)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
+            os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

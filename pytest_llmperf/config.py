@@ -10,13 +10,29 @@ into a usage error.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 TIERS = ("smoke", "standard", "full")
+
+#: Upper bounds of what a marker, a call or an option may ask for. Beyond them a value
+#: is a slip (``rounds=10**30`` would never end, 100000 threads crash torch), not a plan.
+MAX_ROUNDS = 1_000_000  # rounds, min_rounds, max_rounds
+MAX_WARMUP = 100_000
+MAX_TIME_S = 86_400.0  # max_time: one day
+MAX_REMEASURE = 100
+#: A tolerance is a fraction: 100 is 10000%, past anything a gate could mean.
+MAX_TOLERANCE = 100.0
+#: ``--llmperf-threads``: a fixed cap (not the CPU count) so a setting means the same on
+#: every runner; torch.set_num_threads(100000) crashes or exhausts memory.
+MAX_THREADS = 1024
+MAX_POOL = 1000
 
 #: Relative tolerance per metric kind: what a user would keep as a default gate.
 #: Memory is near-deterministic, so it is tight; energy reads a coarse counter.
@@ -43,17 +59,33 @@ MEMORY_ABS_SLACK = 4 * 2**20
 # --------------------------------------------------------------------------- value parsers
 
 
+def _shown(value: Any) -> str:
+    """``value`` for an error message: its repr, shortened (an int of 5000 digits has none)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int too large to print
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def parse_tolerance(value: Any, where: str) -> float:
     """A tolerance as a fraction: 0.1, "10%" and "0.1" all mean 10%."""
     try:
+        if isinstance(value, bool):
+            raise TypeError
         if isinstance(value, str) and value.strip().endswith("%"):
             tol = float(value.strip()[:-1]) / 100.0
         else:
             tol = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: tolerance {value!r} is not a number or a percentage") from None
-    if not 0 <= tol < 100:
-        raise ValueError(f"{where}: tolerance {value!r} must be >= 0")
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(
+            f"{where}: tolerance {_shown(value)} is not a number or a percentage"
+        ) from None
+    if not 0 <= tol <= MAX_TOLERANCE:  # NaN fails this too
+        raise ValueError(
+            f"{where}: tolerance {_shown(value)} must be >= 0 and <= {MAX_TOLERANCE:g} "
+            f"({MAX_TOLERANCE:.0%}): a fraction (0.1) or a percentage ('10%')"
+        )
     return tol
 
 
@@ -66,7 +98,14 @@ def parse_tolerances(value: Any, where: str) -> dict[str, float]:
     if value is None or value == "":
         return {}
     if isinstance(value, dict):
-        return {str(k): parse_tolerance(v, f"{where}[{k}]") for k, v in value.items()}
+        out: dict[str, float] = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or not k.strip():
+                raise ValueError(
+                    f"{where}: a tolerance key must be a metric name or kind, got {k!r}"
+                )
+            out[k.strip()] = parse_tolerance(v, f"{where}[{k}]")
+        return out
     if isinstance(value, str) and "=" in value:
         out = {}
         for part in value.split(","):
@@ -75,35 +114,60 @@ def parse_tolerances(value: Any, where: str) -> dict[str, float]:
             if "=" not in part:
                 raise ValueError(f"{where}: expected NAME=TOL in {value!r}, got {part!r}")
             k, v = part.split("=", 1)
+            if not k.strip():
+                raise ValueError(f"{where}: expected NAME=TOL in {value!r}, got {part!r}")
             out[k.strip()] = parse_tolerance(v, f"{where}[{k.strip()}]")
         return out
     tol = parse_tolerance(value, where)
     return {kind: tol for kind in MEASURED_KINDS}
 
 
-def parse_count(value: Any, where: str, *, allow_auto: bool = True, minimum: int = 0) -> int | str:
-    """A whole count (``"auto"`` too where allowed), at least ``minimum``."""
+def parse_count(
+    value: Any,
+    where: str,
+    *,
+    allow_auto: bool = True,
+    minimum: int = 0,
+    maximum: int = MAX_ROUNDS,
+) -> int | str:
+    """A whole count (``"auto"`` too where allowed) from ``minimum`` to ``maximum``.
+
+    True is not 1 here: a bool where a count belongs is a slip.
+    """
     if allow_auto and value == "auto":
         return "auto"
+    expected = "an integer or 'auto'" if allow_auto else "an integer"
     try:
+        if isinstance(value, bool):
+            raise TypeError
         n = int(value)
         if isinstance(value, float) and value != n:
             raise ValueError
-    except (TypeError, ValueError):
-        expected = "an integer or 'auto'" if allow_auto else "an integer"
-        raise ValueError(f"{where}: expected {expected}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
+        raise ValueError(f"{where}: expected {expected}, got {_shown(value)}") from None
     if n < minimum:
         raise ValueError(f"{where}: must be >= {minimum}, got {n}")
+    if n > maximum:
+        raise ValueError(f"{where}: must be <= {maximum}, got {_shown(n)}")
     return n
 
 
-def parse_float(value: Any, where: str, *, minimum: float = 0.0) -> float:
+def parse_float(
+    value: Any, where: str, *, minimum: float = 0.0, maximum: float = math.inf
+) -> float:
+    """A finite number from ``minimum`` to ``maximum``; NaN, infinity and bools are slips."""
     try:
+        if isinstance(value, bool):
+            raise TypeError
         x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{where}: expected a number, got {_shown(value)}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{where}: expected a finite number, got {_shown(value)}")
     if x < minimum:
         raise ValueError(f"{where}: must be >= {minimum}, got {x}")
+    if x > maximum:
+        raise ValueError(f"{where}: must be <= {maximum:g}, got {_shown(value)}")
     return x
 
 
@@ -131,8 +195,12 @@ def _optional_float(value: Any, where: str) -> float | None:
     return None if value is None else parse_float(value, where)
 
 
-def _count(minimum: int, allow_auto: bool) -> Callable[[Any, str], int | str]:
-    return lambda v, w: parse_count(v, w, allow_auto=allow_auto, minimum=minimum)
+def _max_time(value: Any, where: str) -> float:
+    return parse_float(value, where, maximum=MAX_TIME_S)
+
+
+def _count(minimum: int, allow_auto: bool, maximum: int) -> Callable[[Any, str], int | str]:
+    return lambda v, w: parse_count(v, w, allow_auto=allow_auto, minimum=minimum, maximum=maximum)
 
 
 def _keyword(parse: Callable[[Any, str], Any]) -> dict[str, Any]:
@@ -147,11 +215,11 @@ def _keyword(parse: Callable[[Any, str], Any]) -> dict[str, Any]:
 class Policy:
     """How one test is measured and gated (marker > call arguments > run options)."""
 
-    warmup: int | str = field(default="auto", metadata=_keyword(_count(0, True)))
-    rounds: int | str = field(default="auto", metadata=_keyword(_count(1, True)))
-    min_rounds: int = field(default=5, metadata=_keyword(_count(0, False)))
-    max_rounds: int = field(default=1000, metadata=_keyword(_count(0, False)))
-    max_time: float = field(default=1.0, metadata=_keyword(parse_float))
+    warmup: int | str = field(default="auto", metadata=_keyword(_count(0, True, MAX_WARMUP)))
+    rounds: int | str = field(default="auto", metadata=_keyword(_count(1, True, MAX_ROUNDS)))
+    min_rounds: int = field(default=5, metadata=_keyword(_count(0, False, MAX_ROUNDS)))
+    max_rounds: int = field(default=1000, metadata=_keyword(_count(1, False, MAX_ROUNDS)))
+    max_time: float = field(default=1.0, metadata=_keyword(_max_time))
     tolerances: dict[str, float] = field(
         default_factory=dict,
         metadata=_keyword(parse_tolerances),
@@ -165,7 +233,7 @@ class Policy:
     strict: bool = field(default=False, metadata=_keyword(_parse_flag))
     #: None: on for CPU, off for accelerators.
     drift_correction: bool | None = field(default=None, metadata=_keyword(_parse_flag))
-    remeasure: int = field(default=2, metadata=_keyword(_count(0, False)))
+    remeasure: int = field(default=2, metadata=_keyword(_count(0, False, MAX_REMEASURE)))
     #: Take the work signature (a pass of its own, outside the timed rounds).
     work: bool = field(default=True, metadata=_keyword(_parse_bool))
     #: ``--llmperf-gate``: only metrics with these names or kinds decide (None: all).
@@ -194,6 +262,9 @@ class Policy:
 
         ``where`` names the source in an error; an unknown keyword is an error too.
         """
+        return self._with_keywords(kwargs, where).checked(where)
+
+    def _with_keywords(self, kwargs: dict[str, Any], where: str) -> Policy:
         unknown = sorted(set(kwargs) - set(MARKER_KEYWORDS))
         if unknown:
             raise ValueError(
@@ -204,6 +275,16 @@ class Policy:
         for key, value in kwargs.items():
             policy = policy.with_value(key, value, f"{where}({key}=...)")
         return policy
+
+    def checked(self, where: str) -> Policy:
+        """This policy, if its keywords agree with each other (checked once all are applied:
+        a module's marker and a function's may each set one side)."""
+        if self.min_rounds > self.max_rounds:
+            raise ValueError(
+                f"{where}: min_rounds ({self.min_rounds}) must be <= max_rounds "
+                f"({self.max_rounds}); the default min_rounds is {Policy.min_rounds}"
+            )
+        return self
 
     def with_value(self, key: str, value: Any, where: str) -> Policy:
         """This policy with one keyword set, parsed by its field; tolerances merge."""
@@ -223,8 +304,8 @@ class Policy:
                 raise ValueError(
                     f"{where}: @pytest.mark.llmperf takes keywords only, got {marker.args!r}"
                 )
-            policy = policy.with_keywords(marker.kwargs, f"{where}: @pytest.mark.llmperf")
-        return policy
+            policy = policy._with_keywords(marker.kwargs, f"{where}: @pytest.mark.llmperf")
+        return policy.checked(f"{where}: @pytest.mark.llmperf")
 
 
 def _keys(name: str, kind: str) -> list[str]:
@@ -232,6 +313,72 @@ def _keys(name: str, kind: str) -> list[str]:
     ``ops``, then its kind."""
     parts = name.split(".")
     return [".".join(parts[i:]) for i in range(len(parts))] + ([kind] if kind else [])
+
+
+#: Metrics the plugin takes only on some devices or stacks (the allocator's reserved peak on
+#: accelerators, RSS on the CPU, NVML energy, MFU/MBU where a peak is known, compile and
+#: kernel counts): naming one in a marker is no typo on a machine that lacks it.
+OPTIONAL_METRICS = (
+    "peak_memory_reserved",
+    "peak_rss",
+    "energy",
+    "mfu",
+    "mbu",
+    "work.graphs",
+    "work.graph_breaks",
+    "work.recompiles",
+    "work.kernels",
+)
+
+
+def marker_names(markers: Iterable[Any]) -> list[str]:
+    """The metric names a test's ``llmperf`` markers give: ``gate`` names and ``tolerance``
+    keys (a bare tolerance names the kinds). The run options' names are not among them:
+    they apply to every test, whatever it measures."""
+    names: list[str] = []
+    for marker in markers:
+        for key, value in marker.kwargs.items():
+            if key == "gate":
+                gate = _parse_gate(value, key)
+                found = [] if isinstance(gate, bool) else list(gate)
+            elif _ALIASES.get(key, key) == "tolerances":
+                found = list(parse_tolerances(value, key))
+            else:
+                continue
+            names += [n for n in found if n not in names]
+    return names
+
+
+def unknown_names(names: Iterable[str], metrics: Mapping[str, str]) -> list[str]:
+    """Those of ``names`` that match none of ``metrics`` (name -> kind) by full name, dotted
+    tail or kind, and are neither a known kind nor an optional metric (``OPTIONAL_METRICS``,
+    bare or behind a prefix this test's metrics use)."""
+    known = set(DEFAULT_TOLERANCES)
+    prefixes = {""}
+    for name, kind in metrics.items():
+        known.update(_keys(name, kind))
+        parts = name.split(".")
+        prefixes.update(".".join(parts[:i]) + "." for i in range(1, len(parts)))
+    for optional in OPTIONAL_METRICS:
+        known.update(_keys(optional, ""))
+        known.update(prefix + optional for prefix in prefixes)
+    return [n for n in names if n not in known]
+
+
+def unmatched_marker_names(nodeid: str, markers: Iterable[Any], metrics: Mapping[str, str]) -> str:
+    """The failure text of a test whose markers name metrics (``gate``, ``tolerance`` keys)
+    that match none of its ``metrics`` (name -> kind); "" when all match. Asked once the
+    test has measured: only then are its metrics known."""
+    names = marker_names(markers)
+    unknown = unknown_names(names, metrics) if names else []
+    if not unknown:
+        return ""
+    return (
+        f"llmperf: {nodeid}: @pytest.mark.llmperf names {', '.join(map(repr, unknown))} "
+        f"in gate= or tolerance=, which matches none of this test's metrics: "
+        f"{', '.join(sorted(metrics)) or '(none)'}. A metric may be named in full, by a "
+        f"dotted tail ('time' for 'decode.time') or by a kind: {', '.join(DEFAULT_TOLERANCES)}"
+    )
 
 
 _FIELDS = {f.name: f for f in fields(Policy) if "parse" in f.metadata}
@@ -390,14 +537,41 @@ def _parse_names(value: Any, where: str) -> tuple[str, ...]:
     return names
 
 
+#: What pytest reads as an ini boolean (``_pytest.config._strtobool``), for the error message.
+INI_BOOLEANS = "true/false, yes/no, on/off, 1/0, y/n, t/f (any case)"
+
+#: Device types a run can measure on, for ``--llmperf-device`` (checked without torch; what
+#: this machine has is checked when the device is first needed: measure.device.check_device).
+DEVICE_TYPES = ("cpu", "cuda", "xpu", "mps", "mtia", "hpu", "npu", "maia", "privateuseone")
+_DEVICE = re.compile(r"([a-z][a-z0-9_]*)(?::(\d{1,4}))?")
+
+
+def parse_device(value: Any, where: str) -> str:
+    """A torch device string, ``TYPE`` or ``TYPE:INDEX``, of a type a run can measure on."""
+    text = str(value).strip()
+    match = _DEVICE.fullmatch(text)
+    if match is None or match.group(1) not in DEVICE_TYPES:
+        raise ValueError(
+            f"{where}: {_shown(value)} is not a device to measure on; expected one of "
+            f"{', '.join(DEVICE_TYPES)}, optionally with an index (cuda:0)"
+        )
+    return text
+
+
 def _lookup(config: Any, suffix: str) -> tuple[Any, str]:
     """An option's value and how to name it in an error: the command line first, then the ini."""
     option = _OPTION[suffix]
     value = config.getoption(option.dest)
     if value not in (None, False):
         return value, option.flag
-    ini = config.getini(option.dest)
-    return (ini if ini not in ("", None) else None), f"ini option {option.dest}"
+    where = f"ini option {option.dest}"
+    try:
+        ini = config.getini(option.dest)
+    except (pytest.UsageError, ValueError, TypeError) as exc:
+        # pytest's own message ("invalid truth value 'banana'") does not name the option.
+        accepted = f"; expected {INI_BOOLEANS}" if option.ini_type == "bool" else ""
+        raise ValueError(f"{where}: {exc}{accepted}") from None
+    return (ini if ini not in ("", None) else None), where
 
 
 @dataclass(frozen=True)
@@ -416,6 +590,8 @@ class RunOptions:
     pool: int = 1
     threads: int | None = None
     device: str | None = None
+    #: How to name the device option in an error: the flag or its ini twin.
+    device_from: str = "--llmperf-device"
     #: The machine file's key; None: the device's own (``measure.device.device_key``).
     machine: str | None = None
     #: ``--llmperf-compare``: the git ref to compare with, interleaved (None: baselines).
@@ -429,9 +605,11 @@ class RunOptions:
         def value(suffix: str) -> Any:
             return _lookup(config, suffix)[0]
 
-        def count(suffix: str) -> int | None:
+        def count(suffix: str, maximum: int) -> int | None:
             raw, name = _lookup(config, suffix)
-            return None if not raw else int(parse_count(raw, name, allow_auto=False, minimum=1))
+            if not raw:
+                return None
+            return int(parse_count(raw, name, allow_auto=False, minimum=1, maximum=maximum))
 
         tier, name = _lookup(config, "tier")
         if tier is not None and tier not in (*TIERS, "auto"):
@@ -462,6 +640,11 @@ class RunOptions:
             )
         if compare is not None and (not str(compare).strip() or str(compare).startswith("-")):
             raise ValueError(f"{name}: {compare!r} is not a git ref")
+        device, device_from = _lookup(config, "device")
+        if device is None:
+            device_from = "--llmperf-device"
+        else:
+            device = parse_device(device, device_from)
         return cls(
             enabled=bool(value("")) or update or compare is not None,
             compare=compare,
@@ -473,9 +656,10 @@ class RunOptions:
             bmf=value("bmf"),
             strict=bool(value("strict")),
             profile_on_failure=bool(value("profile-on-failure")),
-            pool=count("pool") or 1,
-            threads=count("threads"),
-            device=value("device"),
+            pool=count("pool", MAX_POOL) or 1,
+            threads=count("threads", MAX_THREADS),
+            device=device,
+            device_from=device_from,
             machine=machine,
             policy=policy,
         )

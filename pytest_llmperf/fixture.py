@@ -17,7 +17,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from .config import Policy, parse_tolerance
+from .config import DEFAULT_TOLERANCES, Policy, parse_float, parse_tolerance
 from .judge.verdict import Judge
 from .measure import distributed
 from .measure.sequence import (
@@ -114,11 +114,22 @@ class LLMPerf:
             bytes=bytes,
             max_time=max_time,
         )
+        if name is not None and not isinstance(name, str):
+            raise TypeError(
+                f"{self._where('llmperf.pedantic')}(name=...): expected a str, got {name!r}"
+            )
         prefix = f"{name}." if name else ""
         if f"{prefix}time" in self.result.metrics:
+            # Checked before measuring: a clash found afterwards would waste the rounds.
+            owner = self.owners.get(f"{prefix}time")
             raise ValueError(
-                "llmperf: this test already measured a callable; pass name=... to "
-                "llmperf.pedantic for each further measurement"
+                f"{self._where('llmperf.pedantic')}: metric {prefix}time "
+                + (
+                    "already measured; pass name=... to llmperf.pedantic for each further "
+                    "measurement"
+                    if owner is not None
+                    else "already recorded by llmperf.record; give one of them another name"
+                )
             )
         kwargs = kwargs or {}
         m = Measurement(name or "", call=lambda: fn(*args, **kwargs))
@@ -134,10 +145,14 @@ class LLMPerf:
         self._start(m, run, policy)
         return out[0]
 
+    def _where(self, call: str) -> str:
+        """A call of this test, for an error: the test, then the call."""
+        return f"{self.result.nodeid}: {call}"
+
     def _with_call_arguments(self, where: str, **arguments: Any) -> Policy:
         """The test's policy with the arguments of one call (those given) applied."""
         given = {k: v for k, v in arguments.items() if v is not None}
-        return self.policy.with_keywords(given, where)
+        return self.policy.with_keywords(given, self._where(where))
 
     def _start(self, m: Measurement, run: Callable[[], None], policy: Policy) -> None:
         """Measure for the first time, then re-measure (pooling rounds) while this
@@ -165,7 +180,25 @@ class LLMPerf:
         notes: Iterable[str] = (),
     ) -> None:
         """Add metrics, gated and with tolerances as the policy says; ``owner`` is the
-        measurement that re-measures them (none for a recorded number)."""
+        measurement that re-measures them (none for a recorded number).
+
+        A name this test already has is an error, not a silent replacement: only the
+        measurement that produced a metric may produce it again (a re-measurement).
+        """
+        for metric in metrics:
+            if metric.name in self.result.metrics and (
+                owner is None or self.owners.get(metric.name) is not owner
+            ):
+                how = (
+                    "produced by an earlier measurement"
+                    if metric.name in self.owners
+                    else "recorded by llmperf.record"
+                )
+                raise ValueError(
+                    f"{self.result.nodeid}: metric {metric.name!r} is already {how}; "
+                    "each metric of a test needs its own name (name=... for a further "
+                    "measurement, another name for llmperf.record)"
+                )
         for metric in metrics:
             metric.gated = metric.gated and policy.gates(metric.name, metric.kind)
             if metric.tolerance is None:
@@ -189,23 +222,40 @@ class LLMPerf:
         samples: list[float] | None = None,
         gated: bool = True,
     ) -> None:
-        """Add a metric that is gated like the measured ones."""
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"llmperf.record({name!r}): value {value!r} is not a number") from None
-        if math.isnan(value):
-            raise ValueError(f"llmperf.record({name!r}): value is NaN")
-        tol = None if tolerance is None else parse_tolerance(tolerance, f"llmperf.record({name!r})")
+        """Add a metric that is gated like the measured ones.
+
+        Bad input is an error naming the test and the metric, raised here so the user's
+        line is in the traceback: a name that is not a non-empty str or that the test
+        already has, a value or sample that is not a finite number (a bool is not one),
+        an unknown kind.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(
+                f"{self._where('llmperf.record')}: the name must be a non-empty str, got {name!r}"
+            )
+        where = self._where(f"llmperf.record({name!r})")
+        value = _finite(value, f"{where}: value")
+        if kind not in DEFAULT_TOLERANCES:
+            raise ValueError(
+                f"{where}: unknown kind {kind!r}; one of {', '.join(DEFAULT_TOLERANCES)}"
+            )
+        if not isinstance(unit, str):
+            raise TypeError(f"{where}: unit must be a str, got {unit!r}")
+        if samples is not None and (
+            isinstance(samples, (str, bytes)) or not isinstance(samples, Iterable)
+        ):
+            raise TypeError(f"{where}: samples must be a list of numbers, got {samples!r}")
+        values = [_finite(s, f"{where}: samples[{i}]") for i, s in enumerate(samples or ())]
+        tol = None if tolerance is None else parse_tolerance(tolerance, where)
         metric = Metric(
             name,
             value,
             unit,
-            higher_is_better,
+            bool(higher_is_better),
             kind,
-            [float(s) for s in samples] if samples else [],
+            values,
             tolerance=tol,
-            gated=gated,
+            gated=bool(gated),
         )
         self._record([metric], self.policy)
 
@@ -230,9 +280,19 @@ class LLMPerf:
         where absolute times on a shared runner do not.
         """
         policy = self._with_call_arguments("llmperf.ab", warmup=warmup, rounds=rounds)
+        where = self._where("llmperf.ab")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where}(name=...): expected a non-empty str, got {name!r}")
+        if f"{name}.speedup" in self.result.metrics:  # before measuring, not after
+            raise ValueError(
+                f"{where}: metric {name}.speedup already exists; pass name=... to "
+                "llmperf.ab for each further comparison"
+            )
+        if items is not None:
+            items = parse_float(items, f"{where}(items=...)")
         ratio_tolerance = None
         if tolerance is not None:
-            ratio_tolerance = parse_tolerance(tolerance, "llmperf.ab(tolerance=...)")
+            ratio_tolerance = parse_tolerance(tolerance, f"{where}(tolerance=...)")
         kwargs = kwargs or {}
         ref = Measurement(f"{name}.reference", call=lambda: reference(*args, **kwargs))
         cand = Measurement(f"{name}.candidate", call=lambda: candidate(*args, **kwargs))
@@ -268,3 +328,17 @@ class LLMPerf:
         if not calls:
             return None
         return profile_call(calls[0], self.device, directory, self.result.nodeid, memory=memory)
+
+
+def _finite(value: Any, where: str) -> float:
+    """``value`` as a finite float: what a baseline can store (strict JSON has no NaN or
+    Infinity) and a verdict can compare. A bool or a str is no number here."""
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"{where} must be a finite number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"{where} must be a finite number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{where} must be a finite number, got {x!r}")
+    return x

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from .config import OPTIONS, Policy, RunOptions, marker_help
-from .results import TestResult
+from .results import Status, TestResult
 from .session import LLMPerfSession
 
 SKIP_REASON = "performance test: run it with `pytest --llmperf`"
@@ -84,6 +84,13 @@ def is_perf_test(item: pytest.Item) -> bool:
     )
 
 
+def unmeasured_why(item: pytest.Item) -> str:
+    """Why a performance test that passed measured nothing."""
+    if "llmperf" in getattr(item, "fixturenames", ()):
+        return "no llmperf(...), llmperf.pedantic(...) or llmperf.record(...) call"
+    return "marked @pytest.mark.llmperf but does not use the llmperf fixture"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     session = config.stash[SESSION]
     skip = pytest.mark.skip(reason=SKIP_REASON)
@@ -147,11 +154,19 @@ def peak_memory(request: pytest.FixtureRequest) -> Any:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    if call.when != "call" or not is_perf_test(item):
+        return report
+    session = item.config.stash[SESSION]
     perf = item.stash.get(PERF, None)
-    if call.when != "call" or perf is None:
+    if perf is None:
+        if session.options.enabled:
+            session.measured_nothing(item, report, unmeasured_why(item))
         return report
     try:
-        item.config.stash[SESSION].conclude(item, call, report, perf)
+        if call.excinfo is not None or perf.result.metrics or perf.result.status is not Status.OK:
+            session.conclude(item, call, report, perf)
+        else:
+            session.measured_nothing(item, report, unmeasured_why(item))
     finally:
         # Items live for the whole session: drop the measured callables (and the
         # models they hold) now, so the next test has the memory.

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,15 +39,24 @@ class LLMPerfSession:
         self.started = time.time()
         #: The ``--llmperf-compare`` controller (``compare.controller``), when comparing.
         self.compare: Any = None
+        #: (test id, why) of performance tests that measured nothing.
+        self.unmeasured: list[tuple[str, str]] = []
 
     # -- facts, found once ------------------------------------------------------------
     @functools.cached_property
     def device(self) -> Any:
-        from .measure.device import current_device, worker_device
+        """The device to measure on; one this machine lacks is a usage error naming the
+        option (or LLMPERF_DEVICE) and the devices there are. Found at session start when
+        measuring, so the error stops the run before any test."""
+        from .measure.device import DeviceError, check_device, current_device, worker_device
 
-        if self.options.device:
-            os.environ["LLMPERF_DEVICE"] = self.options.device
-        device = worker_device(current_device())
+        try:
+            if self.options.device:
+                check_device(self.options.device, self.options.device_from)
+                os.environ["LLMPERF_DEVICE"] = self.options.device
+            device = worker_device(current_device())
+        except DeviceError as exc:
+            raise pytest.UsageError(str(exc)) from None
         if device.type == "cpu" and self.options.threads:
             import torch
 
@@ -164,6 +174,15 @@ class LLMPerfSession:
             forget_last_error()
         if report.outcome == "skipped" or (not result.metrics and result.status is Status.OK):
             return  # nothing was measured: nothing to judge or store
+        if result.status is Status.OK:  # after an OOM its metrics are not all known
+            from .config import unmatched_marker_names
+
+            kinds = {name: m.kind for name, m in result.metrics.items()}
+            typo = unmatched_marker_names(result.nodeid, item.iter_markers("llmperf"), kinds)
+            if typo:  # a typo in gate= or a tolerance key: the test could never fail
+                report.outcome = "failed"
+                report.longrepr = typo
+                return
         if perf.judge is None:
             result.verdict = Verdict.RECORDED
             result.verdict_lines = [f"recorded into {self.baseline_path}"]
@@ -205,6 +224,8 @@ class LLMPerfSession:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         from . import compare
 
+        if self.options.enabled and self.options.device:
+            self.device  # noqa: B018 - a device this machine lacks: a usage error before any test
         if not self.options.enabled or self.options.compare or compare.in_worker:
             return
         try:  # a corrupt file stops the run before any measuring
@@ -218,6 +239,25 @@ class LLMPerfSession:
         data = getattr(report, "llmperf", None)
         if data and report.when == "call":
             self.results.append(TestResult.from_dict(data))
+        unmeasured = getattr(report, "llmperf_unmeasured", None)
+        if unmeasured and report.when == "call":
+            self.unmeasured.append((report.nodeid, unmeasured))
+
+    def measured_nothing(self, item: pytest.Item, report: pytest.TestReport, why: str) -> None:
+        """A performance test that measured nothing gates nothing: said in the summary, and
+        under --llmperf-strict (or the marker's strict) its failure."""
+        from . import compare
+
+        if report.outcome != "passed" or compare.in_worker:
+            return
+        report.llmperf_unmeasured = why  # type: ignore[attr-defined]
+        policy = self.policy_for(item)
+        if policy.strict:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"llmperf: {item.nodeid} measured nothing: {why}; a performance test under "
+                "--llmperf-strict must measure (llmperf(fn), llmperf.pedantic or llmperf.record)"
+            )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -226,15 +266,27 @@ class LLMPerfSession:
         if self.options.update:
             self._write_baseline(session, exitstatus)
         if self.results:
-            self._write_outputs()
+            self._write_outputs(session)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.options.enabled or not self._is_controller():
             return
-        if not self.results and not self.messages:
+        if not self.results and not self.messages and not self.unmeasured:
             return
         tr = terminalreporter
         tr.section("llmperf")
+        if self.unmeasured:
+            n = len(self.unmeasured)
+            tr.line(
+                f"{n} performance test{'s' if n != 1 else ''} measured nothing, so "
+                f"{'they gate' if n != 1 else 'it gates'} nothing (--llmperf-strict fails "
+                f"{'them' if n != 1 else 'it'}):",
+                yellow=True,
+            )
+            for nodeid, why in self.unmeasured[:SHOWN_UNMEASURED]:
+                tr.line(f"    {nodeid}: {why}", yellow=True)
+            if n > SHOWN_UNMEASURED:
+                tr.line(f"    ... and {n - SHOWN_UNMEASURED} more", yellow=True)
         if self.results:
             against = (
                 f"compared with the reference {self.compare.tree.label}, interleaved"
@@ -327,31 +379,52 @@ class LLMPerfSession:
             "duration_s": round(time.time() - self.started, 3),
         }
 
-    def _write_outputs(self) -> None:
+    def _write_outputs(self, session: pytest.Session) -> None:
+        """Every report and export asked for. One that cannot be written is an ERROR line
+        naming it, its path and why, and fails the run (exit 3, as a baseline that cannot
+        be written does: a CI gate that silently lost its report is a broken gate); the
+        others are still written."""
         from .output import exporters, write_report
+        from .output.files import failure_reason
 
         info = self.info()
         outputs = (
             (
+                "--llmperf-report",
                 self.options.report,
                 lambda p: write_report(p, self.results, info, hook=self.config.hook),
             ),
             (
+                "--llmperf-benchmark-json",
                 self.options.benchmark_json,
                 lambda p: exporters.write_benchmark_json(p, self.results, info),
             ),
-            (self.options.bmf, lambda p: exporters.write_bmf(p, self.results)),
+            ("--llmperf-bmf", self.options.bmf, lambda p: exporters.write_bmf(p, self.results)),
+            (
+                "$GITHUB_STEP_SUMMARY",
+                os.environ.get("GITHUB_STEP_SUMMARY"),
+                lambda p: exporters.write_github_step_summary(p, self.results, info),
+            ),
         )
-        for path, writer in outputs:
+        for what, path, writer in outputs:
             if not path:
                 continue
             try:
                 writer(path)
-                self.messages.append(f"wrote {path}")
-            except (OSError, ValueError) as exc:
-                self.messages.append(f"ERROR: could not write {path}: {exc}")
-        if exporters.append_github_step_summary(self.results, info):
-            self.messages.append("appended the verdicts to $GITHUB_STEP_SUMMARY")
+            except Exception as exc:  # a conftest's report hook too: the others still get written
+                self.messages.append(f"ERROR: could not write {what} {path}: {failure_reason(exc)}")
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            else:
+                summary = what == "$GITHUB_STEP_SUMMARY"
+                self.messages.append(
+                    f"appended the verdicts to {what} ({path})" if summary else f"wrote {path}"
+                )
+
+
+#: A note this many tests share is said once in the terminal summary, with its count.
+SHARED_NOTE_TESTS = 4
+#: Tests that measured nothing, listed by name in the summary (the rest counted).
+SHOWN_UNMEASURED = 10
 
 
 def summary_lines(results: list[TestResult]) -> list[str]:
@@ -359,15 +432,22 @@ def summary_lines(results: list[TestResult]) -> list[str]:
     from .output.tables import counts_line, detectable_line
 
     lines: list[str] = []
+    # A note many tests share (a blind gate, no PyTorch operator seen) is said once, with
+    # its count: at 2,000 tests, a line per test buries the regressions.
+    seen = Counter(n for r in results for n in set(r.notes))
+    shared = {n for n, k in seen.items() if k >= SHARED_NOTE_TESTS}
     for r in results:
         # A test with nothing to compare against is counted once, not listed: the
         # session adds one line per baseline file with the command that records them.
         quiet = r.verdict in (None, Verdict.PASS, Verdict.RECORDED, Verdict.NO_BASELINE)
         loud = not quiet or bool(r.fingerprint_diff)
-        said = (r.verdict_lines if loud else []) + [f"note: {n}" for n in r.notes]
+        notes = [f"note: {n}" for n in r.notes if n not in shared]
+        said = (r.verdict_lines if loud else []) + notes
         if said:
             lines.append(f"{str(r.verdict or '-').upper():13} {r.nodeid}")
             lines += [f"    {line}" for line in said]
+    for note in sorted(shared, key=lambda n: (-seen[n], n)):
+        lines.append(f"note ({seen[note]} tests): {note}")
     lines.append(counts_line(results))
     seen = detectable_line(results)
     if seen:

@@ -181,7 +181,7 @@ class CompareController:
     # -- the run of one test ---------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-        from ..plugin import is_perf_test
+        from ..plugin import is_perf_test, unmeasured_why
 
         if not is_perf_test(item):
             return None
@@ -192,6 +192,8 @@ class CompareController:
         if result is not None:  # both trees' run of the test, pairs included
             result.duration_s = round(time.time() - start, 3)
         for report in self._reports(item, outcome, longrepr, result, start):
+            if report.when == "call" and result is None and outcome == "passed":
+                self.session.measured_nothing(item, report, unmeasured_why(item))
             ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True

@@ -49,6 +49,9 @@ class Decision:
     detectable: float | None = None
     #: A paired decision's median ratio, candidate / reference, in the metric's own terms.
     ratio: float = 1.0
+    #: False when the baseline's side has too few samples to judge at all: not judged
+    #: (a pass no re-measurement can change), and the gate is blind.
+    judged: bool = True
 
 
 def worse_ratio(baseline: float, current: float, higher_is_better: bool) -> float:
@@ -114,13 +117,24 @@ def decide(
         higher_is_better,
         tolerance_note=note,
     )
-    if abs(current - baseline) <= abs_slack:
-        return d
     bs, cs = baseline_samples or [], current_samples or []
     use_samples = len(bs) >= MIN_SAMPLES and len(cs) >= MIN_SAMPLES
     # A sampled metric (a time, say) with too few rounds on either side cannot be
     # told from noise: it is never failed on its values alone.
     too_few = not use_samples and (len(bs) > 1 or len(cs) > 1)
+    if too_few and len(bs) < MIN_SAMPLES:
+        # The baseline's side is short: no re-measurement can make this run judgeable,
+        # and "inconclusive" would follow the noise (at 3 rounds a side, a third of an
+        # unchanged run's tests; scripts/scale.py). Not judged, every time: the gate is
+        # blind here (``detectable``), which --llmperf-strict fails.
+        d.judged = False
+        d.tolerance_note = (
+            f"the baseline has {len(bs)} round{'s' if len(bs) != 1 else ''}, fewer than "
+            f"{MIN_SAMPLES}: not judged (record it with more rounds)"
+        )
+        return d
+    if abs(current - baseline) <= abs_slack:
+        return d
     if use_samples:
         # Compare the samples' own centres so drift-corrected units stay consistent.
         mb, mc = median(bs), median(cs)

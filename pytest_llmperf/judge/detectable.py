@@ -77,4 +77,11 @@ def sees_line(mdc: float, tolerance: float) -> str:
     from .. import units
 
     verdict = "" if mdc <= tolerance else ": this gate cannot see its tolerance"
+    if not math.isfinite(mdc):
+        from .decision import MIN_SAMPLES
+
+        return (
+            f"cannot judge any change: fewer than {MIN_SAMPLES} rounds in the baseline; "
+            f"tolerance {units.percent(tolerance)}{verdict}"
+        )
     return f"can see >= {units.percent(mdc)} here; tolerance {units.percent(tolerance)}{verdict}"

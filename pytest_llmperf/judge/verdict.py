@@ -103,6 +103,9 @@ def decide_metric(metric: Metric, stored: dict[str, Any]) -> Decision:
         **common,
     )
     raw.detectable = stored_detectable(metric.samples, metric_samples(stored), run_spread(stored))
+    if not raw.judged:  # the baseline has too few rounds: blind to any change
+        raw.detectable = math.inf
+        return raw
     if metric.drift_refused and raw.outcome is Verdict.REGRESSION:
         # Nothing to agree with: raw times alone cannot tell a regression from drift.
         raw.outcome = Verdict.INCONCLUSIVE

@@ -43,17 +43,61 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+class DeviceError(ValueError):
+    """A device the run was asked to measure on is not one this machine has."""
+
+
+def available_devices() -> list[str]:
+    """The devices a run can measure on here: the CPU, then each accelerator torch sees."""
+    import torch
+
+    out = ["cpu"]
+    acc = getattr(torch, "accelerator", None)
+    if acc is not None and acc.is_available():
+        kind = acc.current_accelerator().type
+        out += [f"{kind}:{i}" for i in range(acc.device_count())]
+    return out
+
+
+def check_device(spec: str, where: str) -> Any:
+    """The torch device ``spec`` names, if this machine has it; else a DeviceError naming
+    ``where`` (the option or variable) and the devices there are. Asked before anything
+    touches the device, so ``cuda:7`` on a one-GPU machine is one clear message, not a
+    CUDA assertion deep inside a test."""
+    import torch
+
+    here = f"devices here: {', '.join(available_devices())}"
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        raise DeviceError(f"{where}: {spec!r} is not a torch device; {here}") from None
+    if device.type == "cpu":
+        if device.index not in (None, 0):
+            raise DeviceError(f"{where}: {spec!r}: there is one CPU device, cpu; {here}")
+        return device
+    acc = getattr(torch, "accelerator", None)
+    if acc is None or not acc.is_available() or acc.current_accelerator().type != device.type:
+        raise DeviceError(f"{where}: {spec!r}: no {device.type} device on this machine; {here}")
+    if device.index is not None and device.index >= acc.device_count():
+        raise DeviceError(
+            f"{where}: {spec!r}: this machine has {acc.device_count()} {device.type} "
+            f"device(s); {here}"
+        )
+    return device
+
+
 @functools.cache
 def current_device() -> Any:
     """The accelerator torch would use (CUDA, ROCm, XPU, MPS), else the CPU.
 
-    ``LLMPERF_DEVICE=cpu`` forces the CPU on a machine that has an accelerator.
+    ``LLMPERF_DEVICE=cpu`` forces the CPU on a machine that has an accelerator; a value
+    this machine lacks is a DeviceError naming the variable.
     """
     import torch
 
     forced = os.environ.get("LLMPERF_DEVICE")
     if forced:
-        return torch.device(forced)
+        return check_device(forced, "environment variable LLMPERF_DEVICE")
     acc = getattr(torch, "accelerator", None)
     if acc is not None and acc.is_available():
         dev = acc.current_accelerator()

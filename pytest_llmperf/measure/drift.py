@@ -71,6 +71,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import procfs
+
 #: A window shorter than this is too coarse for the clocks.
 MIN_WINDOW_S = 0.002
 #: A window longer than this probably spans more than a batch (another test, idle time).
@@ -86,13 +88,19 @@ MAX_OTHER_THREADS_SHARE = 0.25
 _mark: tuple[int, int, int, int] | None = None
 _mark_kernel: float | None = None
 _pass_fastest: float = math.inf
+#: The last kernel reading: (perf_counter_ns when taken, seconds).
+_last_reading: tuple[int, float] | None = None
+#: A reading this recent stands for now: the core's speed states last a median 50-100 ms
+#: (see the module docstring), and a reading costs about 1 ms, which for a test of a few
+#: microseconds' rounds was most of the plugin's cost per test (scripts/scale.py). A
+#: batch longer than this always gets a reading of its own after it.
+REUSE_S = 0.03
 
 
 def _schedstat() -> tuple[int, int]:
     """This thread's (CPU ns, run-queue wait ns) from Linux schedstat, or (-1, -1)."""
     try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat", "rb") as f:
-            fields = f.read().split()
+        fields = procfs.read(f"/proc/self/task/{threading.get_native_id()}/schedstat").split()
         return int(fields[0]), int(fields[1])
     except (OSError, ValueError, IndexError):
         return -1, -1
@@ -119,7 +127,7 @@ def mark() -> None:
     Reads the speed kernel first (outside the window): the pass's first reading.
     """
     global _mark, _mark_kernel, _pass_fastest
-    _mark_kernel = kernel_time()
+    _mark_kernel = recent_kernel_time()
     _pass_fastest = math.inf
     _mark = _clocks4()
 
@@ -158,6 +166,17 @@ def kernel_time() -> float:
             s += i * i
         best = min(best, (clock() - t0) * 1e-9)
     return best
+
+
+def recent_kernel_time() -> float:
+    """:func:`kernel_time`, or the last reading when it is under ``REUSE_S`` old."""
+    global _last_reading
+    now = time.perf_counter_ns()
+    if _last_reading is not None and now - _last_reading[0] < REUSE_S * 1e9:
+        return _last_reading[1]
+    reading = kernel_time()
+    _last_reading = (time.perf_counter_ns(), reading)
+    return reading
 
 
 @dataclass(frozen=True)
@@ -200,7 +219,7 @@ def batch_reference() -> BatchReference:
         if start[3] >= 0 and end[3] >= 0:
             own = (end[3] - start[3]) * 1e-9
             others = max(0.0, cpu * 1e-9 - own)
-    kernel = kernel_time()
+    kernel = recent_kernel_time()
     before = _mark_kernel if start is not None else None  # no mark: no pass to chain to
     ref = BatchReference(factor, kernel, before, own, others)
     _mark_kernel = kernel

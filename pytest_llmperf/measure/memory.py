@@ -7,11 +7,14 @@ Where that reset is impossible the reading is marked inexact and not gated.
 
 from __future__ import annotations
 
+import functools
 import gc
 import resource
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+from . import procfs
 
 _CLEAR_REFS = "/proc/self/clear_refs"
 _STATUS = "/proc/self/status"
@@ -29,21 +32,30 @@ class PeakReading:
 
 
 def _status_kib(field: str) -> int | None:
+    return _status_fields(field)[0]
+
+
+def _status_fields(*names: str) -> list[int | None]:
+    """These fields of /proc/self/status in KiB (None where absent), in one read."""
     try:
-        with open(_STATUS, encoding="ascii") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+        text = procfs.read(_STATUS)
+    except OSError:
+        return [None] * len(names)
+    out: list[int | None] = []
+    for name in names:
+        key = b"\n" + name.encode() + b":"
+        i = text.find(key)
+        try:
+            out.append(int(text[i + len(key) :].split(None, 1)[0]) if i >= 0 else None)
+        except (ValueError, IndexError):
+            out.append(None)
+    return out
 
 
 def reset_rss_peak() -> bool:
     """Reset this process's RSS high-water mark; False where the kernel won't."""
     try:
-        with open(_CLEAR_REFS, "w", encoding="ascii") as f:
-            f.write("5")
+        procfs.write(_CLEAR_REFS, b"5")
         return True
     except OSError:
         return False
@@ -62,7 +74,9 @@ _MEASURE_MMAP_THRESHOLD = 128 * 1024
 _DEFAULT_MMAP_THRESHOLD = 32 * 2**20
 
 
+@functools.cache
 def _libc() -> Any:
+    """glibc, found once: ``find_library`` runs ldconfig, about 2 ms a call."""
     import ctypes
     import ctypes.util
 
@@ -117,8 +131,9 @@ class PeakMemory:
             torch.accelerator.empty_cache()
             torch.accelerator.reset_peak_memory_stats(self.device.index)
             return
-        self._resettable = reset_rss_peak() and _status_kib("VmHWM") is not None
-        rss = _status_kib("VmRSS")
+        reset = reset_rss_peak()
+        hwm, rss = _status_fields("VmHWM", "VmRSS")
+        self._resettable = reset and hwm is not None
         self._rss0 = rss * 1024 if rss is not None else _maxrss_bytes()
 
     def stop(self) -> PeakReading:

@@ -197,6 +197,23 @@ def _on_host(tensors: list[Any], device: Any) -> bool:
     return device.type != "cpu" and all(t.device.type == "cpu" for t in tensors)
 
 
+#: Whether an operator decomposes (``decomposes`` below): a fact of the operator, so kept
+#: across signatures.
+_COMPOSITE: dict[Any, bool] = {}
+
+
+def _by_name(registry: dict[Any, Any]) -> dict[str, Any]:
+    """torch's FLOP formulas by operator name, built once per registry size: rebuilt for
+    every signature it was a fifth of the plugin's cost per test (scripts/scale.py)."""
+    key = (id(registry), len(registry))
+    if _REGISTRY[0] != key:
+        _REGISTRY[:] = [key, {str(k): v for k, v in registry.items()}]
+    return _REGISTRY[1]
+
+
+_REGISTRY: list[Any] = [None, {}]
+
+
 def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool], device: Any) -> Any:
     """A TorchDispatchMode that counts into ``sig`` (built lazily: it imports torch)."""
     import torch
@@ -213,9 +230,8 @@ def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool], device: An
         "aten._scaled_dot_product_flash_attention_for_cpu": _sdpa_cpu,
         "aten._scaled_dot_product_flash_attention_for_cpu_backward": _sdpa_cpu_backward,
     }
-    registry = {str(k): v for k, v in flop_registry.items()}
-
-    composite: dict[Any, bool] = {}
+    registry = _by_name(flop_registry)
+    composite = _COMPOSITE
 
     def decomposes(func: Any) -> bool:
         """A composite operator (``aten.linear``) reaches the mode undecomposed only under

@@ -5,7 +5,8 @@
 - :mod:`.sections`: each group's section and plots, from a conftest's hook or generic;
 - :mod:`.markdown`, :mod:`.html`, :mod:`.json_report`: one renderer each;
 - :mod:`.plots`: the HTML's PNG plots (matplotlib, optional, imported lazily);
-- :mod:`.exporters`: pytest-benchmark JSON, Bencher BMF, JUnit properties, GitHub summary.
+- :mod:`.exporters`: pytest-benchmark JSON, Bencher BMF, JUnit properties, GitHub summary;
+- :mod:`.files`: writing them: missing directories created, a failure named.
 
 No torch import anywhere here.
 """

@@ -4,15 +4,16 @@
   ``pytest-benchmark compare PATH`` (and ``--histogram``) work on a run;
 - :func:`write_bmf`: Bencher Metric Format for continuous-benchmarking history;
 - :func:`junit_properties`: every metric as a JUnit XML ``<property>``;
-- :func:`github_step_summary` / :func:`append_github_step_summary`: a verdict
+- :func:`github_step_summary` / :func:`write_github_step_summary`: a verdict
   table for the GitHub Actions job summary.
+
+Every JSON file goes through ``json_report.dumps`` (strict JSON, no NaN/Infinity).
 
 No torch import here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -25,8 +26,9 @@ from typing import Any
 from .. import units
 from ..judge.outcome import Verdict
 from ..results import Metric, TestResult
-from .json_report import jsonable
-from .markdown import render_table
+from .files import write_text
+from .json_report import dumps, jsonable
+from .markdown import escape, render_table
 from .tables import counts_line, detail_lines, fingerprint_changes, summary_table
 
 #: Where the time samples for pytest-benchmark's ``stats`` come from, in order.
@@ -186,7 +188,7 @@ def write_benchmark_json(path: str | Path, results: list[TestResult], session: d
 
     Results without a time metric or without samples (OOM) are left out.
     """
-    _write(path, json.dumps(benchmark_json(results, session), indent=4, sort_keys=True))
+    write_text(path, dumps(benchmark_json(results, session), indent=4, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------- Bencher
@@ -209,7 +211,9 @@ def bmf(results: list[TestResult]) -> dict[str, dict[str, dict[str, float]]]:
 
     ``time`` is reported as ``latency`` in nanoseconds (Bencher's built-in
     unit); other metrics keep their recorded unit. Lower/upper values are the
-    sample minimum and maximum when the metric has samples.
+    sample minimum and maximum when the metric has samples. A value that is not a
+    finite number (also after the scaling to ns, which can overflow) is left out:
+    Bencher needs a number, and NaN or Infinity is not JSON.
     """
     out: dict[str, dict[str, dict[str, float]]] = {}
     for r in results:
@@ -224,7 +228,9 @@ def bmf(results: list[TestResult]) -> dict[str, dict[str, dict[str, float]]]:
             if xs:
                 entry["lower_value"] = min(xs) * scale
                 entry["upper_value"] = max(xs) * scale
-            measures[slug] = entry
+            entry = {k: v for k, v in entry.items() if units.finite(v)}
+            if "value" in entry:
+                measures[slug] = entry
         if measures:
             out[r.nodeid] = measures
     return out
@@ -232,7 +238,7 @@ def bmf(results: list[TestResult]) -> dict[str, dict[str, dict[str, float]]]:
 
 def write_bmf(path: str | Path, results: list[TestResult]) -> None:
     """Bencher Metric Format JSON (``bencher run --adapter json --file PATH``)."""
-    _write(path, json.dumps(bmf(results), indent=2, sort_keys=True))
+    write_text(path, dumps(bmf(results), indent=2, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------- JUnit
@@ -272,14 +278,18 @@ _EXPLAINED = (Verdict.REGRESSION, Verdict.INCONCLUSIVE)
 
 
 def github_step_summary(results: list[TestResult], session: dict) -> str:
-    """Markdown for ``$GITHUB_STEP_SUMMARY``: counts, the verdict table and failure details."""
+    """Markdown for ``$GITHUB_STEP_SUMMARY``: counts, the verdict table and failure details.
+
+    GitHub renders the HTML in it: every text from the run is escaped (``markdown.escape``).
+    """
     device = session.get("device") or {}
-    dev = device.get("name", "?") if isinstance(device, Mapping) else str(device)
+    dev = escape(device.get("name", "?") if isinstance(device, Mapping) else device)
+    tier = escape(session.get("tier") or "-")
+    baselines = escape(session.get("baseline_file") or "-")
     lines = [
         "## pytest-llmperf",
         "",
-        f"**{counts_line(results)}** on {dev}, tier `{session.get('tier') or '-'}`, "
-        f"baselines `{session.get('baseline_file') or '-'}`",
+        f"**{counts_line(results)}** on {dev}, tier `{tier}`, baselines `{baselines}`",
         "",
     ]
     if results:
@@ -292,10 +302,16 @@ def github_step_summary(results: list[TestResult], session: dict) -> str:
         if bad:
             lines += ["<details><summary>Why</summary>", ""]
             for r, ls in bad:
-                lines.append(f"- `{r.nodeid}`: **{r.verdict}**")
-                lines += [f"  - {line}" for line in ls]
+                lines.append(f"- {escape(r.nodeid)}: **{r.verdict}**")
+                lines += [f"  - {escape(line)}" for line in ls]
             lines += ["", "</details>", ""]
     return "\n".join(lines)
+
+
+def write_github_step_summary(path: str | Path, results: list[TestResult], session: dict) -> None:
+    """Append :func:`github_step_summary` to ``path`` (the file ``$GITHUB_STEP_SUMMARY``
+    names); OSError naming it when it cannot be written."""
+    write_text(path, github_step_summary(results, session) + "\n", append=True)
 
 
 def append_github_step_summary(
@@ -304,26 +320,20 @@ def append_github_step_summary(
     """Append :func:`github_step_summary` to the file ``GITHUB_STEP_SUMMARY`` names.
 
     Returns False (and writes nothing) when the variable is unset or the file
-    cannot be written (with a warning).
+    cannot be written (with a warning). The session calls
+    :func:`write_github_step_summary` instead, which raises: a lost summary fails its run.
     """
     target = env.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False
     try:
-        with open(target, "a", encoding="utf-8") as fh:
-            fh.write(github_step_summary(results, session) + "\n")
+        write_github_step_summary(target, results, session)
     except OSError as exc:
         warnings.warn(
             f"pytest-llmperf: cannot append to GITHUB_STEP_SUMMARY {target!r}: {exc}", stacklevel=2
         )
         return False
     return True
-
-
-def _write(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n", encoding="utf-8")
 
 
 __all__ = [
@@ -336,4 +346,5 @@ __all__ = [
     "measure_slug",
     "write_benchmark_json",
     "write_bmf",
+    "write_github_step_summary",
 ]

@@ -125,7 +125,7 @@ def _header(results: list[TestResult], session: dict) -> list[str]:
         '<dl class="meta">',
     ]
     for k, v in session_items(session):
-        out.append(f"<dt>{escape(k)}</dt><dd>{escape(v.replace('`', ''))}</dd>")
+        out.append(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>")
     out += ["</dl>", '<div class="chips">']
     for v, n in verdict_counts(results):
         out.append(f'<span class="bg-{escape(v)}">{n} {escape(v)}</span>')

@@ -31,6 +31,18 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def dumps(data: Any, **kwargs: Any) -> str:
+    """``data`` as strict JSON: what every JSON file the plugin writes goes through.
+
+    ``json.dumps`` writes ``NaN`` and ``Infinity`` by default, which are not JSON
+    (``jq``, JavaScript and most strict parsers reject the whole file). A value can be
+    legitimately undefined (a change against a baseline of 0, a metric of a run that
+    ran out of memory), so non-finite numbers become null (:func:`jsonable`), and
+    ``allow_nan=False`` makes any that slipped through an error instead of a bad file.
+    """
+    return json.dumps(jsonable(data), allow_nan=False, **kwargs)
+
+
 def render_json(results: list[TestResult], session: dict, hook: Any = None) -> str:
     """Session, verdict counts and results, with sorted keys: a stable, diffable file.
 
@@ -43,4 +55,4 @@ def render_json(results: list[TestResult], session: dict, hook: Any = None) -> s
         "summary": dict(verdict_counts(results)),
         "results": [r.to_dict() for r in results],
     }
-    return json.dumps(jsonable(data), sort_keys=True, indent=2) + "\n"
+    return dumps(data, sort_keys=True, indent=2) + "\n"

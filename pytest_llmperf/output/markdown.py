@@ -1,7 +1,13 @@
-"""The report as Markdown: readable as text, rendered by GitHub and in the job summary."""
+"""The report as Markdown: readable as text, rendered by GitHub and in the job summary.
+
+Every text that comes from a run (test ids, params, group names, metric names, notes,
+verdict lines, the device) goes through :func:`escape`: GitHub renders the HTML in
+Markdown, so a test id like ``test_x[<script>...]`` must stay text.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..results import TestResult
@@ -21,16 +27,32 @@ from .tables import (
     work_section,
 )
 
+#: What :func:`escape` replaces, in one pass: HTML's three, what ends a table cell (``|``)
+#: or opens a code span, and a backslash before punctuation (where Markdown would read it
+#: as an escape, undoing ours); a backslash before anything else is shown as it is.
+_ESCAPES = {"\\": "\\\\", "&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`"}
+_ESCAPED = re.compile(r"[&<>|`]|\\(?=[!-/:-@\[-`{-~])")
+#: Line breaks: Markdown's (CR, LF, CRLF) and the others ``str.splitlines`` sees.
+_NEWLINES = re.compile(r"\r\n|[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]")
 
-def escape(cell: str) -> str:
-    """A cell's text safe inside a Markdown table row."""
-    return str(cell).replace("|", "\\|").replace("\n", " ")
+
+def escape(text: Any) -> str:
+    """``text`` shown as itself in Markdown, as one line: in a table cell, a heading or
+    a list item.
+
+    ``<``, ``>`` and ``&`` become entities (no markup reaches GitHub's renderer),
+    ``|`` and backticks are backslash-escaped (a cell stays one cell, no code span
+    swallows the row) and line breaks become spaces (a row stays one row).
+    """
+    one_line = _NEWLINES.sub(" ", str(text))
+    return _ESCAPED.sub(lambda m: _ESCAPES[m.group()], one_line)
 
 
 def render_table(table: Table) -> str:
     """A pipe table with padded columns, numeric ones right-aligned; :class:`Strong` in bold."""
     cells = [
-        [escape(f"**{c}**" if isinstance(c, Strong) else c) for c in row] for row in table.rows
+        [f"**{escape(c)}**" if isinstance(c, Strong) else escape(c) for c in row]
+        for row in table.rows
     ]
     header = [escape(c) for c in table.columns]
     widths = [
@@ -53,11 +75,11 @@ def render_table(table: Table) -> str:
 
 
 def _section(section: Section) -> list[str]:
-    out = [f"## {section.title}", ""]
+    out = [f"## {escape(section.title)}", ""]
     for table in section.tables:
-        out += [f"### {table.title}", ""] if table.title else []
+        out += [f"### {escape(table.title)}", ""] if table.title else []
         if table.note:
-            out += [f"_{table.note}_", ""]
+            out += [f"_{escape(table.note)}_", ""]
         out += [render_table(table), ""]
     return out
 
@@ -68,7 +90,7 @@ def _details(results: list[TestResult]) -> list[str]:
         return []
     out = ["## Details", ""]
     for r, lines in details:
-        out.append(f"- `{r.nodeid}` — **{verdict_cell(r)}**")
+        out.append(f"- {escape(r.nodeid)} — **{escape(verdict_cell(r))}**")
         out += [f"  - {escape(line)}" for line in lines]
     return out + [""]
 
@@ -76,7 +98,7 @@ def _details(results: list[TestResult]) -> list[str]:
 def render_markdown(results: list[TestResult], session: dict, hook: Any = None) -> str:
     """Header, verdict table, one section per group, details and the fingerprint."""
     out = ["# pytest-llmperf report", ""]
-    out += [f"- **{k}:** {v}" for k, v in session_items(session)]
+    out += [f"- **{k}:** {escape(v)}" for k, v in session_items(session)]
     out += [f"- **Verdicts:** {counts_line(results)}", "", "## Verdicts", ""]
     if results:
         out += [render_table(summary_table(results)), "", HEADLINE_NOTE, ""]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..results import TestResult
+from .files import write_text
 from .html import render_html
 from .json_report import render_json
 from .markdown import render_markdown
@@ -42,7 +43,8 @@ def write_report(
     ``session`` holds device ``{key, name}``, fingerprint, tier, baseline_file,
     started and duration_s; ``hook`` is pytest's hook relay (``config.hook``),
     which lets conftest.py files lay out their groups, or None.
-    Raises ValueError for a suffix other than :data:`REPORT_SUFFIXES`.
+    Raises ValueError for a suffix other than :data:`REPORT_SUFFIXES`, OSError when the
+    file cannot be written (its missing directories are created).
     """
     path = Path(path)
     if path.suffix.lower() not in _RENDERERS:
@@ -51,5 +53,4 @@ def write_report(
             f"{path.suffix!r}; use one of {', '.join(REPORT_SUFFIXES)}"
         )
     text = render_report(path.suffix, results, session, hook)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_text(path, text)

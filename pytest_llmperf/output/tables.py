@@ -12,6 +12,7 @@ No torch import here; numbers are formatted by :mod:`pytest_llmperf.units`.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -239,12 +240,13 @@ def detail_lines(results: list[TestResult]) -> list[tuple[TestResult, list[str]]
 
 
 def session_items(session: dict) -> list[tuple[str, str]]:
-    """The report's header: device, tier, baseline file, start and duration."""
+    """The report's header: device, tier, baseline file, start and duration, as plain
+    text (each renderer escapes it)."""
     device = session.get("device") or {}
     if isinstance(device, dict):
         dev = device.get("name") or "-"
         if device.get("key"):
-            dev += f" (key `{device['key']}`)"
+            dev += f" (key {device['key']})"
     else:
         dev = str(device)
     items = [("Device", dev), ("Tier", str(session.get("tier") or "-"))]
@@ -394,6 +396,11 @@ def work_section(results: list[TestResult]) -> Section | None:
     return Section("Work signature", [make_table("", columns, table_rows, note)])
 
 
+def _can_see(mdc: float) -> str:
+    """An infinite MDC is a baseline of too few rounds to judge (``decision.decide``)."""
+    return units.percent(mdc) if math.isfinite(mdc) else "nothing (too few rounds)"
+
+
 def detectable_section(results: list[TestResult]) -> Section | None:
     """What each timed gate could see in this run: the smallest change its samples would
     show (``judge.detectable``) beside its tolerance, the blind ones first."""
@@ -410,7 +417,7 @@ def detectable_section(results: list[TestResult]) -> Section | None:
     if not rows:
         return None
     table_rows = [
-        [test, name, units.percent(mdc), units.percent(tol), "no" if blind else "yes"]
+        [test, name, _can_see(mdc), units.percent(tol), "no" if blind else "yes"]
         for blind, test, name, mdc, tol in rows
     ]
     note = (

@@ -92,18 +92,33 @@ def test_few_samples_decide_on_values():
     assert d.outcome == PASS
     d = decide("m", baseline=1.0, current=0.8, tolerance=0.1, higher_is_better=False)
     assert d.outcome == IMPROVED
-    # a sampled metric with fewer than MIN_SAMPLES rounds on a side is never failed on values
+    # a sampled metric with fewer than MIN_SAMPLES rounds on a side is never failed on values:
+    # short on this run's side, more rounds can settle it (re-measured, inconclusive) ...
     d = decide(
         "m",
         baseline=1.0,
         current=1.5,
         tolerance=0.1,
         higher_is_better=False,
-        baseline_samples=[1.0] * (st.MIN_SAMPLES - 1),
-        current_samples=[1.5] * 50,
+        baseline_samples=[1.0] * 50,
+        current_samples=[1.5] * (st.MIN_SAMPLES - 1),
     )
-    assert d.outcome == INCONCLUSIVE and d.p_value is None
+    assert d.outcome == INCONCLUSIVE and d.p_value is None and d.judged
     assert "too few" in describe(d)
+    # ... short on the baseline's side, nothing this run does can: not judged, whatever the
+    # values (a 5x change included), and not worth re-measuring
+    for current in (1.0, 1.5, 5.0, 0.2):
+        d = decide(
+            "m",
+            baseline=1.0,
+            current=current,
+            tolerance=0.1,
+            higher_is_better=False,
+            baseline_samples=[1.0] * (st.MIN_SAMPLES - 1),
+            current_samples=[current] * 50,
+        )
+        assert d.outcome == PASS and not d.judged
+        assert "the baseline has 4 rounds, fewer than 5: not judged" in d.tolerance_note
 
 
 def test_higher_is_better_direction():

@@ -10,6 +10,26 @@ import pytest
 from pytest_llmperf.measure import drift
 
 
+@pytest.fixture(autouse=True)
+def _fresh_readings(monkeypatch):
+    """Every kernel_time() call is a reading of its own here, unless a test says otherwise."""
+    monkeypatch.setattr(drift, "REUSE_S", 0.0)
+    monkeypatch.setattr(drift, "_last_reading", None)
+
+
+def test_a_recent_reading_stands_for_now(monkeypatch):
+    """A pass of a few microseconds gets no fresh kernel readings (about 1 ms each) when
+    one was taken within REUSE_S: at 2,000 tiny tests they were most of the plugin's cost."""
+    readings = iter([1.0, 2.0, 3.0])
+    monkeypatch.setattr(drift, "kernel_time", lambda: next(readings))
+    monkeypatch.setattr(drift, "REUSE_S", 60.0)
+    drift.mark()
+    ref = drift.batch_reference()
+    assert (ref.kernel_before, ref.kernel) == (1.0, 1.0)
+    monkeypatch.setattr(drift, "REUSE_S", 0.0)
+    assert drift.batch_reference().kernel == 2.0
+
+
 def test_normalize_divides_each_batch_by_its_reference():
     times = [1.0, 2.0, 3.0, 4.0, 5.0]
     out = drift.normalize(times, [2, 3], [0.5, 2.0])

@@ -519,8 +519,9 @@ def test_threads_option_sets_cpu_threads_and_fingerprint(pytester: pytest.Pytest
 def test_unclear_metrics_are_remeasured_then_inconclusive(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """End to end: a baseline of two rounds can never make a metric clear, so the test is
-    re-measured twice (rounds pooled) while it runs, and then reported inconclusive."""
+    """End to end: a baseline whose rounds straddle this run's time can never make a metric
+    clear, so the test is re-measured twice (rounds pooled) while it runs, and then reported
+    inconclusive."""
     pytester.makepyfile(
         test_re="""
         import os, time
@@ -536,8 +537,10 @@ def test_unclear_metrics_are_remeasured_then_inconclusive(
     path = _baseline_file(pytester)
     data = json.loads(path.read_text())
     time_metric = data["tests"]["test_re.py::test_it"]["metrics"]["time"]
-    time_metric["runs"] = [{"samples": [1e-7, 1e-7]}]  # far faster, but only two rounds
+    # faster by the median, but three of seven rounds far slower: never clearly faster
+    time_metric["runs"] = [{"samples": [1e-7] * 4 + [1.0] * 3}]
     time_metric["value"] = 1e-7
+    time_metric.pop("normalized_samples", None)
     path.write_text(json.dumps(data))
     pytester.runpytest("--llmperf").assert_outcomes(failed=1)  # 15 rounds, not 5
     monkeypatch.setenv("ROUNDS", "15")

@@ -6,6 +6,7 @@ Each test here guards one decision rule; the effects are far past any noise
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 from pytest_llmperf.config import Policy
 from pytest_llmperf.fixture import LLMPerf
 from pytest_llmperf.judge.outcome import Verdict
-from pytest_llmperf.judge.verdict import Judge
+from pytest_llmperf.judge.verdict import Judge, strict_blind
 from pytest_llmperf.results import Metric, Status, TestResult
 
 MIB = 2**20
@@ -158,14 +159,44 @@ def test_a_changed_environment_is_shown_beside_the_verdict():
     assert r.verdict_lines[-1] == "environment changed since the baseline: torch 2.12.0 -> 2.13.0"
 
 
+#: Baseline rounds that no number of current rounds tells apart from 1 ms x1.1 (a third
+#: of them far above): past the tolerance by the medians, never clearly.
+NEVER_CLEAR = [1e-7] * 4 + [1.0] * 3
+
+
 def test_unclear_names_only_inconclusive_metrics_of_a_comparable_status():
-    e = entry(time=stored(1e-3, [1e-3, 1e-3]), other=stored(1e-3, BASE_TIMES))
-    other = timing(1.0)
-    other.name = "other"
-    r = result(Status.OK, timing(3.0), other)  # time: 2 baseline rounds, too few to judge
+    e = entry(
+        time=stored(1e-7, NEVER_CLEAR),
+        other=stored(1e-3, BASE_TIMES),
+        short=stored(1e-3, [1e-3, 1e-3]),
+    )
+    other, short = timing(1.0), timing(3.0)
+    other.name, short.name = "other", "short"
+    r = result(Status.OK, timing(3.0), other, short)
     judge = Judge(e)
-    assert judge.unclear(r, ["time", "other"]) == ["time"]
+    assert judge.unclear(r, ["time", "other", "short"]) == ["time"]
     assert judge.unclear(r, ["other"]) == []
+    # 2 baseline rounds: no re-measurement can make it judgeable
+    assert judge.unclear(r, ["short"]) == []
+
+
+def test_a_baseline_of_too_few_rounds_is_blind_not_inconclusive():
+    """Rounds fixed at 3 on both sides: not judged every time (a blind gate, which strict
+    fails), instead of inconclusive or pass as the noise falls, re-measured twice."""
+    e = entry(time=stored(1e-3, [1e-3] * 3))
+    for scale in (1.0, 5.0):
+        r = judged(result(Status.OK, timing(scale, n=3)), e)
+        assert r.verdict is Verdict.PASS
+        assert r.detectable["time"][0] == math.inf
+        strict_blind(r, strict=False)
+        assert r.verdict is Verdict.PASS
+        assert r.notes == [
+            "time: cannot judge any change: fewer than 5 rounds in the baseline; "
+            "tolerance 10%: this gate cannot see its tolerance"
+        ]
+        r = judged(result(Status.OK, timing(scale, n=3)), e)
+        strict_blind(r, strict=True)
+        assert r.verdict is Verdict.INCONCLUSIVE
     assert Judge(entry("oom", **e["metrics"])).unclear(r, ["time"]) == []
     assert Judge(None).unclear(r, ["time"]) == []
 
@@ -181,7 +212,7 @@ def _sleepy_perf(judge: Judge | None, remeasure: int) -> LLMPerf:
 def test_unclear_metrics_are_remeasured_then_reported_inconclusive(remeasure: int):
     """The fixture re-measures what its judge finds unclear, pooling rounds, and the
     verdict then comes from the same judge: inconclusive, never a failure."""
-    judge = Judge(entry(time=stored(1e-7, [1e-7, 1e-7])))  # 2 rounds: never clear
+    judge = Judge(entry(time=stored(1e-7, NEVER_CLEAR)))
     perf = _sleepy_perf(judge, remeasure)
     perf(time.sleep, 0.001)
     assert perf.last.rounds == 5 * (1 + remeasure)
