@@ -65,6 +65,8 @@ class LLMPerf:
         self.last: Measurement | None = None
         #: Which measurement produced each metric, to re-measure an unclear one.
         self.owners: dict[str, Measurement] = {}
+        #: The pytest config (set by the fixture): what ``torchrun`` launches the ranks with.
+        self.config: Any = None
 
     # -- configuration -------------------------------------------------------------
     @property
@@ -311,6 +313,60 @@ class LLMPerf:
         self._start(holder, run, policy)
         self.last = cand
         return ABResult(ref, cand, sampler.ratios)
+
+    # -- several ranks ---------------------------------------------------------------
+    def torchrun(self, nproc: int, *, timeout: float | None = None) -> bool:
+        """Run this test under ``torchrun`` with ``nproc`` ranks and take rank 0's result.
+
+        In the session that collected the test: launches the ranks, waits (``timeout``
+        seconds, default ``torchrun.DEFAULT_TIMEOUT_S``), adopts rank 0's metrics, work
+        signature and notes as this test's, and returns True: the test then returns.
+        Inside a rank (or under a torchrun the user started) returns False: the test
+        goes on to build its process group and measure. A rank that fails, dies or hangs
+        fails this test with a message naming it; nothing reaches the baseline.
+        """
+        from . import torchrun
+
+        where = self._where("llmperf.torchrun")
+        if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+            raise ValueError(f"{where}: nproc must be an int >= 1, got {nproc!r}")
+        limit = torchrun.DEFAULT_TIMEOUT_S
+        if timeout is not None:
+            limit = parse_float(timeout, f"{where}(timeout=...)")
+            if not 0 < limit <= 86400:
+                raise ValueError(f"{where}(timeout=...): expected 0 < timeout <= 86400 s")
+        if torchrun.in_ranks():
+            return False
+        if self.device.type != "cpu":  # one process per device: enough devices, or a skip
+            import pytest
+            import torch
+
+            present = torch.accelerator.device_count()
+            if nproc > present:
+                pytest.skip(f"needs {nproc} {self.device.type} devices; this machine has {present}")
+        try:
+            data = torchrun.launch(self.config, self.result.nodeid, nproc, self.tier, limit)
+        except torchrun.RankFailure as exc:
+            failure = str(exc)
+        else:
+            self._adopt(TestResult.from_dict(data), nproc)
+            return True
+        import pytest
+
+        pytest.fail(failure, pytrace=False)
+
+    def _adopt(self, ranks: TestResult, nproc: int) -> None:
+        """Rank 0's result as this test's: metrics (this session's policy decides what
+        gates), the work signature, params, group, notes and an OOM status."""
+        self._record(list(ranks.metrics.values()), self.policy)
+        self.result.work.update(ranks.work)
+        self.result.params.update(ranks.params)
+        self.result.params.setdefault("ranks", nproc)
+        if ranks.group and not self.result.group:
+            self.result.group = ranks.group
+        for note in ranks.notes:
+            self.result.note(note)
+        self.result.status = ranks.status
 
     def release(self) -> None:
         """Forget the measured callables once the verdict is given."""

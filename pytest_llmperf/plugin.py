@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from .config import OPTIONS, Policy, RunOptions, marker_help
+from .measure.distributed import STATE_DIR_ENV as RANK_STATE_DIR_ENV
 from .results import Status, TestResult
 from .session import LLMPerfSession
 
@@ -52,6 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
     session = LLMPerfSession(config, options)
     config.stash[SESSION] = session
     config.pluginmanager.register(session, "llmperf-session")
+    if os.environ.get(RANK_STATE_DIR_ENV):  # a rank that llmperf.torchrun launched
+        from .torchrun import register_in_rank
+
+        register_in_rank(config)
     if options.compare:
         _start_comparing(config, session)
 
@@ -117,6 +122,7 @@ def llmperf(request: pytest.FixtureRequest) -> Any:
     policy = node.stash.get(POLICY, None) or session.policy_for(node)
     result = TestResult(nodeid=node.nodeid, tier=session.tier, group=policy.group)
     perf = LLMPerf(result, policy, session.device, session.tier, session.judge_for(result))
+    perf.config = request.config
     node.stash[PERF] = perf
     return perf
 

@@ -101,6 +101,10 @@ def current_device() -> Any:
     acc = getattr(torch, "accelerator", None)
     if acc is not None and acc.is_available():
         dev = acc.current_accelerator()
+        local_rank = os.environ.get("LOCAL_RANK", "")
+        if local_rank.isdigit() and "TORCHELASTIC_RUN_ID" in os.environ:
+            # One process per device under torchrun: this rank's device, not device 0.
+            return torch.device(dev.type, int(local_rank) % max(1, acc.device_count()))
         return torch.device(dev.type, acc.current_device_index())
     return torch.device("cpu")
 

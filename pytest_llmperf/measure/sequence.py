@@ -108,6 +108,7 @@ def measure_call(
     on_cpu = device.type == "cpu"
     refs: list[drift.BatchReference] = []
     first = not m.times
+    distributed.report_state("measuring", result.nodeid)
     with exclusive_device(device), oom_as_status(result, device):
         compiled_before = compile_counters() if first and policy.work else None
         sampler = CallSampler(timer, call, setup)
@@ -144,6 +145,7 @@ def measure_call(
         peak = peak_of_call(device, call, setup) if on_cpu else mem.stop()
         if first and policy.work:
             take_signature(m, device, result, compiled_before, setup)
+    distributed.report_state("measured", result.nodeid)
     m.times += times
     if use_drift:
         why = m.drift_refused or drift.untrusted(refs)

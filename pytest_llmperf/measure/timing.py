@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any, Protocol
 
+from . import distributed
+
 #: Warm-up "auto" stops when the last few calls agree within this spread.
 SETTLED_SPREAD = 0.10
 AUTO_WARMUP_MAX_CALLS = 20
@@ -97,7 +99,8 @@ def warm_up(
         start = time.perf_counter()
         while len(times) < AUTO_WARMUP_MAX_CALLS:
             times += timer.run(fn, 1, setup)[0]
-            if settled(times) or time.perf_counter() - start > budget_s:
+            done = settled(times) or time.perf_counter() - start > budget_s
+            if distributed.same_on_all(done):
                 break
         return times
     return timer.run(fn, int(warmup), setup)[0] if warmup else []
@@ -166,16 +169,22 @@ def measure_rounds(
         batch_of(batch)
         n = len(out.values)
         elapsed = time.perf_counter() - start
-        if n >= max_rounds or elapsed >= max_time:
-            break
-        if n >= max(min_rounds, MIN_STOP_ROUNDS) and relative_uncertainty(out.values) <= precision:
-            break
-        per_round = max(elapsed / n, 1e-9)
-        # Grow geometrically, but never past the budget or the round cap.
-        batch = int(
-            min(max(batch, n // 2, 1), max_rounds - n, (max_time - elapsed) / per_round + 1)
+        precise = n >= max(min_rounds, MIN_STOP_ROUNDS) and (
+            relative_uncertainty(out.values) <= precision
         )
-        batch = max(batch, 1)
+        if n >= max_rounds or elapsed >= max_time or precise:
+            batch = 0
+        else:
+            per_round = max(elapsed / n, 1e-9)
+            # Grow geometrically, but never past the budget or the round cap.
+            batch = int(
+                min(max(batch, n // 2, 1), max_rounds - n, (max_time - elapsed) / per_round + 1)
+            )
+            batch = max(batch, 1)
+        # Under torch.distributed every rank runs rank 0's count (0: stop).
+        batch = distributed.same_on_all(batch)
+        if batch <= 0:
+            break
     return out
 
 

@@ -170,16 +170,23 @@ class OPTDecoderLayer(nn.Module):
 
 
 class OPT(nn.Module):
-    """OPT decoder with a tied LM head; ``forward(tokens)`` gives full causal logits."""
+    """OPT decoder with a tied LM head; ``forward(tokens)`` gives full causal logits.
 
-    def __init__(self, config: OPTConfig) -> None:
+    ``make_layer`` builds each decoder layer (default ``OPTDecoderLayer``): the
+    tensor-parallel model (``tensor_parallel.py``) is this model with shards for layers.
+    """
+
+    def __init__(
+        self, config: OPTConfig, make_layer: Callable[[], nn.Module] | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden)
         self.embed_positions = nn.Embedding(
             config.max_position_embeddings + POSITION_OFFSET, config.hidden
         )
-        self.layers = nn.ModuleList(OPTDecoderLayer(config) for _ in range(config.num_layers))
+        make_layer = make_layer or (lambda: OPTDecoderLayer(config))
+        self.layers = nn.ModuleList(make_layer() for _ in range(config.num_layers))
         self.final_layer_norm = nn.LayerNorm(config.hidden, eps=config.layer_norm_eps)
 
     @torch.no_grad()

@@ -27,6 +27,7 @@ from typing import Any
 
 from .device_specs import Peaks, canonical_dtype
 from .device_specs import lookup as lookup_spec
+from .interconnect import Link
 
 
 def _torch_device(device: Any = None) -> Any:
@@ -178,6 +179,82 @@ def measure_launch_overhead(device: str = "cpu") -> float:
 
     rate = _best_rate(burst, float(n), dev, 0.05, min_reps=3)
     return 1.0 / rate
+
+
+def measure_link(
+    group: Any = None, sizes: tuple[int, int] = (4, 8 * 2**20), budget_s: float = 0.3
+) -> Link:
+    """The link of a process group, measured with its own ``all_reduce``: a collective.
+
+    Every rank of ``group`` (None: the default group) must call it at the same time.
+    A burst of all-reduces of ``sizes[0]`` bytes gives the latency per ring step
+    (``time / 2 (N-1)``) and one of ``sizes[1]`` bytes the bandwidth per direction
+    (``2 (N-1)/N x n / (time - 2 (N-1) x latency)``, ``interconnect.all_reduce_s``
+    inverted). Each is the best of several repetitions after a warm-up, a barrier
+    before each; the ranks then take the MAX of their times so all return the same
+    Link. Tensors live on the backend's device (cuda for nccl, cpu for gloo). Not
+    cached: a rank answering from a cache would leave the others waiting.
+    """
+    import torch
+    import torch.distributed as dist
+
+    small, large = sizes
+    if not (isinstance(small, int) and isinstance(large, int) and 4 <= small < large):
+        raise ValueError(
+            f"measure_link: sizes must be bytes (small, large), 4 <= small < large, got {sizes!r}"
+        )
+    if not budget_s > 0:
+        raise ValueError(f"measure_link: budget_s must be > 0, got {budget_s!r}")
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError(
+            "measure_link needs a process group: call torch.distributed.init_process_group() "
+            "on every rank first"
+        )
+    world = dist.get_world_size(group)
+    if world < 2:
+        raise ValueError(f"measure_link: the process group has {world} rank; nothing to measure")
+    backend = str(dist.get_backend(group))
+    if "nccl" in backend and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())
+    elif "xccl" in backend and hasattr(torch, "xpu") and torch.xpu.is_available():
+        dev = torch.device("xpu", torch.xpu.current_device())
+    else:
+        dev = torch.device("cpu")
+    tiny = torch.zeros(small // 4, dtype=torch.float32, device=dev)
+    big = torch.zeros(large // 4, dtype=torch.float32, device=dev)
+    burst = 10  # tiny all-reduces per timing: a barrier's skew spreads over them
+
+    def timed(t: Any, calls: int) -> float:
+        dist.barrier(group)
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            dist.all_reduce(t, group=group)
+        _sync(dev)
+        return (time.perf_counter() - t0) / calls
+
+    def agreed(values: list[float]) -> list[float]:
+        """The slowest rank's values, so every rank computes the same numbers."""
+        out = torch.tensor(values, dtype=torch.float64, device=dev)
+        dist.all_reduce(out, op=dist.ReduceOp.MAX, group=group)
+        return out.tolist()
+
+    # Warm-up (connections, buffers), which also sizes the repetitions: every rank
+    # must run the same number of collectives, so the count comes from agreed times.
+    warm = agreed([timed(tiny, burst) * burst + timed(big, 1)])[0]
+    reps = max(3, min(20, int(budget_s / max(warm, 1e-6))))
+    best_tiny = best_big = math.inf
+    for _ in range(reps):
+        best_tiny = min(best_tiny, timed(tiny, burst))
+        best_big = min(best_big, timed(big, 1))
+    t_tiny, t_big = agreed([best_tiny, best_big])
+    steps = 2 * (world - 1)
+    latency = t_tiny / steps
+    moving = t_big - steps * latency
+    if moving <= 0.1 * t_big:  # latency not resolvable against this size: all of it is moving
+        moving = t_big
+    bandwidth = steps / world * (big.numel() * 4) / moving
+    return Link(f"{backend} ({world} ranks, measured)", bandwidth, latency, source="calibrated")
 
 
 def _float32_key(device: Any) -> str:

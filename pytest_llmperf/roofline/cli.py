@@ -2,16 +2,21 @@
 
     python -m pytest_llmperf estimate --model opt-1.3b --device "RTX A5000" \\
         --batch 1 --seq-len 512 [--gen-len N] [--dtype bf16] [--json]
+    python -m pytest_llmperf estimate --model opt-1.3b --device "RTX A5000" \\
+        --devices 8 --parallel tp|pp|dp [--link-bandwidth GB/s] [--link-latency us]
     python -m pytest_llmperf list          # known models and devices
 
 A datasheet device needs no torch import; ``--device cpu`` (or ``cuda``) measures
-the peaks of this machine first (about a second on a small CPU).
+the peaks of this machine first (about a second on a small CPU). Several devices
+talk over the datasheet device's link (PCIe or NVLink); a measured device needs
+``--link-bandwidth``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from ..units import flops as fmt_flops
@@ -50,6 +55,35 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype", default=None, help="bf16 (default on GPUs), fp16, fp32 (default on cpu), ..."
     )
     est.add_argument("--power", type=float, default=None, help="board power in W for the energy")
+    est.add_argument(
+        "--devices", type=int, default=1, help="devices the workload is split over (default 1)"
+    )
+    est.add_argument(
+        "--parallel",
+        choices=tuple(estimator.PARALLEL),
+        default="tp",
+        help="how --devices split it: tp tensor (default), pp pipeline, dp data parallel",
+    )
+    est.add_argument(
+        "--link-bandwidth",
+        type=float,
+        default=None,
+        metavar="GB/s",
+        help="bandwidth per direction of the link between devices, in place of the datasheet's",
+    )
+    est.add_argument(
+        "--link-latency",
+        type=float,
+        default=None,
+        metavar="us",
+        help="latency per ring step of that link, in microseconds",
+    )
+    est.add_argument(
+        "--micro-batches",
+        type=int,
+        default=None,
+        help="pipeline parallel: micro-batches of the batch (default: one sequence each)",
+    )
     est.add_argument("--json", action="store_true", help="print the estimate as JSON")
     est.add_argument("--ops", action="store_true", help="also list the per-op breakdown")
     sub.add_parser("list", help="list the known models and devices")
@@ -64,28 +98,63 @@ def _text(est: Any, shape: Any) -> str:
         work += f" + {est.gen_len} new tokens"
     elif est.mode == "decode":
         work = f"decode step, batch {est.batch}, {est.kv_len} cached tokens"
-    energy = (
-        "n/a (board power unknown; give --power W)"
-        if est.energy_j is None
-        else f"{est.energy_j:.3f} J"
-    )
+    n = est.devices
+    each = " per device" if n > 1 else ""
+    if est.energy_j is None:
+        energy = "n/a (board power unknown; give --power W)"
+    elif n > 1:
+        energy = (
+            f"{est.energy_j:.3f} J ({n} boards x {est.power_w:g} W; "
+            f"one board: {est.energy_j_per_device:.3f} J)"
+        )
+    else:
+        energy = f"{est.energy_j:.3f} J"
     power = "" if est.power_w is None else f", {est.power_w:g} W"
     lines = [
         f"model     {shape.name} ({shape.description or shape.family}, {shape.num_parameters() / 1e9:.3f} B params)",
         f"device    {est.device} [{est.peaks_source}: {fmt_flops(est.flops_per_s)}/s {est.dtype}, "
         f"{est.bytes_per_s / 1e9:.0f} GB/s{power}]",
+    ]
+    if n > 1:
+        lines.append(f"devices   {n} x {est.device}, {_split(est)} over {est.link}")
+    lines += [
         f"workload  {work}, {est.dtype}",
         f"runtime   {est.runtime_ms:.3f} ms",
+    ]
+    if n > 1:
+        share = est.communication_s / est.runtime_s * 100 if est.runtime_s else 0.0
+        lines.append(
+            f"communication  {est.communication_s * 1e3:.3f} ms ({share:.1f} % of runtime)"
+        )
+    if est.bubble_s:
+        share = est.bubble_s / est.runtime_s * 100
+        lines.append(
+            f"bubble    {est.bubble_s * 1e3:.3f} ms ({share:.1f} % of runtime: stages idle "
+            "while the pipeline fills and drains)"
+        )
+    lines += [
         f"energy    {energy}",
-        f"memory    {est.memory_gb:.3f} GB ({mem})",
-        f"FLOPs     {fmt_flops(est.flops)} (matmul {fmt_flops(est.matmul_flops)})",
-        f"bytes     {est.bytes / 1e9:.3f} GB moved",
+        f"memory    {est.memory_gb:.3f} GB{each} ({mem})",
+        f"FLOPs     {fmt_flops(est.flops)}{each} (matmul {fmt_flops(est.matmul_flops)})",
+        f"bytes     {est.bytes / 1e9:.3f} GB moved{each}",
     ]
     if len(est.phases) > 1:
         lines.append(
             "phases    " + ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in est.phases.items())
         )
     return "\n".join(lines)
+
+
+def _split(est: Any) -> str:
+    """``tensor parallel``, ``pipeline parallel (8 stages, 4 micro-batches)``, ..."""
+    words = estimator.PARALLEL[est.parallel]
+    if est.parallel == "pp":
+        m = est.micro_batches
+        return f"{words} ({est.devices} stages, {m} micro-batch{'es' if m != 1 else ''})"
+    if est.parallel == "dp":
+        per = -(-est.batch // est.devices)
+        return f"{words} ({per} sequence{'s' if per != 1 else ''} per device)"
+    return words
 
 
 def _ops_table(est: Any) -> str:
@@ -103,6 +172,32 @@ def _list() -> int:
     return 0
 
 
+def _check_split_options(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, measured: bool
+) -> None:
+    """Name the option a bad multi-device value came from (exit 2), before anything is measured."""
+    if args.devices < 1:
+        parser.error(f"--devices must be >= 1, got {args.devices}")
+    bw, lat = args.link_bandwidth, args.link_latency
+    if bw is not None and not (math.isfinite(bw) and bw > 0):
+        parser.error(f"--link-bandwidth must be a number > 0 (GB/s), got {bw:g}")
+    if lat is not None and not (math.isfinite(lat) and lat >= 0):
+        parser.error(f"--link-latency must be a number >= 0 (microseconds), got {lat:g}")
+    if args.micro_batches is not None:
+        if args.parallel != "pp":
+            parser.error(f"--micro-batches applies to --parallel pp, not {args.parallel}")
+        if not 1 <= args.micro_batches <= args.batch:
+            parser.error(
+                f"--micro-batches must be from 1 to the batch ({args.batch}), "
+                f"got {args.micro_batches}"
+            )
+    if measured and args.devices > 1 and bw is None:
+        parser.error(
+            f"--device {args.device} has measured peaks but no datasheet link: give "
+            f"--link-bandwidth GB/s (and --link-latency us) to estimate {args.devices} devices"
+        )
+
+
 def _estimate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run ``estimate``; a bad model, device or workload exits 2 through ``parser.error``."""
     try:
@@ -110,11 +205,13 @@ def _estimate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     device = args.device
-    if device.split(":")[0].lower() not in _TORCH_DEVICES:
+    measured = device.split(":")[0].lower() in _TORCH_DEVICES
+    if not measured:
         try:
             device_specs.lookup(device)
         except ValueError as exc:
             parser.error(str(exc) + " (or cpu / cuda for measured peaks)")
+    _check_split_options(args, parser, measured)
     try:
         est = estimator.estimate(
             shape,
@@ -126,6 +223,11 @@ def _estimate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             dtype=args.dtype or ("fp32" if device.lower() == "cpu" else "bf16"),
             device=device,
             power_w=args.power,
+            devices=args.devices,
+            parallel=args.parallel,
+            link_bandwidth=None if args.link_bandwidth is None else args.link_bandwidth * 1e9,
+            link_latency_s=None if args.link_latency is None else args.link_latency * 1e-6,
+            micro_batches=args.micro_batches,
         )
     except (ValueError, RuntimeError) as exc:
         parser.error(str(exc))

@@ -6,6 +6,11 @@ is what PyTorch's matmuls use. Bandwidth is in bytes/s, memory in bytes, power i
 the board power (TDP/TGP) in watts. These numbers are upper bounds: real kernels
 reach 60-90 % of them, which is why ``calibration.py`` can also measure them.
 
+Each device also names its ``link`` to its peers (``interconnect.Link``): the
+NVLink / Infinity Fabric of the SXM and OAM parts, PCIe (generation x 16 lanes)
+for the rest. It is what the estimator prices collectives with when a workload
+spans several devices of the kind (``estimate(..., devices=8)``).
+
 No torch import here: the table is plain data, usable from the CLI and reports.
 """
 
@@ -14,6 +19,8 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+
+from .interconnect import Link, nvlink, pcie
 
 T = 1e12
 GB_S = 1e9
@@ -67,7 +74,8 @@ class Peaks:
     the roofline's two slopes.
 
     ``source`` is ``"datasheet: <name>"`` or ``"calibrated"``; ``power_w`` is the
-    board power from the datasheet (None when unknown, e.g. a calibrated CPU).
+    board power from the datasheet (None when unknown, e.g. a calibrated CPU);
+    ``link`` the device's interconnect to its peers (None when unknown).
     """
 
     flops_per_s: float
@@ -75,17 +83,20 @@ class Peaks:
     source: str
     power_w: float | None = None
     device_name: str = ""
+    link: Link | None = None
 
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """One accelerator's datasheet: dense peak FLOP/s per dtype, bandwidth, memory, power."""
+    """One accelerator's datasheet: dense peak FLOP/s per dtype, bandwidth, memory, power,
+    and the link it reaches its peers over (what a multi-device estimate prices)."""
 
     name: str
     flops: dict[str, float]
     bandwidth: float  # bytes/s
     memory: int  # bytes
     power: float  # W, board power
+    link: Link  # to its peers in a multi-device box
     #: Each alias is a set of tokens that must all appear in the queried name;
     #: the alias with the most tokens wins (so "H100 PCIe" beats plain "H100").
     aliases: tuple[str, ...] = field(default=())
@@ -110,6 +121,7 @@ class DeviceSpec:
             f"datasheet: {self.name}",
             self.power,
             device_name or self.name,
+            self.link,
         )
 
 
@@ -136,52 +148,71 @@ def _f(
     return {k: v * T for k, v in vals.items() if v is not None}
 
 
+#: The links of the table. PCIe is per the slot each card sits in (x16 of its
+#: generation); NVLink / Infinity Fabric is the vendor's total of both directions.
+_PCIE3, _PCIE4, _PCIE5 = pcie(3, 16), pcie(4, 16), pcie(5, 16)
+_NVLINK2 = nvlink("NVLink 2 (6 links)", 300)
+_NVLINK3 = nvlink("NVLink 3 (12 links)", 600)
+_NVLINK4 = nvlink("NVLink 4 (18 links)", 900)
+_NVLINK4_BRIDGE = nvlink("NVLink 4 bridge", 600)
+_NVLINK5 = nvlink("NVLink 5 (18 links)", 1800)
+_IF_MI250X = nvlink("Infinity Fabric (8 links)", 800)
+_IF_MI300 = nvlink("Infinity Fabric (7 links)", 896)
+
 # fmt: off
 SPECS: tuple[DeviceSpec, ...] = (
     # NVIDIA data center (SXM unless named otherwise)
     DeviceSpec("A100 40GB", _f(19.5, 156, 312, 312, 624), 1555 * GB_S, 40 * GIB, 400,
-               ("a100", "a100 40gb")),
+               _NVLINK3, ("a100", "a100 40gb")),
     DeviceSpec("A100 80GB", _f(19.5, 156, 312, 312, 624), 2039 * GB_S, 80 * GIB, 400,
-               ("a100 80gb", "a100 sxm4 80gb")),
+               _NVLINK3, ("a100 80gb", "a100 sxm4 80gb")),
     DeviceSpec("A100 80GB PCIe", _f(19.5, 156, 312, 312, 624), 1935 * GB_S, 80 * GIB, 300,
-               ("a100 80gb pcie",)),
-    DeviceSpec("A10", _f(31.2, 62.5, 125, 125, 250), 600 * GB_S, 24 * GIB, 150, ("a10",)),
+               _PCIE4, ("a100 80gb pcie",)),
+    DeviceSpec("A10", _f(31.2, 62.5, 125, 125, 250), 600 * GB_S, 24 * GIB, 150, _PCIE4,
+               ("a10",)),
     DeviceSpec("H100 SXM", _f(66.9, 494.7, 989.4, 989.4, 1978.9, 1978.9), 3350 * GB_S,
-               80 * GIB, 700, ("h100", "h100 sxm", "h100 sxm5", "h100 hbm3")),
+               80 * GIB, 700, _NVLINK4, ("h100", "h100 sxm", "h100 sxm5", "h100 hbm3")),
     DeviceSpec("H100 PCIe", _f(51.2, 378, 756, 756, 1513, 1513), 2000 * GB_S, 80 * GIB, 350,
-               ("h100 pcie",)),
+               _PCIE5, ("h100 pcie",)),
     DeviceSpec("H100 NVL", _f(60, 417.5, 835, 835, 1670, 1670), 3900 * GB_S, 94 * GIB, 400,
-               ("h100 nvl",)),
+               _NVLINK4_BRIDGE, ("h100 nvl",)),
     DeviceSpec("H200", _f(66.9, 494.7, 989.4, 989.4, 1978.9, 1978.9), 4800 * GB_S,
-               141 * GIB, 700, ("h200", "h200 sxm")),
+               141 * GIB, 700, _NVLINK4, ("h200", "h200 sxm")),
     DeviceSpec("B200", _f(75, 1100, 2250, 2250, 4500, 4500), 8000 * GB_S, 180 * GIB, 1000,
-               ("b200",)),
-    DeviceSpec("L4", _f(30.3, 60, 121, 121, 242, 242), 300 * GB_S, 24 * GIB, 72, ("l4",)),
-    DeviceSpec("L40", _f(90.5, 90.5, 181, 181, 362, 362), 864 * GB_S, 48 * GIB, 300, ("l40",)),
-    DeviceSpec("L40S", _f(91.6, 183, 362, 362, 733, 733), 864 * GB_S, 48 * GIB, 350, ("l40s",)),
-    DeviceSpec("V100", _f(15.7, fp16=125), 900 * GB_S, 32 * GIB, 300, ("v100", "v100 sxm2")),
-    DeviceSpec("V100 PCIe", _f(14, fp16=112), 900 * GB_S, 32 * GIB, 250, ("v100 pcie",)),
-    DeviceSpec("T4", _f(8.1, fp16=65, int8=130), 320 * GB_S, 16 * GIB, 70, ("t4",)),
-    # NVIDIA workstation (Ampere RTX: tensor throughput at FP32 accumulate is not halved)
+               _NVLINK5, ("b200",)),
+    DeviceSpec("L4", _f(30.3, 60, 121, 121, 242, 242), 300 * GB_S, 24 * GIB, 72, _PCIE4,
+               ("l4",)),
+    DeviceSpec("L40", _f(90.5, 90.5, 181, 181, 362, 362), 864 * GB_S, 48 * GIB, 300, _PCIE4,
+               ("l40",)),
+    DeviceSpec("L40S", _f(91.6, 183, 362, 362, 733, 733), 864 * GB_S, 48 * GIB, 350, _PCIE4,
+               ("l40s",)),
+    DeviceSpec("V100", _f(15.7, fp16=125), 900 * GB_S, 32 * GIB, 300, _NVLINK2,
+               ("v100", "v100 sxm2")),
+    DeviceSpec("V100 PCIe", _f(14, fp16=112), 900 * GB_S, 32 * GIB, 250, _PCIE3,
+               ("v100 pcie",)),
+    DeviceSpec("T4", _f(8.1, fp16=65, int8=130), 320 * GB_S, 16 * GIB, 70, _PCIE3, ("t4",)),
+    # NVIDIA workstation (Ampere RTX: tensor throughput at FP32 accumulate is not halved).
+    # The A5000 / A6000 NVLink bridge joins two cards only: an 8-GPU box talks over PCIe.
     DeviceSpec("RTX A5000", _f(27.8, 55.6, 111.1, 111.1, 222.2), 768 * GB_S, 24 * GIB, 230,
-               ("a5000", "rtx a5000")),
+               _PCIE4, ("a5000", "rtx a5000")),
     DeviceSpec("RTX A6000", _f(38.7, 77.4, 154.8, 154.8, 309.7), 768 * GB_S, 48 * GIB, 300,
-               ("a6000", "rtx a6000")),
+               _PCIE4, ("a6000", "rtx a6000")),
     DeviceSpec("RTX 6000 Ada", _f(91.1, 182.1, 364.2, 364.2, 728.5, 728.5), 960 * GB_S,
-               48 * GIB, 300, ("6000 ada", "rtx 6000 ada")),
-    # NVIDIA GeForce (tensor FLOP/s with FP32 accumulate, as PyTorch uses)
-    DeviceSpec("RTX 3090", _f(35.6, 35.6, 71, 71, 284), 936 * GB_S, 24 * GIB, 350, ("3090",)),
+               48 * GIB, 300, _PCIE4, ("6000 ada", "rtx 6000 ada")),
+    # NVIDIA GeForce (tensor FLOP/s with FP32 accumulate, as PyTorch uses; no NVLink)
+    DeviceSpec("RTX 3090", _f(35.6, 35.6, 71, 71, 284), 936 * GB_S, 24 * GIB, 350, _PCIE4,
+               ("3090",)),
     DeviceSpec("RTX 4090", _f(82.6, 82.6, 165.2, 165.2, 660.6, 330.3), 1008 * GB_S, 24 * GIB,
-               450, ("4090",)),
+               450, _PCIE4, ("4090",)),
     DeviceSpec("RTX 5090", _f(104.8, 104.8, 209.5, 209.5, 838, 419), 1792 * GB_S, 32 * GIB,
-               575, ("5090",)),
-    # AMD Instinct (matrix-core dense peaks)
+               575, _PCIE5, ("5090",)),
+    # AMD Instinct (matrix-core dense peaks; Infinity Fabric links between the GPUs)
     DeviceSpec("MI250X", _f(95.7, bf16=383, fp16=383, int8=383), 3277 * GB_S, 128 * GIB, 560,
-               ("mi250x", "mi250")),
+               _IF_MI250X, ("mi250x", "mi250")),
     DeviceSpec("MI300X", _f(163.4, 653.7, 1307.4, 1307.4, 2614.9, 2614.9), 5300 * GB_S,
-               192 * GIB, 750, ("mi300x",)),
+               192 * GIB, 750, _IF_MI300, ("mi300x",)),
     DeviceSpec("MI325X", _f(163.4, 653.7, 1307.4, 1307.4, 2614.9, 2614.9), 6000 * GB_S,
-               256 * GIB, 1000, ("mi325x",)),
+               256 * GIB, 1000, _IF_MI300, ("mi325x",)),
 )
 # fmt: on
 

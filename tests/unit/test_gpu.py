@@ -84,3 +84,44 @@ def test_nvml_energy_over_a_busy_loop_matches_power_times_time() -> None:
     assert joules > 0
     avg_power = sum(powers) / len(powers)
     assert abs(joules - avg_power * window) / (avg_power * window) < 0.25
+
+
+@cuda
+def test_tensor_parallel_over_nccl_on_every_gpu_here(pytester: pytest.Pytester) -> None:
+    """The tensor-parallel OPT under ``llmperf.torchrun`` with NCCL, one rank per GPU
+    (world size 1 on a one-GPU runner: the NCCL all-reduce path still runs): each rank
+    measures on its own device, and the session adopts rank 0's result; a cell asking
+    for one GPU more than the runner has is skipped naming the count."""
+    import json
+
+    n = torch.cuda.device_count()
+    pytester.makepyfile(
+        test_tp_nccl=f"""
+        import datetime
+        import pytest
+        import torch
+        import torch.distributed as dist
+        from pytest_llmperf.models import opt, tensor_parallel
+
+        @pytest.mark.llmperf(warmup=2, rounds=5)
+        @pytest.mark.parametrize("ranks", [{n}, {n + 1}])
+        def test_tp(llmperf, ranks):
+            if llmperf.torchrun(ranks, timeout=300):
+                return
+            torch.cuda.set_device(llmperf.device)
+            dist.init_process_group("nccl", timeout=datetime.timedelta(seconds=120))
+            net = tensor_parallel.build(opt.OPTConfig.from_name("opt-smoke"), llmperf.device)
+            tokens = torch.randint(0, 2048, (1, 128), device=llmperf.device)
+            llmperf.params(device_index=llmperf.device.index)
+            llmperf(net, tokens)
+            dist.destroy_process_group()
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--llmperf", "--llmperf-report=r.json", "-rs", timeout=600
+    )
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines([f"*needs {n + 1} cuda devices; this machine has {n}*"])
+    (r,) = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert r["params"]["ranks"] == n and r["params"]["device_index"] == 0
+    assert r["metrics"]["time"]["value"] > 0

@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from pytest_llmperf import hookspec
+from pytest_llmperf import hookspec, units
 from pytest_llmperf.judge.outcome import Verdict
 from pytest_llmperf.output import REPORT_SUFFIXES, write_report
 from pytest_llmperf.output.markdown import render_markdown
@@ -474,6 +474,38 @@ def test_markdown_estimator_has_reference_000_shape(suite_hook):
     assert opt[:5] == ["facebook/opt-1.3b", "NVIDIA RTX A5000", "693.77", "740.79", "6.35%"]
     assert opt[6] == "-"  # no NVML: energy measured absent, never 0
     assert rows[2][4] == "-8.40%"
+
+
+def test_markdown_estimator_has_the_several_device_rows_and_reference_x8(suite_hook):
+    """A ranked result goes to the second table (the reference's x8 shape); the
+    reference's own x8 rows sit beside this estimator's figures for them."""
+    ranked = TestResult(
+        nodeid="tests/benchmarks/test_tensor_parallel.py::test_tensor_parallel[opt-1.3b-2]",
+        group="estimator",
+        params=dict(model="facebook/opt-1.3b", device="cpu x 2 (gloo)", ranks=2),
+        verdict=Verdict.PASS,
+    )
+    ranked.add(Metric("runtime_ms.estimated", 6.0, "ms", gated=False))
+    ranked.add(Metric("runtime_ms.measured", 12.0, "ms", gated=False))
+    text = render_markdown([*estimator_results(), ranked], SESSION, suite_hook)
+    single = _table_after(text, "### Estimated vs measured\n")
+    assert [r[1] for r in single[1:]] == ["NVIDIA RTX A5000", "NVIDIA RTX A5000"]
+    several = _table_after(text, "### Estimated vs measured, several devices")
+    assert several[1][:5] == ["facebook/opt-1.3b", "cpu x 2 (gloo)", "6.00", "12.00", "50.00%"]
+
+    from pytest_llmperf.roofline.estimator import estimate
+
+    x8 = _table_after(text, "### Reference 000's x8 rows beside this estimator")
+    assert [r[0] for r in x8[1:]] == ["opt-1.3b", "opt-6.7b"]
+    est = estimate("opt-1.3b", mode="generate", batch=1, seq_len=128, gen_len=200,
+                   dtype="fp16", device="RTX A5000", devices=8, parallel="tp")  # fmt: skip
+    assert x8[1][2:6] == [
+        units.number(est.runtime_ms), "1311.08", "1415.36",
+        f"{(1415.36 - est.runtime_ms) / 1415.36 * 100:.2f}%",
+    ]  # fmt: skip
+    # One board's energy, as the reference counts it, and memory summed over 8 devices.
+    assert x8[1][6] == units.number(est.runtime_s * 230)
+    assert x8[1][9] == units.number(est.memory_gb * 8)
 
 
 def test_generic_group_table_lists_params_metrics_and_mbu(suite_hook):
