@@ -189,12 +189,9 @@ def _exit_message(nodeid: str, nproc: int, directory: Path, code: int, log: str)
                 own.append(f"rank {r} failed:\n{text}")
     parts = own + waiting
     died = [r for r in range(nproc) if states.get(r, {}).get("state") != "finished"]
-    root = _root_cause_rank(log)
-    if root is not None and root not in died and not parts:
-        died.insert(0, root)
-    if root is not None and root in died:
-        died.remove(root)
-        died.insert(0, root)
+    root = _root_cause_rank(log)  # torchrun's first failure leads, when it is a death
+    if root is not None and (root in died or not parts):
+        died = [root, *(r for r in died if r != root)]
     head = f"llmperf.torchrun: {nodeid}: the ranks exited with {code}"
     if died:
         state = states.get(died[0], {}).get("state", "not started")
@@ -270,10 +267,10 @@ def _launch(
         except subprocess.TimeoutExpired:
             _dump_stacks(state_dir, nproc)
             message = _hang_message(nodeid, nproc, state_dir, timeout)
-            _kill_tree(proc)
+            _kill_tree(proc, state_dir, nproc)
             raise RankFailure(message) from None
         except BaseException:  # interrupted: no rank outlives the session
-            _kill_tree(proc)
+            _kill_tree(proc, state_dir, nproc)
             raise
     text = log_path.read_text(encoding="utf-8", errors="replace")
     result = _rank0_result(work / "rank0.json", nodeid)
@@ -310,10 +307,18 @@ def _dump_stacks(state_dir: Path, nproc: int) -> None:
         time.sleep(STACK_WAIT_S)
 
 
-def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (OSError, AttributeError):
-        proc.kill()
+def _kill_tree(proc: subprocess.Popen[bytes], state_dir: Path, nproc: int) -> None:
+    """Kill torchrun and every rank: torchrun starts each rank in a session of its own,
+    so the ranks (known by the pids they reported) are killed by their own groups."""
+    pids = [proc.pid]
+    for state in _states(state_dir, nproc).values():
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            pids.append(int(state["pid"]))
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, AttributeError):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=30)

@@ -12,6 +12,7 @@ summary). The failed tests leave no entry in the baseline.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +77,19 @@ def test_die(llmperf):
 """
 
 
+def _processes_running(text: str) -> list[str]:
+    """Command lines of this machine's processes that contain ``text`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if entry.name.isdigit() and text in cmdline:
+            found.append(cmdline)
+    return found
+
+
 def test_ranks_launched_from_an_ordinary_session(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -94,6 +108,8 @@ def test_ranks_launched_from_an_ordinary_session(
     assert "hung: rank 1 (measuring" in hang and 'test_ranked.py", line ' in hang, hang
     assert "in step" in hang.split("rank 1 stack", 1)[1], hang
     assert "waiting for it in a collective: rank 0" in hang, hang
+    # No rank outlives its test (torchrun starts each in a session of its own).
+    assert not _processes_running("test_ranked.py::test_hang"), "a hung rank was left running"
     # The death: rank 1 named (torchrun's root cause).
     die = out.split("test_die ___", 1)[1].split("short test summary", 1)[0]
     assert "rank 1 died" in die, die
