@@ -135,9 +135,9 @@ def _innermost_own_frame(stack: str) -> str:
 def _hang_message(nodeid: str, nproc: int, directory: Path, timeout: float) -> str:
     """Which ranks hung and which waited for them, from their states and stacks."""
     states = _states(directory, nproc)
+    stacks = {r: _stack(directory, r) for r in range(nproc)}
     hung, waiting = [], []
-    for r in range(nproc):
-        stack = _stack(directory, r)
+    for r, stack in stacks.items():
         state = states.get(r, {}).get("state", "not started")
         if stack and _waits_in_collective(stack):
             waiting.append(r)
@@ -153,8 +153,7 @@ def _hang_message(nodeid: str, nproc: int, directory: Path, timeout: float) -> s
             else ""
         )
     ]
-    for r in range(nproc):
-        stack = _stack(directory, r)
+    for r, stack in stacks.items():
         if stack and r not in waiting:
             head = "\n".join(stack.strip().splitlines()[:KEPT_LINES])
             lines.append(f"--- rank {r} stack (innermost first) ---\n{head}")

@@ -11,26 +11,31 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "benchmarks")]
+
+from reference_report import REFERENCE_WORKLOAD, REFERENCE_X8  # noqa: E402
 
 from pytest_llmperf.roofline.estimator import error_pct, estimate  # noqa: E402
 
-#: model: (x1 estimated, x1 measured, x8 estimated, x8 measured) runtime ms;
-#: (x1 measured, x8 measured) memory GB; from ../shared/reference/000.
+#: model: x1 runtime estimated / measured ms and memory measured GB, from
+#: ../shared/reference/000 (the x8 figures are the report's, ``REFERENCE_X8``).
+REFERENCE_X1 = {"opt-1.3b": (693.77, 740.79, 5.52), "opt-6.7b": (3275.30, 3300.85, 15.47)}
 REFERENCE = {
-    "opt-1.3b": ((693.77, 740.79, 1311.08, 1415.36), (5.52, 4.98)),
-    "opt-6.7b": ((3275.30, 3300.85, 4241.64, 4287.28), (15.47, 16.03)),
+    model: ((*REFERENCE_X1[model][:2], e8, m8), (REFERENCE_X1[model][2], mem8))
+    for model, e8, m8, mem8 in REFERENCE_X8
 }
 DEVICE = "RTX A5000"
 
 
 def row(model: str, devices: int, parallel: str, prompt: int, new: int, batch: int = 1):
-    return estimate(model, mode="generate", batch=batch, seq_len=prompt, gen_len=new,
-                    dtype="fp16", device=DEVICE, devices=devices, parallel=parallel)  # fmt: skip
+    """The report's assumed workload with another prompt, new-token count or batch."""
+    workload = {**REFERENCE_WORKLOAD, "batch": batch, "seq_len": prompt, "gen_len": new}
+    return estimate(model, device=DEVICE, devices=devices, parallel=parallel, **workload)
 
 
 def main() -> int:
-    print("Assumed workload: batch 1, prompt 128, 200 new tokens, fp16 (generate)\n")
+    print(f"Assumed workload (reference_report.REFERENCE_WORKLOAD): {REFERENCE_WORKLOAD}\n")
     print(f"{'model':9} {'devices':>7} {'par':>3} {'est ms':>9} {'ref est':>9} {'ref meas':>9} "
           f"{'err %':>7} {'mem/dev':>8} {'mem all':>8} {'ref mem':>8} {'err %':>7}")  # fmt: skip
     for model, ((e1, m1, e8, m8), (mem1, mem8)) in REFERENCE.items():
@@ -39,7 +44,8 @@ def main() -> int:
             (8, "tp", e8, m8, mem8),
             (8, "pp", e8, m8, mem8),
         ):
-            est = row(model, devices, parallel, 128, 200)
+            w = REFERENCE_WORKLOAD
+            est = row(model, devices, parallel, w["seq_len"], w["gen_len"], w["batch"])
             total = est.memory_gb * devices
             print(f"{model:9} {devices:7} {parallel:>3} {est.runtime_ms:9.1f} {ref_e:9.1f} "
                   f"{ref_m:9.1f} {error_pct(ref_m, est.runtime_ms):7.1f} {est.memory_gb:8.2f} "
@@ -58,9 +64,8 @@ def main() -> int:
     for model in REFERENCE:
         cells = []
         for lat in (5e-6, 10e-6, 20e-6):
-            est = estimate(model, mode="generate", batch=1, seq_len=128, gen_len=200,
-                           dtype="fp16", device=DEVICE, devices=8, parallel="tp",
-                           link_latency_s=lat)  # fmt: skip
+            est = estimate(model, device=DEVICE, devices=8, parallel="tp",
+                           link_latency_s=lat, **REFERENCE_WORKLOAD)  # fmt: skip
             cells.append(f"{lat * 1e6:.0f} us: {est.runtime_ms:.0f}")
         print(f"  {model}: " + ", ".join(cells))
     return 0

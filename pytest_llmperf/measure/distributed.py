@@ -47,24 +47,31 @@ def barrier() -> None:
         dist.barrier()
 
 
-def _where(dist: Any, device: Any) -> Any:
-    """Where a collective's tensor lives: NCCL reduces device tensors, gloo host ones."""
+def collective_device(device: Any = None, group: Any = None) -> Any:
+    """Where a collective's tensors live: NCCL (XCCL) reduces accelerator tensors (``device``
+    when it is one, else the current one), gloo host tensors."""
     import torch
 
-    if dist.get_backend() == "nccl":
-        return device if getattr(device, "type", "cpu") != "cpu" else torch.device("cuda")
+    dist = _dist()
+    backend = str(dist.get_backend(group)) if dist is not None else ""
+    for name, kind in (("nccl", "cuda"), ("xccl", "xpu")):
+        if name in backend:
+            if getattr(device, "type", None) == kind:
+                return device
+            return torch.device(kind, getattr(torch, kind).current_device())
     return torch.device("cpu")
 
 
-def slowest(times: list[float], device: Any) -> list[float]:
-    """Per round, the largest time over all ranks (all-reduce MAX)."""
+def slowest(times: list[float], device: Any, group: Any = None) -> list[float]:
+    """Per round (or per value), the largest over all ranks of ``group`` (all-reduce MAX):
+    the time the job as a whole took, the same number on every rank."""
     dist = _dist()
     if dist is None or not times:
         return times
     import torch
 
-    t = torch.tensor(times, dtype=torch.float64, device=_where(dist, device))
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    t = torch.tensor(times, dtype=torch.float64, device=collective_device(device, group))
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
     return t.cpu().tolist()
 
 
@@ -78,7 +85,7 @@ def same_on_all(value: int, device: Any = None) -> int:
         return value
     import torch
 
-    t = torch.tensor([int(value)], dtype=torch.int64, device=_where(dist, device))
+    t = torch.tensor([int(value)], dtype=torch.int64, device=collective_device(device))
     dist.broadcast(t, src=0)
     return int(t.item())
 

@@ -25,6 +25,7 @@ import math
 import time
 from typing import Any
 
+from ..measure import distributed
 from .device_specs import Peaks, canonical_dtype
 from .device_specs import lookup as lookup_spec
 from .interconnect import Link
@@ -191,7 +192,7 @@ def measure_link(
     (``time / 2 (N-1)``) and one of ``sizes[1]`` bytes the bandwidth per direction
     (``2 (N-1)/N x n / (time - 2 (N-1) x latency)``, ``interconnect.all_reduce_s``
     inverted). Each is the best of several repetitions after a warm-up, a barrier
-    before each; the ranks then take the MAX of their times so all return the same
+    before each; the ranks then take the slowest rank's times so all return the same
     Link. Tensors live on the backend's device (cuda for nccl, cpu for gloo). Not
     cached: a rank answering from a cache would leave the others waiting.
     """
@@ -214,12 +215,7 @@ def measure_link(
     if world < 2:
         raise ValueError(f"measure_link: the process group has {world} rank; nothing to measure")
     backend = str(dist.get_backend(group))
-    if "nccl" in backend and torch.cuda.is_available():
-        dev = torch.device("cuda", torch.cuda.current_device())
-    elif "xccl" in backend and hasattr(torch, "xpu") and torch.xpu.is_available():
-        dev = torch.device("xpu", torch.xpu.current_device())
-    else:
-        dev = torch.device("cpu")
+    dev = distributed.collective_device(group=group)
     tiny = torch.zeros(small // 4, dtype=torch.float32, device=dev)
     big = torch.zeros(large // 4, dtype=torch.float32, device=dev)
     burst = 10  # tiny all-reduces per timing: a barrier's skew spreads over them
@@ -233,21 +229,16 @@ def measure_link(
         _sync(dev)
         return (time.perf_counter() - t0) / calls
 
-    def agreed(values: list[float]) -> list[float]:
-        """The slowest rank's values, so every rank computes the same numbers."""
-        out = torch.tensor(values, dtype=torch.float64, device=dev)
-        dist.all_reduce(out, op=dist.ReduceOp.MAX, group=group)
-        return out.tolist()
-
     # Warm-up (connections, buffers), which also sizes the repetitions: every rank
     # must run the same number of collectives, so the count comes from agreed times.
-    warm = agreed([timed(tiny, burst) * burst + timed(big, 1)])[0]
+    # The slowest rank's times (distributed.slowest): every rank computes the same.
+    warm = distributed.slowest([timed(tiny, burst) * burst + timed(big, 1)], dev, group)[0]
     reps = max(3, min(20, int(budget_s / max(warm, 1e-6))))
     best_tiny = best_big = math.inf
     for _ in range(reps):
         best_tiny = min(best_tiny, timed(tiny, burst))
         best_big = min(best_big, timed(big, 1))
-    t_tiny, t_big = agreed([best_tiny, best_big])
+    t_tiny, t_big = distributed.slowest([best_tiny, best_big], dev, group)
     steps = 2 * (world - 1)
     latency = t_tiny / steps
     moving = t_big - steps * latency

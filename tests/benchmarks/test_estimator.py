@@ -84,6 +84,31 @@ def _build(cfg, device, dtype):
     return family.build(cfg, device, dtype)
 
 
+def record_vs_estimate(llmperf, key: str, unit: str, estimated, measured):
+    """Reference 000's columns as reported metrics: ``key.estimated``, ``key.measured`` and
+    ``key.error_pct``, each when known (an absent measurement is absent, never 0).
+    Returns the error %, or None."""
+    if estimated is not None:
+        llmperf.record(f"{key}.estimated", estimated, unit, gated=False)
+    if measured is None:
+        return None
+    llmperf.record(f"{key}.measured", measured, unit, gated=False)
+    if estimated is None:
+        return None
+    err = error_pct(measured, estimated)
+    llmperf.record(f"{key}.error_pct", err, "%", gated=False)
+    return err
+
+
+def measured_memory_gb(net, m):
+    """The measured memory of the call: the allocator's peak on an accelerator (weights
+    included); on a CPU the parameter bytes plus the call's RSS growth. None if unknown."""
+    peak = float(m.peak_memory or 0)
+    if next(net.parameters()).device.type == "cpu":
+        peak += sum(p.numel() * p.element_size() for p in net.parameters())
+    return peak / 1e9 if peak > 0 else None
+
+
 @pytest.mark.llmperf(rounds="auto")
 @pytest.mark.parametrize("model", MODELS)
 def test_estimator(llmperf, model):
@@ -130,28 +155,9 @@ def test_estimator(llmperf, model):
     m = llmperf.last
     measured_s = m.median
 
-    rt_err = error_pct(measured_s * 1e3, est.runtime_ms)
-    llmperf.record("runtime_ms.estimated", est.runtime_ms, "ms", gated=False)
-    llmperf.record("runtime_ms.measured", measured_s * 1e3, "ms", gated=False)
-    llmperf.record("runtime_ms.error_pct", rt_err, "%", gated=False)
-
-    if est.energy_j is not None:
-        llmperf.record("energy_j.estimated", est.energy_j, "J", gated=False)
-    if m.energy_j is not None:
-        llmperf.record("energy_j.measured", m.energy_j, "J", gated=False)
-        if est.energy_j is not None:
-            llmperf.record(
-                "energy_j.error_pct", error_pct(m.energy_j, est.energy_j), "%", gated=False
-            )
-
-    weights = sum(p.numel() * p.element_size() for p in net.parameters())
-    peak = float(m.peak_memory or 0)
-    measured_mem = weights + peak if on_cpu else peak
-    mem_err = error_pct(measured_mem, est.memory_bytes) if measured_mem > 0 else None
-    llmperf.record("memory_gb.estimated", est.memory_gb, "GB", gated=False)
-    if measured_mem > 0:
-        llmperf.record("memory_gb.measured", measured_mem / 1e9, "GB", gated=False)
-        llmperf.record("memory_gb.error_pct", mem_err, "%", gated=False)
+    rt_err = record_vs_estimate(llmperf, "runtime_ms", "ms", est.runtime_ms, measured_s * 1e3)
+    record_vs_estimate(llmperf, "energy_j", "J", est.energy_j, m.energy_j)
+    record_vs_estimate(llmperf, "memory_gb", "GB", est.memory_gb, measured_memory_gb(net, m))
     llmperf.result.notes.append(
         f"estimate vs measured: runtime {est.runtime_ms:.3f} / {measured_s * 1e3:.3f} ms "
         f"({rt_err:+.1f} %), peaks {peaks.flops_per_s / 1e9:.1f} GFLOP/s, "

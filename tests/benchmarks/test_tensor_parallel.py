@@ -34,7 +34,12 @@ dist = pytest.importorskip("torch.distributed")
 if not dist.is_available():
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
-from test_estimator import SMOKE_SEQ_LEN, _config  # noqa: E402
+from test_estimator import (  # noqa: E402
+    SMOKE_SEQ_LEN,
+    _config,
+    measured_memory_gb,
+    record_vs_estimate,
+)
 
 from pytest_llmperf.models import tensor_parallel  # noqa: E402
 from pytest_llmperf.roofline.calibration import (  # noqa: E402
@@ -42,7 +47,7 @@ from pytest_llmperf.roofline.calibration import (  # noqa: E402
     measure_launch_overhead,
     measure_link,
 )
-from pytest_llmperf.roofline.estimator import error_pct, estimate  # noqa: E402
+from pytest_llmperf.roofline.estimator import estimate  # noqa: E402
 from pytest_llmperf.roofline.shapes import get_model, shape_from_config  # noqa: E402
 
 BATCH, SEQ_LEN = 1, 512
@@ -121,21 +126,9 @@ def _measure(llmperf, model, ranks, cfg, tier, device, backend) -> None:
     llmperf.pedantic(forward, items=BATCH * seq)
     m = llmperf.last
     measured_ms = m.median * 1e3
-    rt_err = error_pct(measured_ms, est.runtime_ms)
-    llmperf.record("runtime_ms.estimated", est.runtime_ms, "ms", gated=False)
-    llmperf.record("runtime_ms.measured", measured_ms, "ms", gated=False)
-    llmperf.record("runtime_ms.error_pct", rt_err, "%", gated=False)
+    rt_err = record_vs_estimate(llmperf, "runtime_ms", "ms", est.runtime_ms, measured_ms)
     llmperf.record("runtime_ms.communication", est.communication_s * 1e3, "ms", gated=False)
-
-    weights = sum(p.numel() * p.element_size() for p in net.parameters())
-    peak = float(m.peak_memory or 0)
-    measured_mem = weights + peak if on_cpu else peak
-    llmperf.record("memory_gb.estimated", est.memory_gb, "GB", gated=False)
-    if measured_mem > 0:
-        llmperf.record("memory_gb.measured", measured_mem / 1e9, "GB", gated=False)
-        llmperf.record(
-            "memory_gb.error_pct", error_pct(measured_mem, est.memory_bytes), "%", gated=False
-        )
+    record_vs_estimate(llmperf, "memory_gb", "GB", est.memory_gb, measured_memory_gb(net, m))
     link_text = link.describe() if link is not None else "one rank: no communication"
     llmperf.result.note(
         f"{ranks} ranks ({backend}): estimate {est.runtime_ms:.3f} ms (communication {est.communication_s * 1e3:.3f} ms) "
