@@ -41,6 +41,8 @@ class LLMPerfSession:
         self.compare: Any = None
         #: (test id, why) of performance tests that measured nothing.
         self.unmeasured: list[tuple[str, str]] = []
+        #: torch's intra-op threads before --llmperf-threads set them (restored at the end).
+        self._threads_before: int | None = None
 
     # -- facts, found once ------------------------------------------------------------
     @functools.cached_property
@@ -60,6 +62,7 @@ class LLMPerfSession:
         if device.type == "cpu" and self.options.threads:
             import torch
 
+            self._threads_before = torch.get_num_threads()
             torch.set_num_threads(self.options.threads)
         return device
 
@@ -267,6 +270,14 @@ class LLMPerfSession:
             self._write_baseline(session, exitstatus)
         if self.results:
             self._write_outputs(session)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Give torch back the thread count it had: a run inside another process (pytester,
+        ``pytest.main``) must not leave that process on --llmperf-threads."""
+        if self._threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.options.enabled or not self._is_controller():

@@ -294,16 +294,21 @@ def _rank0_result(path: Path, nodeid: str) -> dict[str, Any] | None:
 
 
 def _dump_stacks(state_dir: Path, nproc: int) -> None:
-    """SIGUSR1 to every rank that said its pid; give them a moment to write."""
-    sent = False
-    for state in _states(state_dir, nproc).values():
+    """SIGUSR1 to every rank that said its pid; wait (at most ``STACK_WAIT_S``) until
+    each of them has written its stack."""
+    signalled = []
+    for r, state in _states(state_dir, nproc).items():
         try:
             os.kill(int(state["pid"]), signal.SIGUSR1)
-            sent = True
-        except (KeyError, ValueError, OSError, AttributeError):
+            signalled.append(r)
+        except (KeyError, TypeError, ValueError, OSError, AttributeError):
             pass
-    if sent:
-        time.sleep(STACK_WAIT_S)
+    deadline = time.monotonic() + STACK_WAIT_S
+    while signalled and time.monotonic() < deadline:
+        if all(_stack(state_dir, r) for r in signalled):
+            time.sleep(0.1)  # faulthandler writes a frame per line: let it finish
+            return
+        time.sleep(0.05)
 
 
 def _kill_tree(proc: subprocess.Popen[bytes], state_dir: Path, nproc: int) -> None:

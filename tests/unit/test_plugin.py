@@ -291,9 +291,7 @@ def test_interrupted_refresh_leaves_the_old_file(pytester: pytest.Pytester) -> N
             llmperf(time.sleep, 0.002)
         """
     )
-    pytester.runpytest_subprocess("--llmperf", "--llmperf-update-baselines").assert_outcomes(
-        passed=2
-    )
+    pytester.runpytest("--llmperf", "--llmperf-update-baselines").assert_outcomes(passed=2)
     path = _baseline_file(pytester)
     before = path.read_bytes()
     result = pytester.run(
@@ -517,6 +515,28 @@ def test_threads_option_sets_cpu_threads_and_fingerprint(pytester: pytest.Pytest
     assert json.loads(_baseline_file(pytester).read_text())["fingerprint"]["threads"] == 1
     bad = pytester.runpytest_subprocess("--llmperf", "--llmperf-threads=0")
     assert "--llmperf-threads" in bad.stderr.str()
+
+
+def test_threads_option_is_undone_when_the_run_ends(pytester: pytest.Pytester) -> None:
+    """A run inside another process (pytester, pytest.main) leaves torch's thread count as
+    it found it: the tests after it must not run on --llmperf-threads."""
+    import torch
+
+    pytester.makepyfile(
+        test_thr="""
+        import torch
+        def test_it(llmperf):
+            assert torch.get_num_threads() == 1
+            llmperf.pedantic(lambda: None, rounds=5, warmup=0)
+        """
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pytester.runpytest("--llmperf", "--llmperf-threads=1").assert_outcomes(passed=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_unclear_metrics_are_remeasured_then_inconclusive(

@@ -95,9 +95,9 @@ def test_ranks_launched_from_an_ordinary_session(
 ) -> None:
     pytester.makepyfile(test_ranked=MODULE)
     monkeypatch.setenv("HANG_TIMEOUT", "18")
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest(
         "-p", "no:cacheprovider", "--llmperf", "--llmperf-update-baselines",
-        "--llmperf-report=report.json", "--llmperf-threads=1", timeout=300,
+        "--llmperf-report=report.json", "--llmperf-threads=1",
     )  # fmt: skip
     out = result.stdout.str()
     result.assert_outcomes(passed=1, failed=2)
