@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
+from types import GeneratorType
 from typing import Any
 
 from .config import DEFAULT_TOLERANCES, Policy, parse_float, parse_tolerance
@@ -67,6 +68,21 @@ class LLMPerf:
         self.owners: dict[str, Measurement] = {}
         #: The pytest config (set by the fixture): what ``torchrun`` launches the ranks with.
         self.config: Any = None
+        self._clock: Any = None
+
+    @property
+    def tick(self) -> Callable[..., None]:
+        """Mark one new token of the generation ``llmperf.generation`` is running: call it
+        after each decode step, or hand it to a model's ``generate(callback=...)``
+        (arguments are ignored). The same callable for the whole test."""
+        return self._token_clock().tick
+
+    def _token_clock(self) -> Any:
+        if self._clock is None:
+            from .measure.generation import TokenClock
+
+            self._clock = TokenClock(self.device, self.result.nodeid)
+        return self._clock
 
     # -- configuration -------------------------------------------------------------
     @property
@@ -116,29 +132,19 @@ class LLMPerf:
             bytes=bytes,
             max_time=max_time,
         )
-        if name is not None and not isinstance(name, str):
-            raise TypeError(
-                f"{self._where('llmperf.pedantic')}(name=...): expected a str, got {name!r}"
-            )
-        prefix = f"{name}." if name else ""
-        if f"{prefix}time" in self.result.metrics:
-            # Checked before measuring: a clash found afterwards would waste the rounds.
-            owner = self.owners.get(f"{prefix}time")
-            raise ValueError(
-                f"{self._where('llmperf.pedantic')}: metric {prefix}time "
-                + (
-                    "already measured; pass name=... to llmperf.pedantic for each further "
-                    "measurement"
-                    if owner is not None
-                    else "already recorded by llmperf.record; give one of them another name"
-                )
-            )
+        prefix = self._fresh_prefix(name, "llmperf.pedantic", "time")
         kwargs = kwargs or {}
         m = Measurement(name or "", call=lambda: fn(*args, **kwargs))
         out: list[Any] = [None]
 
         def run() -> None:
             out[0] = measure_call(m, policy, self.device, self.result, setup)
+            if isinstance(out[0], GeneratorType):
+                raise TypeError(
+                    f"{self._where('llmperf.pedantic')}: the call returned a generator, so only "
+                    "its creation was timed; measure a generation that yields its tokens "
+                    "with llmperf.generation(fn)"
+                )
             metrics, notes = call_metrics(
                 m, policy, self.device, prefix=prefix, item_unit=item_unit, dtype=dtype
             )
@@ -146,6 +152,91 @@ class LLMPerf:
 
         self._start(m, run, policy)
         return out[0]
+
+    def generation(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        prompt_tokens: int | None = None,
+        batch: int = 1,
+        setup: Callable[[], Any] | None = None,
+        warmup: int | str | None = None,
+        rounds: int | str | None = None,
+        name: str | None = None,
+        max_time: float | None = None,
+    ) -> Any:
+        """Measure ``fn(*args, **kwargs)`` as a generation: each round is one generation
+        whose tokens are marked by yielding them (``fn`` returns a generator) or by
+        ``llmperf.tick()`` after each; records TTFT, TPOT, ITL p50/p90/p99/max, prefill
+        and decode throughput, end-to-end latency and tokens/s. ``batch``: tokens per
+        mark (one per sequence); ``prompt_tokens``: per sequence, for prefill
+        throughput. Warm-up and rounds count generations. Returns the last generation's
+        result (a generator's: the list of what it yielded)."""
+        from .measure.generation import token_record
+
+        where = self._where("llmperf.generation")
+        policy = self._with_call_arguments(
+            "llmperf.generation", warmup=warmup, rounds=rounds, max_time=max_time
+        )
+        prefix = self._fresh_prefix(name, "llmperf.generation", "ttft")
+        kwargs = kwargs or {}
+        m = self._generation_measurement(
+            name or "", lambda: fn(*args, **kwargs), where, batch, prompt_tokens, setup
+        )
+        log = m.generation.log
+        out: list[Any] = [None]
+
+        def run() -> None:
+            out[0] = measure_call(m, policy, self.device, self.result, setup)
+            metrics, notes = call_metrics(m, policy, self.device, prefix=prefix)
+            self._record(metrics, policy, owner=m, notes=notes)
+            self.result.tokens[m.name] = token_record(log)
+
+        self._start(m, run, policy)
+        return out[0]
+
+    def _generation_measurement(
+        self,
+        name: str,
+        call: Callable[[], Any],
+        where: str,
+        batch: Any,
+        prompt_tokens: Any,
+        setup: Callable[[], Any] | None = None,
+    ) -> Measurement:
+        """A measurement whose rounds are generations of ``call``, its marks logged."""
+        from .measure.generation import GenerationLog, GenerationSampler
+
+        log = GenerationLog(
+            batch=_count(batch, f"{where}(batch=...)", 1),
+            prompt_tokens=(
+                None
+                if prompt_tokens is None
+                else _count(prompt_tokens, f"{where}(prompt_tokens=...)", 0)
+            ),
+        )
+        sampler = GenerationSampler(RoundTimer(self.device), self._token_clock(), call, log, setup)
+        return Measurement(name, call=sampler.call, generation=sampler)
+
+    def _fresh_prefix(self, name: str | None, call: str, first: str) -> str:
+        """The metric prefix of a further measurement (``name.``), checked before measuring:
+        a clash found afterwards would waste the rounds."""
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{self._where(call)}(name=...): expected a str, got {name!r}")
+        prefix = f"{name}." if name else ""
+        if f"{prefix}{first}" in self.result.metrics:
+            owner = self.owners.get(f"{prefix}{first}")
+            raise ValueError(
+                f"{self._where(call)}: metric {prefix}{first} "
+                + (
+                    f"already measured; pass name=... to {call} for each further measurement"
+                    if owner is not None
+                    else "already recorded by llmperf.record; give one of them another name"
+                )
+            )
+        return prefix
 
     def _where(self, call: str) -> str:
         """A call of this test, for an error: the test, then the call."""
@@ -275,11 +366,16 @@ class LLMPerf:
         item_unit: str = "tokens",
         name: str = "ab",
         tolerance: float | str | None = None,
+        generation: bool = False,
+        prompt_tokens: int | None = None,
+        batch: int = 1,
     ) -> ABResult:
         """Measure reference and candidate interleaved (A B A B ...); gate on their ratio.
 
         Machine drift moves both sides of a pair alike, so the ratio holds still
-        where absolute times on a shared runner do not.
+        where absolute times on a shared runner do not. ``generation=True``: each side
+        is a generation marking its tokens (see ``llmperf.generation``), and the pairs
+        also gate TTFT, per-token ITL and ITL p99 ratios.
         """
         policy = self._with_call_arguments("llmperf.ab", warmup=warmup, rounds=rounds)
         where = self._where("llmperf.ab")
@@ -298,6 +394,11 @@ class LLMPerf:
         kwargs = kwargs or {}
         ref = Measurement(f"{name}.reference", call=lambda: reference(*args, **kwargs))
         cand = Measurement(f"{name}.candidate", call=lambda: candidate(*args, **kwargs))
+        if generation:
+            ref, cand = (
+                self._generation_measurement(m.name, m.call, where, batch, prompt_tokens)
+                for m in (ref, cand)
+            )
         sampler = PairSampler(RoundTimer(self.device), ref, cand)
         holder = Measurement(f"{name}.speedup")
         self.measurements += [ref, cand]  # released with the others after the verdict
@@ -309,6 +410,11 @@ class LLMPerf:
                 policy,
                 owner=holder,
             )
+            if generation:
+                from .measure.generation import token_record
+
+                for m in (ref, cand):
+                    self.result.tokens[m.name] = token_record(m.generation.log)
 
         self._start(holder, run, policy)
         self.last = cand
@@ -357,9 +463,10 @@ class LLMPerf:
 
     def _adopt(self, ranks: TestResult, nproc: int) -> None:
         """Rank 0's result as this test's: metrics (this session's policy decides what
-        gates), the work signature, params, group, notes and an OOM status."""
+        gates), the work signature, token records, params, group, notes and an OOM status."""
         self._record(list(ranks.metrics.values()), self.policy)
         self.result.work.update(ranks.work)
+        self.result.tokens.update(ranks.tokens)
         self.result.params.update(ranks.params)
         self.result.params.setdefault("ranks", nproc)
         if ranks.group and not self.result.group:
@@ -384,6 +491,13 @@ class LLMPerf:
         if not calls:
             return None
         return profile_call(calls[0], self.device, directory, self.result.nodeid, memory=memory)
+
+
+def _count(value: Any, where: str, least: int) -> int:
+    """An int >= ``least`` (a bool is not one), or an error naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{where}: expected an int >= {least}, got {value!r}")
+    return value
 
 
 def _finite(value: Any, where: str) -> float:

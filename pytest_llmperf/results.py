@@ -79,6 +79,9 @@ class TestResult:
     missing_baselines: list[str] = field(default_factory=list)
     #: Per gated timed metric: [minimum detectable change, tolerance] (``judge.detectable``).
     detectable: dict[str, list[float]] = field(default_factory=dict)
+    #: Per generation measured (``llmperf.generation``), by measurement name: its token
+    #: record for reports (``generation.token_record``: pooled ITLs, TTFTs, token counts).
+    tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, metric: Metric) -> Metric:
         self.metrics[metric.name] = metric

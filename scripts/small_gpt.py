@@ -28,7 +28,19 @@ import time; unset or empty: the unchanged model):
   sparsity probe" (``self.last_act = a``), alive past its layer and its call: a
   higher peak of live tensors, the same operators;
 * ``slow_same_work``: a pure-Python busy loop in ``forward``, slower with exactly
-  the same PyTorch work (what the work gate cannot see, by design).
+  the same PyTorch work (what the work gate cannot see, by design);
+* ``stall_every_32``: every 32nd decode step of ``generate`` and
+  ``generate_stream`` runs its forward twice, so that step takes twice the normal
+  step time: what a KV-cache reallocation or a recompilation every 32 tokens
+  costs a real decode loop. An extra forward, not a sleep, so the stall scales
+  with the machine's step time (and is as noisy as a step is) without
+  calibration; the mean moves about 1/32 (3%), the inter-token p99 about 2x
+  (``scripts/generation_trials.py``).
+
+``generate(idx, n, callback=fn)`` calls ``fn(token)`` after each new token and
+``generate_stream(idx, n)`` yields each new token as it is chosen: the two ways a
+user marks tokens for ``llmperf.generation`` (``callback=llmperf.tick``, or a
+generator).
 
 Compile with ``torch.compile(model, backend="eager")`` (or ``"aot_eager"``) on the
 CPU: dynamo's graphs, breaks and recompilations are the same as with inductor,
@@ -40,7 +52,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -56,7 +70,10 @@ INJECTIONS = (
     "recompile",
     "keep_alive",
     "slow_same_work",
+    "stall_every_32",
 )
+#: ``stall_every_32``: which decode steps stall (every ``STALL_EVERY``-th, 1-based).
+STALL_EVERY = 32
 if INJECT and INJECT not in INJECTIONS:
     raise ValueError(f"GPT_INJECT={INJECT!r}: expected one of {', '.join(INJECTIONS)}")
 
@@ -206,18 +223,36 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-        """Greedy decoding by re-running the cropped context, as nanoGPT does."""
-        for _ in range(max_new_tokens):
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        callback: Callable[[torch.Tensor], Any] | None = None,
+    ) -> torch.Tensor:
+        """Greedy decoding by re-running the cropped context, as nanoGPT does;
+        ``callback(token)`` after each new token (gpt-fast's hook), if given."""
+        for idx_next in self.generate_stream(idx, max_new_tokens):
+            idx = torch.cat((idx, idx_next), dim=1)
+            if callback is not None:
+                callback(idx_next)
+        return idx
+
+    @torch.no_grad()
+    def generate_stream(self, idx: torch.Tensor, max_new_tokens: int) -> Iterator[torch.Tensor]:
+        """``generate`` as a streaming server runs it: yields each new token (``(B, 1)``)
+        as soon as it is chosen, so the caller sees every inter-token latency."""
+        for step in range(max_new_tokens):
             idx_cond = (
                 idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size :]
             )
             logits, _ = self(idx_cond)
+            if INJECT == "stall_every_32" and (step + 1) % STALL_EVERY == 0:
+                logits, _ = self(idx_cond)  # the step's forward again: the stall
             idx_next = torch.argmax(logits[:, -1, :], dim=-1, keepdim=True)
             idx = torch.cat((idx, idx_next), dim=1)
+            yield idx_next
             if INJECT == "sync_in_loop" and idx_next[0].item() == self.config.eos_token_id:
-                break
-        return idx
+                return
 
 
 def _busy(seconds: float) -> None:

@@ -202,8 +202,21 @@ def run_pytest(
     }
 
 
-def _tests(junit: Path, report: Path) -> dict[str, dict[str, Any]]:
-    """Per test: JUnit's outcome, time and failure text, the JSON report's verdict."""
+def project_dir(keep: Path | None, prefix: str) -> tuple[Path, Any]:
+    """The trial project's directory: ``keep`` (its old baselines removed) or a temporary
+    one, returned with the TemporaryDirectory that removes it (None for ``keep``)."""
+    if keep:
+        root = keep.resolve()
+        if (root / "baselines").exists():
+            shutil.rmtree(root / "baselines")
+        return root, None
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    return Path(tmp.name), tmp
+
+
+def junit_cases(junit: Path) -> dict[str, dict[str, Any]]:
+    """Per test case of a JUnit XML file: outcome, seconds and the failure's text (its
+    last 2000 characters, "" unless it failed)."""
     tests: dict[str, dict[str, Any]] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         outcome, text = "passed", ""
@@ -216,9 +229,16 @@ def _tests(junit: Path, report: Path) -> dict[str, dict[str, Any]]:
         tests[case.get("name", "?")] = {
             "outcome": outcome,
             "time_s": float(case.get("time", "nan")),
-            "work_line": work_line(text),
             "failure": text[-2000:] if outcome in ("failed", "error") else "",
         }
+    return tests
+
+
+def _tests(junit: Path, report: Path) -> dict[str, dict[str, Any]]:
+    """Per test: JUnit's outcome, time and failure text, the JSON report's verdict."""
+    tests = junit_cases(junit)
+    for entry in tests.values():
+        entry["work_line"] = work_line(entry["failure"])
     if report.exists():
         for r in json.loads(report.read_text()).get("results", []):
             entry = tests.setdefault(r["nodeid"].split("::")[-1], {})
@@ -444,14 +464,7 @@ def main() -> None:
     unchanged_runs = 3 if args.quick else 10
     pairs = args.cost_pairs or (1 if args.quick else 3)
 
-    tmp = None
-    if args.keep:
-        root = args.keep.resolve()
-        if (root / "baselines").exists():
-            shutil.rmtree(root / "baselines")
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="work_gate_trials_")
-        root = Path(tmp.name)
+    root, tmp = project_dir(args.keep, "work_gate_trials_")
     t_start = time.perf_counter()
     try:
         write_project(root)

@@ -214,14 +214,19 @@ class CompareController:
             w.send(cmd="run", nodeid=nodeid, next=nxt if nxt in w.collected else None)
         events = {w: w.recv() for w in sides}
         pairs: dict[tuple[str, ...], tuple[list[float], bool]] = {}
+        #: A generation's per-round statistics (TTFT, TPOT, ITL), paired by the same batches.
+        series: dict[str, list[float]] = {}
         while any(e["event"] == "measure" for e in events.values()):
             measuring = [w for w in sides if events[w]["event"] == "measure"]
             if len(measuring) == 2 and events[ref]["names"] == events[cand]["names"]:
                 first = events[cand]
                 device = self.session.device if os.environ.get("PYTEST_XDIST_WORKER") else None
                 with exclusive_device(device) if device is not None else nullcontext():
-                    ratios, failed = self._drive(ref, cand, first, policy)
+                    ratios, failed, by_name = self._drive(ref, cand, first, policy)
                 pairs[tuple(first["names"])] = (ratios, first["higher_is_better"])
+                prefix = first["names"][0].rpartition(".")[0]
+                for key, values in by_name.items():
+                    series[f"{prefix}.{key}" if prefix else key] = values
                 for w in (ref, cand):
                     if w not in failed:
                         w.send(cmd="end")
@@ -231,13 +236,14 @@ class CompareController:
                     w.send(cmd="solo")
                 for w in measuring:
                     events[w] = w.recv()
-        return self._verdict(item, policy, events.get(ref), events[cand], pairs)
+        return self._verdict(item, policy, events.get(ref), events[cand], pairs, series)
 
     def _drive(
         self, ref: Worker, cand: Worker, event: dict[str, Any], policy: Any
-    ) -> tuple[list[float], set[Worker]]:
+    ) -> tuple[list[float], set[Worker], dict[str, list[float]]]:
         """Warm-up of each side in turn, then pairs of batches until the decision is settled:
-        the per-pair ratios (candidate / reference of the batch medians)."""
+        the per-pair ratios (candidate / reference of the batch medians), and for a
+        generation the same ratios of each per-round statistic both sides reported."""
         from ..judge.decision import paired_settled
 
         hib = bool(event["higher_is_better"])
@@ -255,14 +261,15 @@ class CompareController:
             return reply
 
         failed: set[Worker] = set()
+        by_name: dict[str, list[float]] = {}
         for w in order:
             if ask(w, cmd="warmup") is None:
-                return [], failed
+                return [], failed, by_name
         per_value = []
         for w in order:  # one round each, not kept: how long a round takes now
             reply = ask(w, cmd="rounds", n=1, keep=False)
             if reply is None:
-                return [], failed
+                return [], failed, by_name
             per_value.append(reply["seconds"])
         batch = max(1, min(1000, round(policy.max_time * BATCH_SHARE / max(max(per_value), 1e-9))))
         budget = 4 * policy.max_time
@@ -271,18 +278,21 @@ class CompareController:
         while True:
             self.rng.shuffle(order)
             values: dict[Worker, float] = {}
+            replies: dict[Worker, dict[str, Any]] = {}
             for w in order:
                 reply = ask(w, cmd="rounds", n=batch)
                 if reply is None:
-                    return ratios, failed
+                    return ratios, failed, by_name
                 values[w] = median(reply["values"])
+                replies[w] = reply
             ratios.append(values[cand] / values[ref] if values[ref] > 0 else math.inf)
+            _pair_series(by_name, replies[ref].get("series"), replies[cand].get("series"))
             spent = len(ratios) >= MAX_PAIRS or time.perf_counter() - start > budget
             if spent and len(ratios) >= MIN_PAIRS:
                 break
             if paired_settled(ratios, tolerance, hib):
                 break
-        return ratios, failed
+        return ratios, failed, by_name
 
     def _verdict(
         self,
@@ -291,6 +301,7 @@ class CompareController:
         ref_event: dict[str, Any] | None,
         cand_event: dict[str, Any],
         pairs: dict[tuple[str, ...], tuple[list[float], bool]],
+        series: dict[str, list[float]],
     ) -> tuple[str, Any, Any]:
         from ..judge.outcome import Verdict
         from ..results import TestResult
@@ -309,7 +320,7 @@ class CompareController:
             result.note(why)  # said in the summary, where a missing baseline is only counted
         else:
             assert ref_event is not None
-            self._judge(result, TestResult.from_dict(ref_event["result"]), pairs)
+            self._judge(result, TestResult.from_dict(ref_event["result"]), pairs, series)
         from ..judge.verdict import strict_blind
 
         strict_blind(result, policy.strict)
@@ -340,36 +351,38 @@ class CompareController:
             return f"not compared: the test measured nothing in the {ref.label}"
         return ""
 
-    def _judge(self, result: Any, reference: Any, pairs: dict[tuple[str, ...], Any]) -> None:
+    def _judge(
+        self,
+        result: Any,
+        reference: Any,
+        pairs: dict[tuple[str, ...], Any],
+        series: dict[str, list[float]],
+    ) -> None:
         """The stored-baseline judge, with the reference's result as the baseline entry and
-        the paired decisions for the timed metrics."""
+        the paired decisions for the timed metrics (a generation's token metrics too)."""
         from ..baselines import test_entry
-        from ..judge.decision import decide_paired
-        from ..judge.detectable import paired_detectable
         from ..judge.verdict import Judge
 
         label = f"reference {self.tree.label}"
         paired = {}
+
+        def pair(name: str, ratios: list[float], hib: bool) -> None:
+            metric = result.metrics.get(name)
+            if metric is None or not metric.gated or name not in reference.metrics or not ratios:
+                return
+            paired[name] = _paired_decision(metric, reference.metrics[name], ratios, hib, label)
+
         for names, (ratios, hib) in pairs.items():
             name = next((n for n in names if n in result.metrics and result.metrics[n].gated), None)
-            if name is None or name not in reference.metrics or not ratios:
-                continue
-            metric = result.metrics[name]
-            # The pairs timed values of the measurement's own direction (seconds, or an
-            # A/B speedup); a throughput is their inverse.
-            oriented = [1 / r if metric.higher_is_better != hib else r for r in ratios if r > 0]
-            d = decide_paired(
-                name,
-                ratios=oriented,
-                reference=reference.metrics[name].value,
-                current=metric.value,
-                tolerance=metric.tolerance if metric.tolerance is not None else 0.1,
-                higher_is_better=metric.higher_is_better,
-                unit=metric.unit,
-                reference_name=label,
-            )
-            d.detectable = paired_detectable(oriented)
-            paired[name] = d
+            if name is not None:
+                pair(name, ratios, hib)
+        for name, ratios in series.items():
+            pair(name, ratios, False)  # seconds: lower is better
+            # Prefill and decode throughput are TTFT's and TPOT's inverses, pair by pair.
+            prefix, _, key = name.rpartition(".")
+            twin = {"ttft": "prefill_throughput", "tpot": "decode_throughput"}.get(key)
+            if twin:
+                pair(f"{prefix}.{twin}" if prefix else twin, ratios, False)
         entry = test_entry(reference, None, 1)
         Judge(
             entry,
@@ -463,3 +476,39 @@ class CompareController:
                 w.stop()
         if self.owner:
             self.tree.remove()
+
+
+def _pair_series(
+    by_name: dict[str, list[float]],
+    ref: dict[str, list[float]] | None,
+    cand: dict[str, list[float]] | None,
+) -> None:
+    """One pair's ratio (candidate / reference of the batch medians) of each per-round
+    statistic both sides reported."""
+    for key in sorted(set(ref or {}) & set(cand or {})):
+        r, c = median(ref[key]), median(cand[key])  # type: ignore[index]
+        if r > 0:
+            by_name.setdefault(key, []).append(c / r)
+
+
+def _paired_decision(
+    metric: Any, reference: Any, ratios: list[float], hib: bool, label: str
+) -> Any:
+    """The paired decision of one metric from ratios of values of direction ``hib`` (seconds,
+    or an A/B speedup); a throughput is their inverse."""
+    from ..judge.decision import decide_paired
+    from ..judge.detectable import paired_detectable
+
+    oriented = [1 / r if metric.higher_is_better != hib else r for r in ratios if r > 0]
+    d = decide_paired(
+        metric.name,
+        ratios=oriented,
+        reference=reference.value,
+        current=metric.value,
+        tolerance=metric.tolerance if metric.tolerance is not None else 0.1,
+        higher_is_better=metric.higher_is_better,
+        unit=metric.unit,
+        reference_name=label,
+    )
+    d.detectable = paired_detectable(oriented)
+    return d

@@ -56,7 +56,11 @@ class Remote:
                     if cmd.get("keep", True):
                         rounds.values += values
                         rounds.batch_sizes.append(len(values))
-                    self.channel.send(event="ok", values=values, seconds=seconds)
+                    elif hasattr(sampler, "forget"):  # a generation's log keeps kept rounds only
+                        sampler.forget(len(values))
+                    # A generation's rounds also carry TTFT, TPOT and ITL per round: paired too.
+                    series = getattr(sampler, "series", None) or {}
+                    self.channel.send(event="ok", values=values, seconds=seconds, series=series)
                 else:  # "end" or "solo"
                     return rounds if rounds.values else None
         except BaseException as exc:

@@ -50,6 +50,8 @@ class Measurement:
     call: Callable[[], Any] | None = None
     #: Why the CPU drift correction was refused ("": it was not); then no pass is corrected.
     drift_refused: str = ""
+    #: A generation's rounds (``generation.GenerationSampler``): its log holds the token marks.
+    generation: Any = None
 
     @property
     def median(self) -> float:
@@ -96,7 +98,9 @@ def measure_call(
 ) -> Any:
     """One pass of the sequence over ``m.call``, pooled into ``m``; returns the call's last result.
 
-    An out-of-memory error ends the test with status ``oom`` (``oom_as_status``).
+    The rounds are ``m.generation``'s for a generation (each round one generation, its
+    token marks logged), else the call's. An out-of-memory error ends the test with
+    status ``oom`` (``oom_as_status``).
     """
     from .energy import EnergyMeter
     from .memory import PeakMemory, peak_of_call
@@ -111,13 +115,13 @@ def measure_call(
     distributed.report_state("measuring", result.nodeid)
     with exclusive_device(device), oom_as_status(result, device):
         compiled_before = compile_counters() if first and policy.work else None
-        sampler = CallSampler(timer, call, setup)
+        sampler = m.generation or CallSampler(timer, call, setup)
 
         def warm() -> None:
             m.warmup_times = warm_up(timer, call, policy.warmup, policy.max_time, setup)
 
         prefix = f"{m.name}." if m.name else ""
-        names = [f"{prefix}throughput", f"{prefix}time"]
+        names = [f"{prefix}throughput", f"{prefix}{'e2e_latency' if m.generation else 'time'}"]
         driven = remote.measure(names, sampler, warm, False) if first and remote else None
         if first and driven is None:
             warm()
@@ -199,10 +203,15 @@ def call_metrics(
     """The metrics a measured call yields (time, throughput, memory, energy, MFU/MBU) and
     the notes that say why one of them is not gated."""
     items = policy.items if policy.items is not None and policy.items > 0 else None
-    metrics = speed_metrics(m, prefix, items, item_unit) + memory_metrics(m, prefix, device)
-    metrics += work_metrics(m, prefix)
-    energy, notes = energy_metrics(m, prefix)
+    notes: list[str] = []
+    if m.generation is not None:
+        metrics, notes = generation_metrics(m, prefix)
+    else:
+        metrics = speed_metrics(m, prefix, items, item_unit)
+    metrics += memory_metrics(m, prefix, device) + work_metrics(m, prefix)
+    energy, energy_notes = energy_metrics(m, prefix)
     metrics += energy
+    notes += energy_notes
     if policy.flops or policy.bytes:
         from ..roofline.calibration import reportable_efficiency
 
@@ -213,6 +222,17 @@ def call_metrics(
             metrics.append(Metric(f"{prefix}{key}", value, "", True, "efficiency", gated=False))
         notes += [f"{prefix}{note}" for note in left_out]
     return metrics, notes
+
+
+def generation_metrics(
+    m: Measurement, prefix: str, gated: bool = True
+) -> tuple[list[Metric], list[str]]:
+    """A generation's token metrics (``generation.generation_metrics``) from ``m``'s rounds."""
+    from . import generation
+
+    return generation.generation_metrics(
+        m.generation.log, m.times, m.normalized, prefix, m.drift_refused, gated=gated
+    )
 
 
 def speed_metrics(
@@ -326,7 +346,7 @@ class PairSampler:
 
     def _time(self, m: Measurement) -> float:
         assert m.call is not None
-        t = self.timer.run(m.call, 1)[0][0]
+        t = m.generation.sample(1)[0] if m.generation else self.timer.run(m.call, 1)[0][0]
         m.times.append(t)
         return t
 
@@ -380,11 +400,20 @@ def pair_metrics(
 ) -> list[Metric]:
     """Each side's time (and throughput) for the record, and the gated speedup ratio."""
     metrics = []
-    for m in (sampler.reference, sampler.candidate):
-        metrics += speed_metrics(m, f"{m.name}.", items, item_unit, gated=False)
+    ref, cand = sampler.reference, sampler.candidate
+    for m in (ref, cand):
+        if m.generation is not None:
+            metrics += generation_metrics(m, f"{m.name}.", gated=False)[0]
+        else:
+            metrics += speed_metrics(m, f"{m.name}.", items, item_unit, gated=False)
         metrics += work_metrics(m, f"{m.name}.")
     ratios = list(sampler.ratios)
     metrics.append(
         Metric(speedup_name, median(ratios), "x", True, "ratio", ratios, tolerance=tolerance)
     )
+    if ref.generation is not None and cand.generation is not None:
+        from .generation import paired_token_metrics
+
+        base = speedup_name.removesuffix(".speedup")
+        metrics += paired_token_metrics(ref.generation.log, cand.generation.log, base, tolerance)
     return metrics

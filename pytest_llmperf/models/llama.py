@@ -437,11 +437,14 @@ def generate(
     kv_cache_quantization: bool = False,
     linear_causal_mask: bool = False,
     decode_fn: Callable[..., Tensor] | None = None,
+    callback: Callable[[Tensor], Any] | None = None,
 ) -> Tensor:
     """Prefill ``prompt`` (1-D, or (B, T)) and decode ``max_new_tokens`` one at a time.
 
     Returns (B, T + max_new_tokens) token ids. The caller fixes the seed.
     ``cache_size`` (default: prompt + new tokens) is the static KV cache length.
+    ``callback(token)`` runs after each new token (gpt-fast's hook): ``llmperf.tick``
+    marks it for TTFT and inter-token latency.
     """
     idx = prompt.view(1, -1) if prompt.dim() == 1 else prompt
     B, T = idx.shape
@@ -460,11 +463,15 @@ def generate(
     input_pos = torch.arange(T, device=idx.device)
     tok = prefill(model, idx, input_pos, **sampling)
     out[:, T : T + 1] = tok
+    if callback is not None:
+        callback(tok)
     input_pos = torch.tensor([T], device=idx.device)
     for i in range(1, max_new_tokens):
         tok = decode(model, tok, input_pos, **sampling).clone()
         out[:, T + i : T + i + 1] = tok
         input_pos += 1
+        if callback is not None:
+            callback(tok)
     return out
 
 

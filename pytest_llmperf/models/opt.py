@@ -349,14 +349,19 @@ def _timed(device: torch.device, run: Callable[[], None]) -> float:
 
 @torch.no_grad()
 def generate_origin(
-    model: OPT, input_ids: torch.Tensor, gen_len: int = 32, gpu_batch_size: int = 8
+    model: OPT,
+    input_ids: torch.Tensor,
+    gen_len: int = 32,
+    gpu_batch_size: int = 8,
+    callback: Callable[[], Any] | None = None,
 ) -> tuple[torch.Tensor, float, float]:
     """FlexGen's loop order: for token i, for layer j, for micro-batch k: layer j of batch k.
 
     Every kernel sees one micro-batch (``gpu_batch_size`` rows), so in decode each of
     the ``N`` micro-batches re-reads every weight matrix. Returns the generated tokens
     ``(8N, gen_len)``, prefill seconds (token 0: the prompt pass and the first
-    sampled token) and decode seconds (tokens 1..gen_len-1).
+    sampled token) and decode seconds (tokens 1..gen_len-1). ``callback()`` runs
+    once each token is out for every sequence (``llmperf.tick``).
     """
     g = _Generation(model, input_ids, gen_len, gpu_batch_size)
     bs, n = g.bs, g.num_batches
@@ -367,6 +372,8 @@ def generate_origin(
             for j in range(g.num_cells):
                 for k in range(n):
                     hidden[k] = g.run_cell(j, i, k * bs, (k + 1) * bs, hidden[k])
+            if callback is not None:
+                callback()
 
     prefill_s = _timed(model.device, lambda: run(range(0, 1)))
     decode_s = _timed(model.device, lambda: run(range(1, gen_len)))
@@ -393,6 +400,7 @@ def generate_diagonal(
     gpu_batch_size: int = 8,
     num_lanes: int = 2,
     max_fused_rows: int = 4096,
+    callback: Callable[[], Any] | None = None,
 ) -> tuple[torch.Tensor, float, float]:
     """Diagonal (wavefront) schedule of the same generation as :func:`generate_origin`.
 
@@ -419,6 +427,10 @@ def generate_diagonal(
     The arithmetic per sequence is identical to origin's; with greedy decoding the
     tokens agree exactly up to the floating-point rounding of different matmul
     shapes (bitwise-equal logits are not promised; in float64 tokens match).
+
+    ``callback()`` runs once each token is out for every sequence: when the last lane
+    finishes the token's last cell (the others are ahead of it), after the current
+    stream waits for the lanes' streams, so an event it records is not early.
     """
     g = _Generation(model, input_ids, gen_len, gpu_batch_size)
     lanes = _split(g.num_batches, num_lanes)
@@ -430,7 +442,7 @@ def generate_diagonal(
         chunks = [_fused_rows(b0, b1, g.bs, per_chunk) for b0, b1 in lanes]
         cells = [(i, j) for i in steps for j in range(g.num_cells)]
         hidden: list[list[torch.Tensor | None]] = [[None] * len(c) for c in chunks]
-        run = functools.partial(_run_waves, g, cells, chunks, hidden, streams)
+        run = functools.partial(_run_waves, g, cells, chunks, hidden, streams, callback)
         phase_times.append(_timed(model.device, run))
     return g.tokens, phase_times[0], phase_times[1]
 
@@ -458,8 +470,10 @@ def _run_waves(
     chunks: list[list[tuple[int, int]]],
     hidden: list[list[torch.Tensor | None]],
     streams: list[Any],
+    callback: Callable[[], Any] | None = None,
 ) -> None:
     """The wavefront: at wave ``w`` lane ``l`` computes its cell ``w - l`` (token, layer)."""
+    last = len(chunks) - 1
     for wave in range(len(cells) + len(chunks) - 1):
         for lane, rows in enumerate(chunks):
             c = wave - lane
@@ -471,6 +485,11 @@ def _run_waves(
             with ctx:
                 for q, (r0, r1) in enumerate(rows):
                     hidden[lane][q] = g.run_cell(j, i, r0, r1, hidden[lane][q])
+            if callback is not None and lane == last and j == g.num_cells - 1:
+                current = torch.cuda.current_stream() if stream is not None else None
+                for s in streams if current is not None else ():
+                    current.wait_stream(s)
+                callback()
 
 
 def random_prompts(

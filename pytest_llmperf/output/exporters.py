@@ -31,19 +31,25 @@ from .json_report import dumps, jsonable
 from .markdown import escape, render_table
 from .tables import counts_line, detail_lines, fingerprint_changes, summary_table
 
-#: Where the time samples for pytest-benchmark's ``stats`` come from, in order.
-_TIME_METRIC = "time"
+#: Where the time samples for pytest-benchmark's ``stats`` come from, in order: a call's
+#: round time, else a generation's end-to-end latency (``llmperf.generation``: one
+#: generation per round, no ``time`` metric).
+_TIME_METRICS = ("time", "e2e_latency")
 
 
 def _time_metric(result: TestResult) -> Metric | None:
-    """The result's ``time`` metric, else a ``<name>.time`` one (the candidate of an A/B first)."""
-    if _TIME_METRIC in result.metrics:
-        return result.metrics[_TIME_METRIC]
-    timed = [m for name, m in result.metrics.items() if name.endswith("." + _TIME_METRIC)]
-    for m in timed:
-        if m.name.endswith(".candidate.time"):
-            return m
-    return timed[0] if timed else None
+    """The result's ``time`` metric, else a ``<name>.time`` one (the candidate of an A/B
+    first); else the same for a generation's ``e2e_latency``."""
+    for tail in _TIME_METRICS:
+        if tail in result.metrics:
+            return result.metrics[tail]
+        timed = [m for name, m in result.metrics.items() if name.endswith("." + tail)]
+        for m in timed:
+            if m.name.endswith(f".candidate.{tail}"):
+                return m
+        if timed:
+            return timed[0]
+    return None
 
 
 def _finite_samples(metric: Metric) -> list[float]:

@@ -155,7 +155,28 @@ def _section(section: Section, hook: Any, have_plots: bool) -> list[str]:
         out.append(render_table(table))
     if have_plots:
         out += [figure(plot) for plot in section_plots(section, hook)]
+        if section.group:  # the unnamed group's go to "Token latency"
+            out += _token_figures(section.results)
     return out
+
+
+def _token_figures(results: list[TestResult]) -> list[str]:
+    """The ITL histograms of these tests, with a note of how many the cap left out."""
+    drawn, left_out = plots.token_plots(results, plots.MAX_HISTOGRAMS)
+    out = [figure(plot) for plot in drawn]
+    if left_out:
+        out.append(
+            f'<p class="note">{left_out} more inter-token latency histogram(s) not drawn: at '
+            f"most {plots.MAX_HISTOGRAMS} per group, regressed and inconclusive tests first "
+            "(the JSON report holds every test's).</p>"
+        )
+    return out
+
+
+def _token_section(results: list[TestResult]) -> list[str]:
+    """The "Token latency" section: the ITL histograms of the tests in no report group."""
+    figures = _token_figures([r for r in results if not r.group and r.tokens])
+    return ["<h2>Token latency</h2>", *figures] if figures else []
 
 
 def _details(results: list[TestResult]) -> list[str]:
@@ -172,7 +193,8 @@ def _details(results: list[TestResult]) -> list[str]:
 
 
 def render_html(results: list[TestResult], session: dict, hook: Any = None) -> str:
-    """Header with verdict chips, verdict table and chart, group sections with plots, details."""
+    """Header with verdict chips, verdict table and chart, group sections with plots (and
+    their tests' inter-token latency histograms), token latency of ungrouped tests, details."""
     have_plots = plots.matplotlib_available()
     out = _header(results, session)
     if not have_plots:
@@ -180,6 +202,8 @@ def render_html(results: list[TestResult], session: dict, hook: Any = None) -> s
     out += _verdicts(results, have_plots)
     for section in group_sections(results, hook):
         out += _section(section, hook, have_plots)
+    if have_plots:
+        out += _token_section(results)
     for extra in (work_section(results), detectable_section(results)):
         if extra is not None:
             out += _section(extra, hook, False)

@@ -1,9 +1,10 @@
 """The report's tables as data: a :class:`Table` is columns, text cells and alignment,
 rendered alike by Markdown, HTML and the GitHub step summary.
 
-Here: the verdict summary table, the generic table of any report group, and the
-small reads of a result that tables and plots share (a metric in a unit, time
-statistics, the headline metric, verdict counts). A project's own tables for a
+Here: the verdict summary table, the generic table of any report group (with a
+token table for its generations), and the small reads of a result that tables and
+plots share (a metric in a unit, time statistics, the headline metric, verdict
+counts). A project's own tables for a
 group come from the ``pytest_llmperf_report_section`` hook (see
 :mod:`pytest_llmperf.hookspec`) and are built with the same pieces.
 
@@ -312,23 +313,111 @@ def _headline_cells(result: TestResult) -> list[str]:
     ]
 
 
+#: The token table's columns: (metric name after the measurement's prefix, heading), the
+#: metrics ``measure.generation.generation_metrics`` records; prefill only when some
+#: generation gave its prompt length.
+TOKEN_COLUMNS = (
+    ("ttft", "TTFT"),
+    ("tpot", "TPOT"),
+    ("itl_p50", "ITL p50"),
+    ("itl_p90", "ITL p90"),
+    ("itl_p99", "ITL p99"),
+    ("itl_tail", "p99/p50"),
+    ("itl_max", "ITL max"),
+    ("prefill_throughput", "prefill"),
+    ("decode_throughput", "decode"),
+    ("throughput", "throughput"),
+    ("e2e_latency", "end to end"),
+    ("output_tokens", "tokens"),
+)
+_OPTIONAL_TOKEN_COLUMNS = ("prefill_throughput",)
+
+
+def token_metrics(result: TestResult) -> dict[str, dict[str, Metric]]:
+    """Per generation measured (``result.tokens``): its token metrics by column key."""
+    out = {}
+    for name in result.tokens:
+        prefix = f"{name}." if name else ""
+        found = {
+            key: result.metrics[prefix + key]
+            for key, _ in TOKEN_COLUMNS
+            if prefix + key in result.metrics
+        }
+        if found:
+            out[name] = found
+    return out
+
+
+def _token_metric_names(result: TestResult) -> set[str]:
+    """The full names of the metrics :func:`token_table` shows for ``result``."""
+    return {
+        (f"{name}." if name else "") + key
+        for name, found in token_metrics(result).items()
+        for key in found
+    }
+
+
+def token_table(results: list[TestResult]) -> Table | None:
+    """One row per generation measured (``llmperf.generation``, each side of a
+    generation A/B): TTFT, TPOT, ITL percentiles, throughputs, tokens. None without any.
+
+    Rows per measurement rather than columns per metric name: a group's results table
+    would otherwise grow eleven columns per generation (``s.reference.itl_p99``, ...).
+    A project's report section can add it beside its own tables.
+    """
+    rows = [
+        (r, name, found, r.tokens.get(name) or {})
+        for r in results
+        for name, found in token_metrics(r).items()
+    ]
+    if not rows:
+        return None
+    shown = [
+        (key, title)
+        for key, title in TOKEN_COLUMNS
+        if key not in _OPTIONAL_TOKEN_COLUMNS or any(key in f for _, _, f, _ in rows)
+    ]
+    table_rows = []
+    for r, name, found, record in rows:
+        gens = record.get("generations") if isinstance(record, dict) else None
+        cells = [short_name(r.nodeid), name or "-", units.number(gens)]
+        oom = r.status == Status.OOM
+        for key, _ in shown:
+            m = found.get(key)
+            cells.append("-" if m is None or oom else units.quantity(m.value, m.unit))
+        table_rows.append(cells)
+    columns = ["test", "measurement", "generations", *(title for _, title in shown)]
+    note = (
+        "Per generation: TTFT from the call to the first token, TPOT the mean interval "
+        "after it, ITL percentiles over every interval of every generation, tokens per "
+        "generation (median, every sequence of the batch); throughputs in tokens/s."
+    )
+    return make_table("Token latency", columns, table_rows, note)
+
+
 def generic_tables(results: list[TestResult]) -> list[Table]:
-    """Any group's table: the test, its params, every metric (MFU/MBU last), status, verdict."""
+    """Any group's table: the test, its params, every metric (MFU/MBU last), status,
+    verdict; a generation's token metrics in a :func:`token_table` below it."""
     params: list[str] = []
     metrics: list[str] = []
-    for r in results:
+    in_token_table = [_token_metric_names(r) for r in results]
+    for r, elsewhere in zip(results, in_token_table, strict=True):
         params += [k for k in r.params if k not in params]
-        # Work counts have a table of their own (``work_section``).
-        metrics += [k for k, m in r.metrics.items() if k not in metrics and m.kind != "work"]
+        # Work counts have a table of their own (``work_section``), token metrics too.
+        metrics += [
+            k
+            for k, m in r.metrics.items()
+            if k not in metrics and m.kind != "work" and k not in elsewhere
+        ]
     eff = [m for m in metrics if m.split(".")[-1] in ("mfu", "mbu")]
     metrics = [m for m in metrics if m not in eff] + eff
     columns = ["test"] + params + metrics + ["status", "verdict"]
     rows = []
-    for r in results:
+    for r, elsewhere in zip(results, in_token_table, strict=True):
         row = [short_name(r.nodeid)]
         row += [units.number(r.params[p]) if p in r.params else "-" for p in params]
         for name in metrics:
-            m = r.metrics.get(name)
+            m = r.metrics.get(name) if name not in elsewhere else None
             if m is None:
                 row.append("-")
             elif name in eff:
@@ -336,7 +425,8 @@ def generic_tables(results: list[TestResult]) -> list[Table]:
             else:
                 row.append(units.quantity(m.value, m.unit))
         rows.append(row + [status_cell(r), verdict_cell(r)])
-    return [make_table("Results", columns, rows)]
+    tokens = token_table(results)
+    return [make_table("Results", columns, rows)] + ([tokens] if tokens is not None else [])
 
 
 def generic_section(group: str, results: list[TestResult]) -> Section:

@@ -130,16 +130,26 @@ def transformer_tables(results: list[TestResult]) -> list[Table]:
 
 # --------------------------------------------------------------------------- 003
 
-_DECODE_METRIC_COLUMNS = ["tok/s", "mem/s (GB/s)", "peak_mem (GB)", "model_size (GB)"]
+_DECODE_METRIC_COLUMNS = [
+    "tok/s",
+    "mem/s (GB/s)",
+    "peak_mem (GB)",
+    "model_size (GB)",
+    "TTFT (ms)",
+    "TPOT (ms)",
+    "ITL p50 (ms)",
+    "ITL p99 (ms)",
+]
 
 
 def _decode_cells(r: TestResult) -> list[str]:
+    """The reference's columns, then the generation's latencies (not in the reference)."""
     return [
         units.number(metric_in(r, "throughput")),
         units.number(metric_in(r, "mem_per_s", "GB")),
         units.number(metric_in(r, "peak_memory_reserved", "GB")),
         units.number(metric_in(r, "model_size", "GB")),
-    ]
+    ] + [units.number(metric_in(r, m, "ms"), 3) for m in ("ttft", "tpot", "itl_p50", "itl_p99")]
 
 
 def _decode_table(
@@ -319,7 +329,39 @@ def batched_tables(results: list[TestResult]) -> list[Table]:
     tables.append(
         _scale_pivot(results, "peak_memory", "Compare scale: peak mem (diagonal / origin)", min)
     )
-    return tables
+    latency = _token_latency_table(ordered, note)
+    return tables + ([latency] if latency is not None else [])
+
+
+def _token_latency_table(ordered: list[TestResult], note: str) -> Table | None:
+    """Not in the reference: each schedule's TTFT, TPOT and ITL p99 from its marked
+    steps, and the per-pair ratios (origin / diagonal: > 1, the diagonal is faster)."""
+    rows = [
+        [units.number(r.params.get("num_batches")), units.number(r.params.get("prompt_len"))]
+        + [
+            units.number(metric_in(r, f"schedule.{side}.{what}", "ms"), 3)
+            for what in ("ttft", "tpot", "itl_p99")
+            for side in ("reference", "candidate")
+        ]
+        + [
+            units.number(metric_in(r, f"schedule.{what}"), 3)
+            for what in ("ttft_speedup", "itl_speedup", "itl_p99_speedup")
+        ]
+        for r in ordered
+        if "schedule.reference.ttft" in r.metrics
+    ]
+    if not rows:
+        return None
+    columns = ["Num batches", "Prompt"]
+    for what in ("TTFT", "TPOT", "ITL p99"):
+        columns += [f"Origin {what} (ms)", f"Diag {what} (ms)"]
+    columns += ["TTFT scale", "ITL scale (per token)", "ITL p99 scale"]
+    return make_table(
+        "Token latency (each step of the 8N sequences marked)",
+        columns,
+        rows,
+        note=f"{note}; scales are origin / diagonal per interleaved pair (> 1: diagonal faster)",
+    )
 
 
 # --------------------------------------------------------------------------- 000

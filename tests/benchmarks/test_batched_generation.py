@@ -6,7 +6,10 @@ Each cell measures both schedules side by side, interleaved (A B A B ...) with
 ``llmperf.ab``, so machine drift moves both alike and the *ratio* is what is
 gated (``schedule.speedup`` from whole-call wall times and ``scale.throughput``
 from the timed prefill + decode phases, as the reference computes it), plus
-``scale.peak_memory``. The reference's absolute columns (latency, prefill / decode
+``scale.peak_memory``. Each call is a generation (``generation=True``) whose steps
+are marked, so the pairs also gate ``schedule.ttft_speedup``,
+``schedule.itl_speedup`` (per token) and ``schedule.itl_p99_speedup``, and each
+schedule's TTFT, TPOT and ITL percentiles are recorded. The reference's absolute columns (latency, prefill / decode
 / total throughput, peak memory in GiB) are recorded per schedule, informational.
 
 Tiers (``--llmperf-tier``):
@@ -145,28 +148,35 @@ def test_batched_generation(llmperf, cell, num_batches, prompt_len):
     cell["prompts"] = prompts = opt.random_prompts(
         num_batches, prompt_len, GPU_BATCH_SIZE, cfg.vocab_size, device, seed=0
     )
-    phases: dict[str, list[tuple[float, float]]] = {"origin": [], "diagonal": []}
 
-    def origin():
-        _, pre, dec = opt.generate_origin(model, prompts, gen_len, GPU_BATCH_SIZE)
-        phases["origin"].append((pre, dec))
+    def origin(callback=llmperf.tick):
+        opt.generate_origin(model, prompts, gen_len, GPU_BATCH_SIZE, callback)
 
-    def diagonal():
-        _, pre, dec = opt.generate_diagonal(model, prompts, gen_len, GPU_BATCH_SIZE)
-        phases["diagonal"].append((pre, dec))
+    def diagonal(callback=llmperf.tick):
+        opt.generate_diagonal(model, prompts, gen_len, GPU_BATCH_SIZE, callback=callback)
 
+    # Each call is a generation whose every step (one token for each of the 8N sequences)
+    # is marked: the pairs gate the schedules' TTFT, per-token ITL and ITL p99 ratios too.
     ab = llmperf.ab(
         origin,
         diagonal,
         rounds=rounds,
         warmup=warmup,
-        items=num_seqs * gen_len,
         name="schedule",
+        generation=True,
+        batch=num_seqs,
+        prompt_tokens=prompt_len,
     )
 
-    # The measured (non-warm-up) calls are the last len(times) of each side, paired.
-    n = min(len(ab.reference.times), len(ab.candidate.times))
-    measured = {k: v[-n:] for k, v in phases.items()}
+    # The reference's phases from each measured generation's token marks, paired: prefill
+    # = the first token (TTFT: the prompt pass and the first sampled token), decode = the
+    # first token to the last (tokens 1..gen_len-1). Warm-up and work-signature calls
+    # are not in the logs (timing the phases inside the calls counted the signature pass,
+    # slowed by its counters, as a measured pair).
+    logs = {"origin": ab.reference, "diagonal": ab.candidate}
+    measured = {
+        key: [(g[1], g[-1] - g[1]) for g in m.generation.log.marks] for key, m in logs.items()
+    }
     for key, runs in measured.items():
         pre = median([p for p, _ in runs])
         dec = median([d for _, d in runs])
@@ -210,7 +220,7 @@ def test_batched_generation(llmperf, cell, num_batches, prompt_len):
     exact = True
     how = ""
     for key, fn in (("origin", origin), ("diagonal", diagonal)):
-        gib, ok, how = _peak_gib(device, fn)
+        gib, ok, how = _peak_gib(device, lambda fn=fn: fn(callback=None))
         peaks[key] = gib
         exact = exact and ok
     if peaks["origin"] <= 0:

@@ -12,7 +12,8 @@ The peaks compared are the fixture's measured ones: ``peak_memory_reserved``
 on accelerators; on CPU ``peak_memory``, the RSS growth over one ``generate``
 (which allocates the caches), checked to order reliably at the smoke sizes.
 
-Metrics (group ``kv_cache``): ``throughput`` (tok/s), ``model_size`` (GB),
+Metrics (group ``kv_cache``): ``throughput`` (tok/s) with TTFT, TPOT and ITL
+percentiles (``llmperf.generation``), ``model_size`` (GB),
 ``mem_per_s`` (GB/s), the fixture's peak memory, and ``kv_cache_bytes`` (the
 analytic size of cache + mask, from the tensors' nbytes).
 
@@ -115,14 +116,15 @@ def test_kv_cache(llmperf, record_decode_metrics, cache_size, variant):
                 cache_size=cache,
                 kv_cache_quantization=kv_quant,
                 linear_causal_mask=linear_mask,
+                callback=llmperf.tick,
             )
 
-        llmperf.pedantic(
+        llmperf.generation(
             sample,
             setup=state["model"].free_caches,  # untimed: each sample allocates its caches
             warmup=0,
             rounds=NUM_SAMPLES,
-            items=new_tokens,
+            prompt_tokens=PROMPT_LEN,
         )
         record_decode_metrics(size_gb, new_tokens)
         cache_bytes = llama.cache_nbytes(state["model"])["total"]

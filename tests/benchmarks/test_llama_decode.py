@@ -11,7 +11,10 @@ int4wo-64, float8wo, uintx-4-64, uintx-2-8, fp6, autoquant, sparse-marlin} x
 skipped with a reason naming both.
 
 Metrics (group ``llama_decode``): ``throughput`` = new tokens / time of the
-whole ``generate`` (prefill included), per sample; ``model_size`` (GB,
+whole ``generate`` (prefill included), per sample, measured with
+``llmperf.generation`` (each new token marked through ``generate``'s callback), so
+TTFT, TPOT, ITL p50/p90/p99 and prefill / decode throughput come beside it;
+``model_size`` (GB,
 parameters without embeddings, quantized components counted); ``mem_per_s`` =
 model_size x tok/s; peak memory from the fixture (``peak_memory_reserved`` on
 accelerators, RSS growth on CPU).
@@ -137,10 +140,13 @@ def test_llama_decode(llmperf, record_decode_metrics, model_name, mode, compile_
                 top_k=TOP_K,
                 temperature=TEMPERATURE,
                 decode_fn=decode_fn,
+                callback=llmperf.tick,
             )
 
-        out = llmperf.pedantic(
-            sample, warmup=1 if compile_ else 0, rounds=NUM_SAMPLES, items=new_tokens
+        # Each sample is one generation, its tokens marked: tok/s as before, and TTFT,
+        # TPOT and the inter-token latency percentiles beside it.
+        out = llmperf.generation(
+            sample, warmup=1 if compile_ else 0, rounds=NUM_SAMPLES, prompt_tokens=PROMPT_LEN
         )
         assert out.shape == (1, PROMPT_LEN + new_tokens)
 

@@ -35,6 +35,14 @@ def work(x):
 
 def same(x):
     return torch.tanh(x @ x)
+
+
+def decode(x, n=24):
+    # A generation: every 4th step does MATMULS matmuls (a stall), the others one.
+    for i in range(n):
+        for _ in range(MATMULS if i % 4 == 3 else 1):
+            y = torch.tanh(x @ x)
+        yield y
 """
 
 # The candidate: work() does 30 matmuls where the reference did one; same() is unchanged.
@@ -62,6 +70,11 @@ def test_same(llmperf):
 
 def test_plain():
     assert mypkg.same is not None
+
+
+@pytest.mark.llmperf(warmup=1, max_time=1.0)
+def test_decode(llmperf):
+    llmperf.generation(mypkg.decode, args=(torch.randn(96, 96),))
 """
 
 TESTS_REF = (
@@ -209,7 +222,20 @@ def test_an_unchanged_test_passes_and_nothing_else_fails(compared) -> None:
     assert "PASSED tests/test_perf.py::test_same" in out
     assert "PASSED tests/test_perf.py::test_plain" in out
     failed = [line.split(" - ")[0] for line in out.splitlines() if line.startswith("FAILED")]
-    assert failed == ["FAILED tests/test_perf.py::test_changed"]
+    assert failed == [
+        "FAILED tests/test_perf.py::test_changed",
+        "FAILED tests/test_perf.py::test_decode",
+    ]
+
+
+def test_a_stalling_generation_fails_on_its_paired_token_latency(compared) -> None:
+    """A stall every 4th token (30 matmuls where there was one): the per-round ITL p99 of
+    the two trees, paired batch by batch, names the tail; the work diff says why."""
+    root, done = compared
+    failure = _section(done.stdout, "test_decode")
+    assert "REGRESSION itl_p99: reference main" in failure
+    assert "interleaved pairs, tolerance 25%" in failure
+    assert "REGRESSION tpot: reference main" in failure
 
 
 def test_new_reference_only_and_reference_failures_are_named_not_regressions(compared) -> None:

@@ -130,6 +130,8 @@ def decode_results() -> list[TestResult]:
             r.add(Metric("model_size", size_gb * factor, "GB", False, "other", gated=False))
             r.add(Metric("mem_per_s", size_gb * factor * tps, "GB/s", True, "other", gated=False))
             r.add(Metric("peak_memory_reserved", 13.88e9 * factor, "B", False, "memory"))
+            r.add(Metric("ttft", 0.0125 * factor, "s", False, "time"))
+            r.add(Metric("itl_p99", 9.5e-3 * factor, "s", False, "tail"))
             r.baseline_values = {"throughput": tps}
             out.append(r)
     for cache in (8192, 131072):
@@ -181,6 +183,9 @@ def batched_results() -> list[TestResult]:
                 r.add(Metric("diagonal.peak_memory", mem_d, "GiB", gated=False))
                 r.add(Metric("scale.throughput", thr_d / thr_o, "x", True, "ratio"))
                 r.add(Metric("scale.peak_memory", mem_d / mem_o, "x", False, "ratio"))
+                for side, ttft in (("reference", 0.2 * n), ("candidate", 0.1 * n)):
+                    r.add(Metric(f"schedule.{side}.ttft", ttft, "s", gated=False))
+                r.add(Metric("schedule.ttft_speedup", 2.0, "x", True, "ratio"))
                 r.baseline_values = {"scale.throughput": thr_d / thr_o * 1.02}
             out.append(r)
     return out
@@ -425,13 +430,18 @@ def test_markdown_decode_and_kv_rows_have_reference_003_columns(suite_hook):
         "mem/s (GB/s)",
         "peak_mem (GB)",
         "model_size (GB)",
+        "TTFT (ms)",
+        "TPOT (ms)",
+        "ITL p50 (ms)",
+        "ITL p99 (ms)",
         "status",
         "verdict",
     ]
     first = rows[1]
     assert first[:4] == ["Llama-2-7b-chat-hf", "bf16", "True", "bfloat16"]
-    # named-unit columns convert to that (decimal) unit
+    # named-unit columns convert to that (decimal) unit; a generation's latencies in ms
     assert first[4:8] == ["107.38", "1418.49", "13.88", "13.21"]
+    assert first[8:12] == ["12.500", "-", "-", "9.500"]
     kv = _table_after(text, "### KV cache size and quantization")
     assert kv[0][:4] == ["model", "cache_size", "kv_quant", "linear_causal_mask"]
     last3 = kv[-3:]
@@ -454,6 +464,11 @@ def test_markdown_batched_generation_has_reference_004_tables(suite_hook):
     pivot = _table_after(text, "### Compare scale: throughput")
     assert pivot[0] == ["Num batches \\ Prompt", "128", "512", "1024"]
     assert pivot[2][3] == "-"  # N=8, P=1024 OOM
+    tokens = _table_after(text, "### Token latency")
+    assert tokens[0][:4] == ["Num batches", "Prompt", "Origin TTFT (ms)", "Diag TTFT (ms)"]
+    assert [r[:4] for r in tokens[1:3]] == [["4", p, "800.000", "400.000"] for p in ("128", "512")]
+    assert len(tokens) == 1 + 5  # the OOM cell recorded no generation
+    assert tokens[1][-3] == "2.000"
     values = {(r[0], p): r[i + 1] for r in pivot[1:] for i, p in enumerate(pivot[0][1:])}
     assert sum(v.startswith("**") for v in values.values()) == 1  # the best cell in bold
     mem = _table_after(text, "### Compare scale: peak mem")

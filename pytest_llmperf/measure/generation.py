@@ -1,0 +1,410 @@
+"""A generation measured as a stream of token marks: TTFT, TPOT, inter-token latency.
+
+The user's code marks each new token, by yielding it from a generator or by
+calling ``llmperf.tick`` (gpt-fast's ``callback=``). A mark costs one
+``perf_counter_ns`` and a list append on the CPU (well under a microsecond:
+scripts/generation_trials.py); on an accelerator it records an event on the
+current stream, so the marks are device-synchronised without a synchronize per
+token: the events are read once, after the round loop's own synchronize.
+
+Each round of the measurement is one whole generation. Per generation: time to
+first token (TTFT: from the call to the first mark, prefill and first decode
+step), time per output token (TPOT: mean interval after the first token), the
+inter-token latencies (ITL), end-to-end latency. Generations pool: an ITL
+percentile's value is taken over every interval of every generation (what
+vLLM's serving benchmark reports), and its samples, which the gate's
+statistical test compares, are the per-generation percentiles. A stall every 32
+tokens moves the mean 3%, within any tolerance, and p99 / p50 from about 1.3 to
+2 (scripts/generation_trials.py): the tail is where
+it shows, so the tail has a tolerance of its own (kind ``tail``). On a shared
+CPU the seconds of every token drift together by more than that tolerance, so
+``itl_tail`` (p99 / p50 within each generation: the tail's shape) gates the tail
+there; drift does not move it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Any
+
+from ..results import Metric
+from .oom import OutOfMemoryResult, is_oom, oom_message
+from .timing import RoundTimer
+
+#: Percentiles of the inter-token latency, and the kind each is gated as.
+ITL_PERCENTILES = (("p50", 50.0, "time"), ("p90", 90.0, "time"), ("p99", 99.0, "tail"))
+#: Intervals kept per measurement for the report's histogram (evenly thinned past it).
+HISTOGRAM_CAP = 4096
+
+_IDLE, _TICK, _YIELD = 0, 1, 2
+
+
+class GenerationError(ValueError):
+    """A generation that cannot be measured as given (no token, marks out of order, ...)."""
+
+
+class TokenClock:
+    """Takes the marks of the generation in progress; ``tick`` is ``llmperf.tick``.
+
+    One per test: ``llmperf.tick`` is a stable callable a user may hand to a model's
+    ``generate(callback=...)`` before the measurement starts.
+    """
+
+    def __init__(self, device: Any, where: str) -> None:
+        self.where = where
+        self.accelerated = device.type != "cpu"
+        self.marks: list[Any] = []
+        self._state = _IDLE
+        self._now: Callable[[], Any] = time.perf_counter_ns
+        if self.accelerated:
+            import torch
+
+            def now() -> Any:
+                event = torch.Event(enable_timing=True)
+                event.record()
+                return event
+
+            self._now = now
+
+    def tick(self, *_: Any) -> None:
+        """Mark one new token (a decode step: one token per sequence of the batch).
+        Arguments are ignored, so it fits a ``callback(token)`` hook as it is."""
+        if self._state is not _TICK:
+            raise GenerationError(self._misplaced())
+        self.marks.append(self._now())
+
+    def _misplaced(self) -> str:
+        if self._state == _YIELD:
+            return (
+                f"{self.where}: llmperf.tick() called inside a generator that yields its "
+                "tokens: mark each token one way, by yield or by llmperf.tick(), not both"
+            )
+        return (
+            f"{self.where}: llmperf.tick() called outside a generation (before "
+            "llmperf.generation started one, or after it ended or raised): a mark belongs "
+            "to the generation that llmperf.generation is running"
+        )
+
+    def run(self, fn: Callable[[], Any]) -> tuple[Any, list[Any]]:
+        """One generation: the call's result (the yielded tokens for a generator) and its
+        marks, the first being the start. An exception, an out-of-memory error included,
+        leaves with a note of how many tokens were marked."""
+        self.marks = marks = [self._now()]
+        self._state = _TICK
+        failure = None
+        try:
+            out = fn()
+            if isinstance(out, Iterator):
+                if len(marks) > 1:
+                    raise GenerationError(
+                        f"{self.where}: the generation called llmperf.tick() and then returned "
+                        "an iterator of tokens: mark each token one way, by yield or by "
+                        "llmperf.tick(), not both"
+                    )
+                self._state = _YIELD
+                tokens = []
+                now, append = self._now, marks.append
+                for token in out:
+                    append(now())
+                    tokens.append(token)
+                out = tokens
+        except GenerationError:
+            raise
+        except BaseException as exc:
+            if not is_oom(exc):
+                if isinstance(exc, Exception):
+                    exc.add_note(
+                        f"llmperf: the generation raised after {len(marks) - 1} token mark(s)"
+                    )
+                raise
+            # Status oom with how far the generation got; the error's frames hold what
+            # did not fit, so they are cleared and the error dropped here.
+            failure = f"{oom_message(exc)} (after {len(marks) - 1} token(s) of a generation)"
+            traceback.clear_frames(exc.__traceback__)
+        finally:
+            self._state = _IDLE
+            self.marks = []
+        if failure is not None:
+            raise OutOfMemoryResult(failure)
+        if len(marks) < 2:
+            raise GenerationError(
+                f"{self.where}: the generation marked no token: yield each new token from "
+                "a generator, or call llmperf.tick() after each one (a model's "
+                "generate(..., callback=llmperf.tick))"
+            )
+        return out, marks
+
+    def seconds(self, marks: list[Any]) -> list[float]:
+        """Marks as seconds since the generation's start; call once the device is synchronised."""
+        if self.accelerated:
+            start = marks[0]
+            t = [0.0] + [start.elapsed_time(e) * 1e-3 for e in marks[1:]]
+        else:
+            t = [(m - marks[0]) * 1e-9 for m in marks]
+        for k in range(1, len(t)):
+            if t[k] < t[k - 1]:
+                raise GenerationError(
+                    f"{self.where}: token marks out of order: mark {k} is "
+                    f"{(t[k - 1] - t[k]) * 1e6:.3g} us before mark {k - 1} (marks recorded on "
+                    "different streams? record each mark on the stream the decode runs on, "
+                    "or let that stream wait for the others first)"
+                )
+        return t
+
+
+@dataclass
+class GenerationLog:
+    """Every measured generation of a measurement, as seconds from its start to each
+    token mark; pooled over re-measurements like the round times."""
+
+    batch: int = 1
+    prompt_tokens: int | None = None
+    marks: list[list[float]] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(m) for m in self.marks)
+
+
+class GenerationSampler:
+    """Rounds of whole generations, timed end to end by a :class:`RoundTimer`; the marks of
+    each go to the log. The round loop, drift correction and A/B pairs see the
+    end-to-end times; the token statistics come from the log."""
+
+    def __init__(
+        self,
+        timer: RoundTimer,
+        clock: TokenClock,
+        fn: Callable[[], Any],
+        log: GenerationLog,
+        setup: Callable[[], Any] | None = None,
+    ) -> None:
+        self.timer, self.clock, self.fn, self.log, self.setup = timer, clock, fn, log, setup
+        self.result: Any = None
+        #: The per-round statistics of the last ``sample`` (``--llmperf-compare`` pairs them).
+        self.series: dict[str, list[float]] = {}
+
+    def call(self) -> Any:
+        """One generation, marks dropped: warm-up, the memory pass, the work signature."""
+        return self.clock.run(self.fn)[0]
+
+    def sample(self, n: int) -> list[float]:
+        pending: list[list[Any]] = []
+
+        def one() -> Any:
+            out, marks = self.clock.run(self.fn)
+            pending.append(marks)
+            return out
+
+        times, self.result = self.timer.run(one, n, self.setup)
+        new = [self.clock.seconds(m) for m in pending]  # after the timer's synchronize
+        self.log.marks += new
+        self.series = per_round_series(new)
+        return times
+
+    def forget(self, n: int) -> None:
+        """Drop the last ``n`` generations from the log (rounds the caller does not keep)."""
+        del self.log.marks[len(self.log.marks) - n :]
+
+
+def quantile(sorted_values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) by linear interpolation (numpy's default)."""
+    n = len(sorted_values)
+    if n == 0:
+        return math.nan
+    pos = (n - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def intervals(marks: list[float]) -> list[float]:
+    """Inter-token latencies: the gaps between consecutive token marks (not the start)."""
+    return [b - a for a, b in zip(marks[1:-1], marks[2:], strict=True)]
+
+
+def per_round_series(generations: list[list[float]]) -> dict[str, list[float]]:
+    """Per generation: TTFT, TPOT and the ITL percentiles, in seconds (lower is better).
+    A generation of one token has no interval: those series are left short."""
+    out: dict[str, list[float]] = {"ttft": [g[1] for g in generations]}
+    for g in generations:
+        gaps = sorted(intervals(g))
+        if not gaps:
+            continue
+        out.setdefault("tpot", []).append((g[-1] - g[1]) / len(gaps))
+        for label, q, _ in ITL_PERCENTILES:
+            out.setdefault(f"itl_{label}", []).append(quantile(gaps, q))
+        out.setdefault("itl_max", []).append(gaps[-1])
+    return out
+
+
+def generation_metrics(
+    log: GenerationLog,
+    times: list[float],
+    normalized: list[float],
+    prefix: str,
+    drift_refused: str,
+    gated: bool = True,
+) -> tuple[list[Metric], list[str]]:
+    """The token metrics of a measurement: TTFT, TPOT, ITL p50/p90/p99/max, prefill and
+    decode throughput, end-to-end latency and tokens/s, with the notes that say why one
+    is missing. ``times`` are the end-to-end round times, ``normalized`` their
+    drift-corrected twins (empty where none): each generation's own statistics are
+    corrected by its round's factor."""
+    gens = log.marks
+    factors = [n / t if t > 0 else 1.0 for n, t in zip(normalized, times, strict=False)]
+    if len(factors) != len(gens):
+        factors = []
+    series = per_round_series(gens)
+    metrics: list[Metric] = []
+
+    def add(
+        name: str,
+        value: float,
+        samples: list[float],
+        *,
+        unit: str = "s",
+        kind: str = "time",
+        hib: bool = False,
+        gated: bool = True,
+        per_round: bool = True,
+    ) -> None:
+        corrected: list[float] = []
+        if factors and per_round and len(samples) == len(factors):
+            # seconds scale with the factor, rates inversely
+            corrected = [s / f if hib else s * f for s, f in zip(samples, factors, strict=True)]
+        metrics.append(
+            Metric(
+                f"{prefix}{name}",
+                value,
+                unit,
+                hib,
+                kind,
+                list(samples),
+                normalized_samples=corrected,
+                drift_refused=drift_refused,
+                gated=gated and all_gated,
+            )
+        )
+
+    all_gated = gated
+    rate = "tokens/s"
+    batch = log.batch
+    ttft = series["ttft"]
+    add("ttft", median(ttft), ttft)
+    if log.prompt_tokens:
+        prefill = [batch * log.prompt_tokens / t for t in ttft if t > 0]
+        if len(prefill) == len(ttft):
+            add(
+                "prefill_throughput",
+                median(prefill),
+                prefill,
+                unit=rate,
+                kind="throughput",
+                hib=True,
+            )
+    notes: list[str] = []
+    if "tpot" in series:
+        tpot = series["tpot"]
+        add("tpot", median(tpot), tpot)
+        decode = [batch / t for t in tpot if t > 0]
+        if len(decode) == len(tpot):
+            add("decode_throughput", median(decode), decode, unit=rate, kind="throughput", hib=True)
+        pooled = sorted(gap for g in gens for gap in intervals(g))
+        for label, q, kind in ITL_PERCENTILES:
+            add(f"itl_{label}", quantile(pooled, q), series[f"itl_{label}"], kind=kind)
+        # The tail's shape: p99 over p50 within each generation. A periodic stall doubles
+        # it; machine drift, which slows every token of a generation alike, does not move
+        # it, so it gates where seconds on a shared CPU drift past any tail tolerance.
+        tails = [
+            hi / lo for hi, lo in zip(series["itl_p99"], series["itl_p50"], strict=True) if lo > 0
+        ]
+        p50 = quantile(pooled, 50.0)
+        if tails and p50 > 0:
+            add(
+                "itl_tail",
+                quantile(pooled, 99.0) / p50,
+                tails,
+                unit="x",
+                kind="tail",
+                per_round=False,
+            )
+        # One preempted token sets the maximum: reported, never gated.
+        add("itl_max", pooled[-1], series["itl_max"], kind="tail", gated=False)
+    else:
+        notes.append(
+            f"{prefix}one token per generation: no inter-token latency (TPOT, ITL) to report"
+        )
+    add("e2e_latency", median(times), times, gated=False, per_round=False)
+    counts = [batch * (len(g) - 1) for g in gens]
+    rates = [c / t for c, t in zip(counts, times, strict=False) if t > 0]
+    if len(rates) == len(counts):
+        add("throughput", median(rates), rates, unit=rate, kind="throughput", hib=True)
+    metrics.append(
+        Metric(
+            f"{prefix}output_tokens", float(median(counts)), "tokens", True, "other", gated=False
+        )
+    )
+    return metrics, notes
+
+
+def histogram_intervals(log: GenerationLog) -> list[float]:
+    """The pooled inter-token latencies for the report's histogram, thinned evenly to at
+    most ``HISTOGRAM_CAP`` (a report holds every scenario's)."""
+    pooled = [gap for g in log.marks for gap in intervals(g)]
+    if len(pooled) <= HISTOGRAM_CAP:
+        return pooled
+    step = len(pooled) / HISTOGRAM_CAP
+    return [pooled[int(i * step)] for i in range(HISTOGRAM_CAP)]
+
+
+def paired_token_metrics(
+    reference: GenerationLog, candidate: GenerationLog, name: str, tolerance: float | None
+) -> list[Metric]:
+    """An A/B of generations, pair by pair (the two generations timed back to back): TTFT
+    ratio, the per-token ITL ratio (the median over token positions of reference ITL /
+    candidate ITL) and the ITL p99 ratio, each reference / candidate (> 1: the
+    candidate is faster), gated like the A/B's speedup."""
+    ttft, itl, p99 = [], [], []
+    for ref, cand in zip(reference.marks, candidate.marks, strict=False):
+        if ref[1] > 0 and cand[1] > 0:
+            ttft.append(ref[1] / cand[1])
+        gaps_ref, gaps_cand = intervals(ref), intervals(cand)
+        per_token = [a / b for a, b in zip(gaps_ref, gaps_cand, strict=False) if b > 0]
+        if per_token:
+            itl.append(median(per_token))
+        if gaps_ref and gaps_cand:
+            tail_ref = quantile(sorted(gaps_ref), 99.0)
+            tail_cand = quantile(sorted(gaps_cand), 99.0)
+            if tail_cand > 0:
+                p99.append(tail_ref / tail_cand)
+    out = []
+    for key, values, kind, tol in (
+        ("ttft_speedup", ttft, "ratio", tolerance),
+        ("itl_speedup", itl, "ratio", tolerance),
+        ("itl_p99_speedup", p99, "tail", None),
+    ):
+        if values:
+            out.append(
+                Metric(f"{name}.{key}", median(values), "x", True, kind, values, tolerance=tol)
+            )
+    return out
+
+
+def token_record(log: GenerationLog) -> dict[str, Any]:
+    """What a report keeps of a generation: the pooled ITLs (for the histogram, thinned),
+    each generation's TTFT and token count, the batch and prompt."""
+    return {
+        "generations": len(log.marks),
+        "batch": log.batch,
+        "prompt_tokens": log.prompt_tokens,
+        "tokens": [len(g) - 1 for g in log.marks],
+        "ttft_s": [g[1] for g in log.marks],
+        # four significant digits: a histogram's precision, a quarter of the report's size
+        "itl_s": [float(f"{x:.4g}") for x in histogram_intervals(log)],
+    }
