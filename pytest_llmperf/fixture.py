@@ -375,7 +375,8 @@ class LLMPerf:
         Machine drift moves both sides of a pair alike, so the ratio holds still
         where absolute times on a shared runner do not. ``generation=True``: each side
         is a generation marking its tokens (see ``llmperf.generation``), and the pairs
-        also gate TTFT, per-token ITL and ITL p99 ratios.
+        also gate TTFT, per-token ITL and ITL p99 ratios; tokens are counted from the
+        marks (``batch`` per mark), so ``items`` is not used.
         """
         policy = self._with_call_arguments("llmperf.ab", warmup=warmup, rounds=rounds)
         where = self._where("llmperf.ab")

@@ -649,7 +649,7 @@ def main() -> None:
     args = ap.parse_args()
     runs = args.runs or (3 if args.quick else 10)
 
-    from work_gate_trials import project_dir
+    from work_gate_trials import project_dir, save
 
     root, tmp = project_dir(args.keep, "generation_trials_")
     t_start = time.perf_counter()
@@ -685,11 +685,7 @@ def main() -> None:
         + "\n\nPer run (p99 gate: the change the decision compares; value: the pooled p99):\n\n"
         + per_run(results)
     )
-    results["table"] = text
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print()
-    print(text)
+    save(results, text, args.out)
     print(f"\nraw results: {args.out}")
 
 

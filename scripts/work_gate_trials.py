@@ -202,6 +202,15 @@ def run_pytest(
     }
 
 
+def save(results: dict[str, Any], text: str, out: Path) -> None:
+    """Print the trial's tables and write them with the raw results as JSON to ``out``."""
+    results["table"] = text
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print()
+    print(text)
+
+
 def project_dir(keep: Path | None, prefix: str) -> tuple[Path, Any]:
     """The trial project's directory: ``keep`` (its old baselines removed) or a temporary
     one, returned with the TemporaryDirectory that removes it (None for ``keep``)."""
@@ -498,11 +507,7 @@ def main() -> None:
             tmp.cleanup()
 
     text = table(results) + "\n\n" + "\n".join(f"- {line}" for line in summary_lines(results))
-    results["table"] = text
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print()
-    print(text)
+    save(results, text, args.out)
     print(f"\n{results['elapsed_s'] / 60:.1f} min; raw results: {args.out}")
 
 

@@ -166,10 +166,6 @@ class GenerationLog:
     prompt_tokens: int | None = None
     marks: list[list[float]] = field(default_factory=list)
 
-    @property
-    def tokens(self) -> int:
-        return sum(len(m) for m in self.marks)
-
 
 class GenerationSampler:
     """Rounds of whole generations, timed end to end by a :class:`RoundTimer`; the marks of
@@ -262,6 +258,7 @@ def generation_metrics(
         factors = []
     series = per_round_series(gens)
     metrics: list[Metric] = []
+    all_gated = gated
 
     def add(
         name: str,
@@ -292,7 +289,6 @@ def generation_metrics(
             )
         )
 
-    all_gated = gated
     rate = "tokens/s"
     batch = log.batch
     ttft = series["ttft"]

@@ -72,7 +72,7 @@ def test_plain():
     assert mypkg.same is not None
 
 
-@pytest.mark.llmperf(warmup=1, max_time=1.0)
+@pytest.mark.llmperf(warmup=1, max_time=0.5)
 def test_decode(llmperf):
     llmperf.generation(mypkg.decode, args=(torch.randn(96, 96),))
 """
