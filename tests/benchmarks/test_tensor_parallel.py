@@ -71,7 +71,15 @@ def _device_label(device, ranks: int, backend: str) -> str:
 
 # Drift correction off: gloo's own threads run beside each rank, so the run-queue
 # reference that corrects a CPU time would be refused in every run anyway.
-@pytest.mark.llmperf(rounds="auto", group="estimator", drift_correction=False)
+# work.tensor_peak within 25%: gloo's worker thread lets go of an all-reduced buffer
+# after the rank has moved on, sometimes after the next allocation (1.125 -> 1.188 MiB,
+# one 64 KiB activation, in 1 of 2 clean CI runs); the counts stay exact.
+@pytest.mark.llmperf(
+    rounds="auto",
+    group="estimator",
+    drift_correction=False,
+    tolerance={"work.tensor_peak": "25%"},
+)
 @pytest.mark.parametrize("ranks", RANKS)
 @pytest.mark.parametrize("model", MODELS)
 def test_tensor_parallel(llmperf, model, ranks):
