@@ -77,7 +77,7 @@ def test_a_recompile_mid_generation_is_an_itl_outlier_and_a_work_regression(
     metrics = result["metrics"]
     assert metrics["work.recompiles"]["value"] == 1
     # The first generation paid for the recompile at token 12: its interval is the tail.
-    itls = result["tokens"][""]["itl_s"]
+    itls = result["tokens"][""]["itl_s"][:23]  # the first generation's 23 intervals
     worst = max(range(len(itls)), key=itls.__getitem__)
     assert worst == 11, itls  # interval 11 ends at token 12 (intervals start at token 1)
     assert metrics["itl_max"]["value"] > 20 * metrics["itl_p50"]["value"]
