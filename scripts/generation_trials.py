@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -156,48 +155,22 @@ def write_project(root: Path, max_time: float, size: str) -> None:
 def run_pytest(root: Path, label: str, args: list[str], inject: str = "") -> dict[str, Any]:
     """One pytest process: exit code, wall time, and per test the outcome (JUnit XML) and
     the verdict, verdict lines and metrics (the JSON report)."""
-    junit = root / "out" / f"{label}.xml"
-    report = root / "out" / f"{label}.json"
-    for f in (junit, report):
-        f.unlink(missing_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "--llmperf",
-        "tests",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        f"--junitxml={junit}",
-        f"--llmperf-report={report}",
-        f"--llmperf-baselines={root / 'baselines'}",
-        *args,
-    ]
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    for var in ("PYTEST_ADDOPTS", "GPT_INJECT", "GITHUB_STEP_SUMMARY"):
-        env.pop(var, None)
-    if inject:
-        env["GPT_INJECT"] = inject
+    from work_gate_trials import pytest_process  # scripts/ is this script's sys.path[0]
+
     load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    load_after = os.getloadavg()[0]
-    out = p.stdout + p.stderr
-    if p.returncode not in (0, 1) or not junit.exists() or not report.exists():
-        raise RuntimeError(
-            f"pytest ({label}) exited {p.returncode}:\n{' '.join(cmd)}\n{out[-4000:]}"
-        )
+    baselines = f"--llmperf-baselines={root / 'baselines'}"
+    p, junit, report, wall = pytest_process(root, label, [baselines, *args], inject)
+    if not report.exists():
+        raise RuntimeError(f"pytest ({label}) wrote no report:\n{(p.stdout + p.stderr)[-4000:]}")
     return {
         "label": label,
         "inject": inject,
         "rc": p.returncode,
         "wall_s": wall,
         # 1-minute load average before and after: this 2-core machine is shared
-        "load": [load_before, load_after],
+        "load": [load_before, os.getloadavg()[0]],
         "tests": _tests(junit, report, _stored(root)),
-        "output_tail": out[-3000:] if p.returncode else "",
+        "output_tail": (p.stdout + p.stderr)[-3000:] if p.returncode else "",
     }
 
 

@@ -150,16 +150,17 @@ def write_project(root: Path) -> None:
     (root / "out").mkdir(exist_ok=True)
 
 
-def run_pytest(
+def pytest_process(
     root: Path,
     label: str,
     args: list[str],
     inject: str = "",
     tests: str = "tests",
     env_extra: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """One pytest process: its exit code, wall time, and per test the outcome, time,
-    failure text and llmperf verdict (JUnit XML and the JSON report, not stdout)."""
+) -> tuple[subprocess.CompletedProcess, Path, Path, float]:
+    """Run one ``pytest --llmperf`` process in ``root`` with ``GPT_INJECT=inject``, its JUnit
+    XML and JSON report under ``root/out/<label>``: the process, the two files and its
+    wall time. An exit other than 0 or 1 (pass, failed tests) is an error."""
     junit = root / "out" / f"{label}.xml"
     report = root / "out" / f"{label}.json"
     for f in (junit, report):
@@ -178,19 +179,33 @@ def run_pytest(
         *args,
     ]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    env.pop("PYTEST_ADDOPTS", None)
-    env.pop("GPT_INJECT", None)
+    for var in ("PYTEST_ADDOPTS", "GPT_INJECT", "GITHUB_STEP_SUMMARY"):
+        env.pop(var, None)
     if inject:
         env["GPT_INJECT"] = inject
     env.update(env_extra or {})
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
-    out = p.stdout + p.stderr
-    if p.returncode not in (0, 1):
+    if p.returncode not in (0, 1) or not junit.exists():
         raise RuntimeError(
-            f"pytest ({label}) exited {p.returncode}:\n{' '.join(cmd)}\n{out[-4000:]}"
+            f"pytest ({label}) exited {p.returncode}:\n{' '.join(cmd)}\n"
+            f"{(p.stdout + p.stderr)[-4000:]}"
         )
+    return p, junit, report, wall
+
+
+def run_pytest(
+    root: Path,
+    label: str,
+    args: list[str],
+    inject: str = "",
+    tests: str = "tests",
+    env_extra: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One pytest process: its exit code, wall time, and per test the outcome, time,
+    failure text and llmperf verdict (JUnit XML and the JSON report, not stdout)."""
+    p, junit, report, wall = pytest_process(root, label, args, inject, tests, env_extra)
     return {
         "label": label,
         "inject": inject,
@@ -198,7 +213,7 @@ def run_pytest(
         "rc": p.returncode,
         "wall_s": wall,
         "tests": _tests(junit, report),
-        "output_tail": out[-3000:] if p.returncode else "",
+        "output_tail": (p.stdout + p.stderr)[-3000:] if p.returncode else "",
     }
 
 

@@ -376,13 +376,14 @@ class CompareController:
             name = next((n for n in names if n in result.metrics and result.metrics[n].gated), None)
             if name is not None:
                 pair(name, ratios, hib)
+        from ..measure.generation import RATES
+
         for name, ratios in series.items():
             pair(name, ratios, False)  # seconds: lower is better
             # Prefill and decode throughput are TTFT's and TPOT's inverses, pair by pair.
             prefix, _, key = name.rpartition(".")
-            twin = {"ttft": "prefill_throughput", "tpot": "decode_throughput"}.get(key)
-            if twin:
-                pair(f"{prefix}.{twin}" if prefix else twin, ratios, False)
+            if key in RATES:
+                pair(f"{prefix}.{RATES[key]}" if prefix else RATES[key], ratios, False)
         entry = test_entry(reference, None, 1)
         Judge(
             entry,

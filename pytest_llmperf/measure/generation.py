@@ -38,6 +38,9 @@ from .timing import RoundTimer
 
 #: Percentiles of the inter-token latency, and the kind each is gated as.
 ITL_PERCENTILES = (("p50", 50.0, "time"), ("p90", 90.0, "time"), ("p99", 99.0, "tail"))
+#: The throughput that is each latency's inverse: prefill = batch x prompt / TTFT, decode =
+#: batch / TPOT (a paired ratio of one is the other's, inverted).
+RATES = {"ttft": "prefill_throughput", "tpot": "decode_throughput"}
 #: Intervals kept per measurement for the report's histogram (evenly thinned past it).
 HISTOGRAM_CAP = 4096
 
@@ -297,7 +300,7 @@ def generation_metrics(
         prefill = [batch * log.prompt_tokens / t for t in ttft if t > 0]
         if len(prefill) == len(ttft):
             add(
-                "prefill_throughput",
+                RATES["ttft"],
                 median(prefill),
                 prefill,
                 unit=rate,
@@ -310,7 +313,7 @@ def generation_metrics(
         add("tpot", median(tpot), tpot)
         decode = [batch / t for t in tpot if t > 0]
         if len(decode) == len(tpot):
-            add("decode_throughput", median(decode), decode, unit=rate, kind="throughput", hib=True)
+            add(RATES["tpot"], median(decode), decode, unit=rate, kind="throughput", hib=True)
         pooled = sorted(gap for g in gens for gap in intervals(g))
         for label, q, kind in ITL_PERCENTILES:
             add(f"itl_{label}", quantile(pooled, q), series[f"itl_{label}"], kind=kind)
