@@ -5,15 +5,25 @@ or ``--llmperf-machine``) holds what only that machine can reproduce: time,
 throughput, memory, energy. ``baselines/work/<device type>.json`` holds the work
 signatures, which every machine of the device type shares. Layout::
 
-    {"schema": "pytest-llmperf-baseline", "schema_version": 1,
+    {"schema": "pytest-llmperf-baseline", "schema_version": 2,
      "device": {"key": ..., "name": ...}, "fingerprint": {...},
      "tests": {"<nodeid>": {"status": "ok", "tier": "smoke", "group": ..., "params": {...},
                 "metrics": {"time": {"value": ..., "unit": "s", "higher_is_better": false,
                                      "kind": "time", "tolerance": null, "gated": true,
                                      "runs": [{"samples": [...],
-                                     "normalized_samples": [...]}]}},
+                                     "normalized_samples": [...]}]}}}}}
+
+A work file keeps one entry per test and dispatch context (``measure.dispatch``): the
+facts that decide which operators run, such as the torch version or a CPU's
+AVX512_VNNI. A refresh under a new context adds its entry beside the others::
+
+    "tests": {"<nodeid>": {"contexts": {"cpu AVX512 amx_tile+avx512_vnni torch-2.13 ...": {
+                "status": ..., "tier": ..., "metrics": {"work.ops": {...}, ...},
                 "work": {"<measurement>": {"ops": {"aten.mm": 24, ...}, "syncs": {...}}},
-                "stack": {"torch": ..., "torchao": ...}}}}  # work file only
+                "stack": {"device_type": "cpu", "torch": ..., "cpu_features": [...]}}}}}
+
+Version 1 work files kept one entry per test (no ``contexts``): read as one entry of
+an unknown CPU context, and replaced by the test's first refresh.
 
 A metric of more than SUMMARY_ABOVE samples also keeps a ``summary`` (n, mean, std,
 quartiles) for people reading the file; no verdict reads it. Keys are sorted and
@@ -49,7 +59,7 @@ from typing import Any
 from .results import Metric, Status, TestResult
 
 SCHEMA = "pytest-llmperf-baseline"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Significant digits kept for samples: enough for any gate, small diffs on refresh.
 DIGITS = 6
 #: Samples kept per run: a quantile sketch of the run's distribution.
@@ -76,10 +86,26 @@ class BaselineFile:
 
     def entry(self, nodeid: str, tier: str) -> dict[str, Any] | None:
         """The stored entry for this test at this tier; another tier's numbers don't count."""
+        return _at_tier(self.tests.get(nodeid), tier)
+
+    def entries(self, nodeid: str, tier: str) -> list[dict[str, Any]]:
+        """A work file's entries for this test at this tier, one per dispatch context (a
+        version 1 entry is one of an unknown context)."""
         e = self.tests.get(nodeid)
-        if e is None or (tier and e.get("tier", tier) != tier):
-            return None
-        return e
+        if e is None:
+            return []
+        found = (
+            [_at_tier(x, tier) for x in e["contexts"].values()]
+            if "contexts" in e
+            else [_at_tier(e, tier)]
+        )
+        return [x for x in found if x is not None]
+
+
+def _at_tier(e: dict[str, Any] | None, tier: str) -> dict[str, Any] | None:
+    if e is None or (tier and e.get("tier", tier) != tier):
+        return None
+    return e
 
 
 def _fail(path: Path, why: str) -> BaselineError:
@@ -224,11 +250,21 @@ def _check_work(work: Any) -> None:
                     raise _Bad(f"{at}[{name!r}] is {_show(n)}, expected a whole count >= 0")
 
 
-def _check_entry(nodeid: str, entry: Any) -> None:
+def _check_entry(nodeid: str, entry: Any, contexts: bool = True) -> None:
     """One test's entry: every key the plugin reads, with the type it relies on; unknown
-    keys are tolerated (only checked for non-finite numbers and depth)."""
+    keys are tolerated (only checked for non-finite numbers and depth). A work file's
+    entry holds one such entry per dispatch context."""
     if not isinstance(entry, dict):
         raise _Bad(f"has a malformed entry for {nodeid!r}: it is {_show(entry)}, not an object")
+    if contexts and "contexts" in entry:
+        if not isinstance(entry["contexts"], dict) or not entry["contexts"]:
+            raise _Bad(
+                f"has a malformed entry for {nodeid!r}: contexts is {_show(entry['contexts'])}, "
+                "expected a non-empty object"
+            )
+        for ctx, inner in entry["contexts"].items():
+            _check_entry(f"{nodeid}, context {ctx}", inner, contexts=False)
+        return
 
     def bad(why: str) -> _Bad:
         return _Bad(f"has a malformed entry for {nodeid!r}: {why}")
@@ -571,9 +607,11 @@ def write(
 ) -> int:
     """Merge ``results`` into the file at ``path``; returns how many entries were written.
 
-    Entries of tests that did not run are kept. ``stack`` is stamped on each entry
-    written (the work file's torch version per entry: a ``-k`` refresh under a new
-    torch must not relabel entries recorded under the old one). Raises
+    Entries of tests that did not run are kept. ``stack`` (a work file's) is the
+    dispatch context stamped on each entry written: the entry goes beside the test's
+    entries of other contexts and replaces the one of the same context (and a version 1
+    entry, whose context is unknown), so a refresh on an AVX512_VNNI CPU or under a new
+    torch never relabels what another recorded. Raises
     BaselineError, leaving the file as it was, if the existing file is corrupt,
     belongs to another device or is read-only, or a result holds a non-finite number.
     A symlinked file is written through: its target is replaced, the link stays.
@@ -589,9 +627,15 @@ def write(
         _refuse_read_only(path, target)
         tests = dict(existing.tests) if existing else {}
         for r in results:
-            tests[r.nodeid] = test_entry(r, tests.get(r.nodeid), pool)
-            if stack is not None:
-                tests[r.nodeid]["stack"] = stack
+            if stack is None:
+                tests[r.nodeid] = test_entry(r, tests.get(r.nodeid), pool)
+                continue
+            from .measure.dispatch import context_id
+
+            key = context_id(stack)
+            contexts = dict(tests.get(r.nodeid, {}).get("contexts", {}))
+            contexts[key] = {**test_entry(r, contexts.get(key), pool), "stack": stack}
+            tests[r.nodeid] = {"contexts": contexts}
         data = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,

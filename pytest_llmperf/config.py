@@ -32,6 +32,11 @@ MAX_TOLERANCE = 100.0
 #: ``--llmperf-threads``: a fixed cap (not the CPU count) so a setting means the same on
 #: every runner; torch.set_num_threads(100000) crashes or exhausts memory.
 MAX_THREADS = 1024
+#: Intra-op threads on the CPU while measuring, unless ``--llmperf-threads`` says otherwise
+#: (``auto``: torch's own choice). Every trust figure in the README was measured on one
+#: thread; with torch's 2 threads on 2 shared cores a baseline was 5-10x too slow, its
+#: samples spread 7x and the drift correction had to be refused (measure/drift.py).
+DEFAULT_CPU_THREADS = 1
 MAX_POOL = 1000
 
 #: Relative tolerance per metric kind: what a user would keep as a default gate.
@@ -335,6 +340,52 @@ OPTIONAL_METRICS = (
 )
 
 
+#: Every metric the plugin itself takes, name -> kind, on any device: with the kinds, what
+#: a run-level name (``--llmperf-gate``, ``--llmperf-tolerance`` keys) may name. A metric
+#: may carry a measurement's prefix (``decode.throughput``, ``ab.speedup``,
+#: ``ab.reference.time``). Kept true by tests/unit/test_run_options.py, which checks every
+#: metric that real runs yield (and the work signature's totals) against it.
+PLUGIN_METRICS: dict[str, str] = {
+    # a measured call (measure/sequence.py)
+    "time": "time",
+    "throughput": "throughput",
+    "peak_memory": "memory",
+    "peak_rss": "memory",
+    "peak_memory_reserved": "memory",
+    "energy": "energy",
+    "mfu": "efficiency",
+    "mbu": "efficiency",
+    # the work signature (measure/work.py, WorkSignature.totals)
+    "work.ops": "work",
+    "work.flops": "work",
+    "work.bytes": "work",
+    "work.syncs": "work",
+    "work.copies": "work",
+    "work.tensor_peak": "work",
+    "work.graphs": "work",
+    "work.graph_breaks": "work",
+    "work.recompiles": "work",
+    "work.kernels": "work",
+    # a generation (measure/generation.py)
+    "ttft": "time",
+    "prefill_throughput": "throughput",
+    "tpot": "time",
+    "decode_throughput": "throughput",
+    "itl_p50": "time",
+    "itl_p90": "time",
+    "itl_p99": "tail",
+    "itl_tail": "tail",
+    "itl_max": "tail",
+    "e2e_latency": "time",
+    "output_tokens": "other",
+    # an A/B (llmperf.ab: NAME.speedup, and for generations the paired token ratios)
+    "speedup": "ratio",
+    "ttft_speedup": "ratio",
+    "itl_speedup": "ratio",
+    "itl_p99_speedup": "tail",
+}
+
+
 def marker_names(markers: Iterable[Any]) -> list[str]:
     """The metric names a test's ``llmperf`` markers give: ``gate`` names and ``tolerance``
     keys (a bare tolerance names the kinds). The run options' names are not among them:
@@ -382,6 +433,42 @@ def unmatched_marker_names(nodeid: str, markers: Iterable[Any], metrics: Mapping
         f"in gate= or tolerance=, which matches none of this test's metrics: "
         f"{', '.join(sorted(metrics)) or '(none)'}. A metric may be named in full, by a "
         f"dotted tail ('time' for 'decode.time') or by a kind: {', '.join(DEFAULT_TOLERANCES)}"
+    )
+
+
+def unknown_run_names(names: Iterable[str]) -> list[str]:
+    """Those of ``names`` that no test's metric could match: neither a kind nor a metric of
+    ``PLUGIN_METRICS`` in full, by a dotted tail (``ops``) or behind a measurement's prefix
+    (``decode.work.ops``). Run-level names apply to every test, so whether a test has the
+    metric is not asked here (the marker's names are checked per test)."""
+    tails = {key for metric in PLUGIN_METRICS for key in _keys(metric, "")}
+    unknown = []
+    for name in names:
+        parts = name.split(".")
+        known = name in DEFAULT_TOLERANCES or name in tails
+        if not known and all(parts):
+            known = any(".".join(parts[i:]) in PLUGIN_METRICS for i in range(1, len(parts)))
+        if not known:
+            unknown.append(name)
+    return unknown
+
+
+def check_run_names(names: Iterable[str], where: str) -> tuple[str, ...]:
+    """``names`` (a gate's, or a tolerance's keys) if each can name a metric; otherwise a
+    ValueError naming the option, the bad names and the valid ones."""
+    names = tuple(names)
+    bad = unknown_run_names(names)
+    if not bad:
+        return names
+    plural = "s" if len(bad) > 1 else ""
+    raise ValueError(
+        f"{where}: unknown metric name{plural} or kind{plural} "
+        f"{', '.join(map(repr, bad))}. Valid: a kind ({', '.join(DEFAULT_TOLERANCES)}) or "
+        f"a metric the plugin takes ({', '.join(PLUGIN_METRICS)}), in full, by a dotted "
+        "tail (ops for work.ops) or behind a measurement's name (decode.throughput, "
+        "ab.speedup). A metric a test records itself (llmperf.record('weights', ...)) is "
+        "named at run level by its kind, or per test with @pytest.mark.llmperf(gate=..., "
+        "tolerance=...)"
     )
 
 
@@ -514,9 +601,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "threads",
         "string",
-        "torch intra-op threads when measuring on the CPU (default: torch's choice); "
-        "1 keeps timings stable on shared runners",
-        {"metavar": "N"},
+        f"torch intra-op threads when measuring on the CPU: a count, or 'auto' for torch's "
+        f"own choice (default: {DEFAULT_CPU_THREADS}, which keeps timings stable and the "
+        "drift correction usable on shared runners)",
+        {"metavar": "N|auto"},
     ),
 )
 _OPTION = {o.suffix: o for o in OPTIONS}
@@ -562,6 +650,20 @@ def parse_device(value: Any, where: str) -> str:
     return text
 
 
+def parse_threads(value: Any, where: str, *, measuring: bool) -> int | None:
+    """``--llmperf-threads``: a count, or ``auto`` (None: torch's own choice, left alone).
+
+    Unset, a run that measures gets ``DEFAULT_CPU_THREADS``; one that does not (a plain
+    ``pytest``) leaves torch alone.
+    """
+    if value is None:
+        return DEFAULT_CPU_THREADS if measuring else None
+    if isinstance(value, str):
+        value = value.strip()
+    n = parse_count(value, where, allow_auto=True, minimum=1, maximum=MAX_THREADS)
+    return None if n == "auto" else int(n)
+
+
 def _lookup(config: Any, suffix: str) -> tuple[Any, str]:
     """An option's value and how to name it in an error: the command line first, then the ini."""
     option = _OPTION[suffix]
@@ -592,6 +694,8 @@ class RunOptions:
     strict: bool = False
     profile_on_failure: bool = False
     pool: int = 1
+    #: torch's intra-op threads while measuring on the CPU; None: torch's count is left
+    #: alone (``--llmperf-threads=auto``, or a run that does not measure).
     threads: int | None = None
     device: str | None = None
     #: How to name the device option in an error: the flag or its ini twin.
@@ -615,6 +719,9 @@ class RunOptions:
                 return None
             return int(parse_count(raw, name, allow_auto=False, minimum=1, maximum=maximum))
 
+        update = bool(value("update-baselines"))
+        compare, compare_from = _lookup(config, "compare")
+        enabled = bool(value("")) or update or compare is not None
         tier, name = _lookup(config, "tier")
         if tier is not None and tier not in (*TIERS, "auto"):
             raise ValueError(f"{name}: unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
@@ -626,17 +733,18 @@ class RunOptions:
             raw, name = _lookup(config, suffix)
             if raw is not None:
                 policy = policy.with_value(keyword, raw, name)
+                if keyword == "tolerance":
+                    check_run_names(policy.tolerances, name)
         gate, name = _lookup(config, "gate")
         if gate is not None:
-            policy = replace(policy, run_gate=_parse_names(gate, name))
+            policy = replace(policy, run_gate=check_run_names(_parse_names(gate, name), name))
         machine, name = _lookup(config, "machine")
         if machine is not None and not _MACHINE.fullmatch(machine):
             raise ValueError(
                 f"{name}: {machine!r} is not a usable baseline name "
                 "(letters, digits, '.', '_' and '-', not starting with '.')"
             )
-        update = bool(value("update-baselines"))
-        compare, name = _lookup(config, "compare")
+        name = compare_from
         if compare is not None and update:
             raise ValueError(
                 f"{name} compares with a git ref and writes no baseline: "
@@ -650,7 +758,7 @@ class RunOptions:
         else:
             device = parse_device(device, device_from)
         return cls(
-            enabled=bool(value("")) or update or compare is not None,
+            enabled=enabled,
             compare=compare,
             update=update,
             baselines_dir=value("baselines") or "baselines",
@@ -661,7 +769,7 @@ class RunOptions:
             strict=bool(value("strict")),
             profile_on_failure=bool(value("profile-on-failure")),
             pool=count("pool", MAX_POOL) or 1,
-            threads=count("threads", MAX_THREADS),
+            threads=parse_threads(*_lookup(config, "threads"), measuring=enabled),
             device=device,
             device_from=device_from,
             machine=machine,

@@ -77,6 +77,10 @@ class TestResult:
     work: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Baselines this test had none in: "machine" (time, memory, energy), "work".
     missing_baselines: list[str] = field(default_factory=list)
+    #: How the work gate saw this test (``WorkGate``): "" when no work was compared.
+    work_gate: str = ""
+    #: What differs between this run's dispatch context and the work entry's ("" if none).
+    work_context: str = ""
     #: Per gated timed metric: [minimum detectable change, tolerance] (``judge.detectable``).
     detectable: dict[str, list[float]] = field(default_factory=dict)
     #: Per generation measured (``llmperf.generation``), by measurement name: its token

@@ -90,9 +90,11 @@ class LLMPerfSession:
 
     @functools.cached_property
     def work_fingerprint(self) -> dict[str, Any]:
-        from .measure.work import work_fingerprint
+        """The dispatch context: stamped on each work entry, and what picks the entry a
+        test is judged against (``measure.dispatch``)."""
+        from .measure.dispatch import context
 
-        return work_fingerprint(self.fingerprint)
+        return context(self.fingerprint, self.device)
 
     @functools.cached_property
     def fingerprint(self) -> dict[str, Any]:
@@ -145,11 +147,11 @@ class LLMPerfSession:
 
         if self.options.update or compare.in_worker:
             return None
-        from .measure.work import work_mismatch
+        from .measure.dispatch import nearest
 
         baseline, work = self.baseline, self.work_baseline
-        work_entry = work.entry(result.nodeid, result.tier) if work else None
-        recorded_on = (work_entry or {}).get("stack") or (work.fingerprint if work else {})
+        entries = work.entries(result.nodeid, result.tier) if work else []
+        work_entry, differs = nearest(entries, self.work_fingerprint)
         return Judge(
             baseline.entry(result.nodeid, result.tier) if baseline else None,
             where=f"{self.baseline_path} (machine {self.device_info['key']}, tier {result.tier})",
@@ -157,7 +159,7 @@ class LLMPerfSession:
             current_fingerprint=self.fingerprint,
             work_entry=work_entry,
             work_where=f"{self.work_path} (tier {result.tier})",
-            work_mismatch=work_mismatch(recorded_on, self.work_fingerprint),
+            work_mismatch=", ".join(differs),
         )
 
     def conclude(
@@ -440,7 +442,7 @@ SHOWN_UNMEASURED = 10
 
 def summary_lines(results: list[TestResult]) -> list[str]:
     """The terminal summary: every test with something to say, then the verdict counts."""
-    from .output.tables import counts_line, detectable_line
+    from .output.tables import counts_line, detectable_line, work_gate_lines
 
     lines: list[str] = []
     # A note many tests share (a blind gate, no PyTorch operator seen) is said once, with
@@ -460,6 +462,7 @@ def summary_lines(results: list[TestResult]) -> list[str]:
     for note in sorted(shared, key=lambda n: (-seen[n], n)):
         lines.append(f"note ({seen[note]} tests): {note}")
     lines.append(counts_line(results))
+    lines += work_gate_lines(results)
     seen = detectable_line(results)
     if seen:
         lines.append(seen)

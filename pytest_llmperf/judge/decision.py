@@ -23,6 +23,14 @@ from .outcome import Verdict
 ALPHA = 0.01
 #: Below this many samples per side the test cannot reach ALPHA: decide on values.
 MIN_SAMPLES = 5
+#: Where the drift correction is refused (measure/drift.py ``untrusted``: intra-op threads
+#: spinning for a core), raw times cannot tell a regression from drift, so a raw regression
+#: is inconclusive, unless it is far past any drift seen: the current median this many
+#: times worse than the baseline's, and the samples past the tolerance at this p-value
+#: (about 16 rounds a side at least). An unchanged rerun on torch's 2 threads on 2 shared
+#: cores moved by up to +399%, under x5.
+FAR_PAST_DRIFT_RATIO = 5.0
+FAR_PAST_DRIFT_P = 1e-6
 
 
 @dataclass
@@ -159,6 +167,19 @@ def decide(
         d.p_value = clearly_worse(cs, bs, factor, higher_is_better)
         d.outcome = Verdict.IMPROVED if d.p_value < ALPHA else Verdict.PASS
     return d
+
+
+def far_past_drift(
+    baseline: list[float], current: list[float], higher_is_better: bool, p_value: float | None
+) -> bool:
+    """Whether a raw regression (``p_value``: its samples past the tolerance) is far past any
+    machine drift: the current median ``FAR_PAST_DRIFT_RATIO`` times worse than the
+    baseline's or more, at p below ``FAR_PAST_DRIFT_P``."""
+    if p_value is None or p_value >= FAR_PAST_DRIFT_P or not (baseline and current):
+        return False
+    return worse_ratio(median(baseline), median(current), higher_is_better) >= (
+        FAR_PAST_DRIFT_RATIO
+    )
 
 
 def combine(raw: Decision, corrected: Decision) -> Decision:

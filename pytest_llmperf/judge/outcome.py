@@ -55,3 +55,21 @@ _SEVERITY = (
     Verdict.PASS,
     Verdict.RECORDED,
 )
+
+
+class WorkGate(_Value):
+    """How the work gate saw a test (``TestResult.work_gate``), by the dispatch context of
+    the entry it was compared with (``measure.dispatch``)."""
+
+    #: Against an entry of this run's dispatch context: gated exactly.
+    EXACT = "exact"
+    #: Against another context's entry, with the same counts: gated (a change would show).
+    EQUAL = "equal"
+    #: Against another context's entry, with other counts: a note, never a failure.
+    INFORMED = "informed"
+
+    @classmethod
+    def of(cls, other_context: bool, moved: bool) -> WorkGate:
+        if not other_context:
+            return cls.EXACT
+        return cls.INFORMED if moved else cls.EQUAL

@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import median
 from typing import Any
 
 from .. import units
 from ..baselines import metric_samples, run_spread
 from ..config import MEMORY_ABS_SLACK
 from ..results import Metric, Status, TestResult
-from .decision import Decision, combine, decide
+from .decision import (
+    FAR_PAST_DRIFT_P,
+    FAR_PAST_DRIFT_RATIO,
+    Decision,
+    combine,
+    decide,
+    far_past_drift,
+    worse_ratio,
+)
 from .detectable import sees_line, stored_detectable
-from .outcome import Verdict
+from .outcome import Verdict, WorkGate
 from .workdiff import by_name, work_diff
 
 #: What each outcome's line starts with, and what follows the decision's description.
@@ -41,6 +50,8 @@ _PAIRED_INCONCLUSIVE = (
 
 
 _WORST_FIRST = (Verdict.REGRESSION, Verdict.INCONCLUSIVE, Verdict.IMPROVED)
+#: ``FAR_PAST_DRIFT_P`` as a reader writes it (1e-6, not 1e-06).
+_FAR_P = f"{FAR_PAST_DRIFT_P:.0e}".replace("e-0", "e-")
 
 
 def describe(d: Decision) -> str:
@@ -107,7 +118,17 @@ def decide_metric(metric: Metric, stored: dict[str, Any]) -> Decision:
         raw.detectable = math.inf
         return raw
     if metric.drift_refused and raw.outcome is Verdict.REGRESSION:
-        # Nothing to agree with: raw times alone cannot tell a regression from drift.
+        # Nothing to agree with: raw times alone cannot tell a regression from drift,
+        # unless the change is far past any drift (``decision.far_past_drift``).
+        base = metric_samples(stored)
+        if far_past_drift(base, metric.samples, metric.higher_is_better, raw.p_value):
+            worse = worse_ratio(median(base), median(metric.samples), metric.higher_is_better)
+            raw.tolerance_note = (
+                f"drift correction refused, but the change is far past drift: x{worse:.1f} "
+                f"worse, at least x{FAR_PAST_DRIFT_RATIO:g} at p < {_FAR_P}; "
+                f"refused because {metric.drift_refused}"
+            )
+            return raw
         raw.outcome = Verdict.INCONCLUSIVE
         raw.tolerance_note = f"drift correction refused: {metric.drift_refused}"
         return raw
@@ -137,7 +158,9 @@ class Judge:
     work_entry: dict[str, Any] | None = None
     #: The work baseline file, for its notice.
     work_where: str = ""
-    #: Why the stored work signature cannot gate this run ("torch 2.12 -> 2.13"); "" if it can.
+    #: How the work entry's dispatch context differs from this run's ("recorded without
+    #: avx512_vnni", "torch 2.12 -> 2.13"): equal counts still gate, others only inform.
+    #: "" for the same context.
     work_mismatch: str = ""
     #: Decisions already taken on interleaved pairs (``--llmperf-compare``), by metric name:
     #: they replace the comparison with the stored samples.
@@ -252,12 +275,19 @@ class Judge:
         device) the counts may move for reasons of the stack's own: said, not failed."""
         stored = (self.work_entry or {}).get("work", {})
         moved = [d for d in decisions if d.outcome is not Verdict.PASS]
+        if decisions:
+            result.work_context = self.work_mismatch
+            result.work_gate = WorkGate.of(bool(self.work_mismatch), bool(moved))
         if self.work_mismatch:
             for d in decisions:
                 d.outcome = Verdict.PASS
             if moved:  # a note, so the terminal shows it beside a passing verdict
                 diff = work_diff(moved, result.work, stored)
-                result.note(f"work not gated ({self.work_mismatch} since its baseline): {diff}")
+                result.note(
+                    f"work not gated: its entry was recorded under another dispatch context "
+                    f"({self.work_mismatch}), where other counts are expected: {diff}; "
+                    "record this context's entry with --llmperf-update-baselines"
+                )
             return []
         if moved:
             worst = next(v for v in _WORST_FIRST if v in {d.outcome for d in moved})

@@ -3,9 +3,9 @@
 warm-up (first pass only) -> reset the memory peak -> ranks meet -> energy
 counter -> rounds (fixed or adaptive, a drift reference after each batch on the
 CPU) -> energy counter -> ranks meet, slowest rank per round -> memory peak (on
-the CPU in a pass of its own) -> the work signature (first pass only, a pass of
-its own; dynamo's counters are read around warm-up and rounds). A
-re-measurement runs the same sequence again and pools its rounds with the first
+the CPU in a pass of its own) -> the work signature (first pass only, passes of
+its own: ``work.signature_of``; dynamo's counters are read around warm-up and
+rounds). A re-measurement runs the same sequence again and pools its rounds with the first
 pass's. The instruments are in the sibling
 modules; this one only orders them and turns what they read into metrics.
 """
@@ -306,11 +306,19 @@ def memory_metrics(m: Measurement, prefix: str, device: Any) -> list[Metric]:
 def work_metrics(m: Measurement, prefix: str) -> list[Metric]:
     """The signature's totals, kind ``work``: gated exactly, and portable across machines
     of a device type (they go to the device type's work baseline). A partial signature
-    is reported, not gated."""
+    is reported, not gated; so is a total that moved between two passes of the call
+    (``WorkSignature.unsteady``, named in a note)."""
     if m.work is None:
         return []
     return [
-        Metric(f"{prefix}work.{name}", value, unit, False, "work", gated=m.work.complete)
+        Metric(
+            f"{prefix}work.{name}",
+            value,
+            unit,
+            False,
+            "work",
+            gated=m.work.complete and name not in m.work.unsteady,
+        )
         for name, value, unit in m.work.totals()
     ]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import units
-from ..judge.outcome import Verdict
+from ..judge.outcome import Verdict, WorkGate
 from ..results import Metric, Status, TestResult
 
 #: The headline metric when nothing more specific is known, by name or suffix.
@@ -534,3 +534,25 @@ def detectable_line(results: list[TestResult]) -> str | None:
         f"what the timed gates can see: {len(pairs) - len(blind)} of {len(pairs)} see their "
         f"tolerance; least: {short_name(worst[2])} {worst[3]} {sees_line(worst[0], worst[1])}"
     )
+
+
+def work_gate_lines(results: list[TestResult]) -> list[str]:
+    """How many tests the work gate decided, then one line per dispatch-context difference
+    under which it only informed (counts differ from another context's entry)."""
+    seen = Counter(r.work_gate for r in results if r.work_gate)
+    if not seen:
+        return []
+    exact, equal = seen[WorkGate.EXACT], seen[WorkGate.EQUAL]
+    against = [f"{exact} against an entry of this dispatch context"] if exact else []
+    if equal:
+        against.append(f"{equal} against another context's entry with equal counts")
+    lines = [f"work gate: {exact + equal} of {len(results)} tests gated" + ": " * bool(against)]
+    lines[0] += ", ".join(against)
+    informed = Counter(r.work_context for r in results if r.work_gate == WorkGate.INFORMED)
+    for differs, n in sorted(informed.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(
+            f"work gate: {n} test{'s' if n != 1 else ''} only informed, counts differ from "
+            f"an entry of another dispatch context ({differs}); record this context with "
+            "--llmperf-update-baselines"
+        )
+    return lines

@@ -326,10 +326,10 @@ def test_recorded_name(llmperf):
 
 def test_a_gate_or_tolerance_name_matching_no_metric_fails_the_test(pytester: pytest.Pytester):
     """Judging and recording alike; names from the run options apply to every test and
-    are not checked."""
+    are not checked against a test's metrics (only against every metric's: test_run_options)."""
     pytester.makepyfile(test_typo=TYPOS)
     for args in (
-        ["--llmperf", "--llmperf-tolerance=nosuch=20%", "--llmperf-gate=time,nosuch"],
+        ["--llmperf", "--llmperf-tolerance=ttft=20%", "--llmperf-gate=time,ttft"],
         ["--llmperf-update-baselines"],
     ):
         result = pytester.runpytest(*args)
@@ -344,7 +344,7 @@ def test_a_gate_or_tolerance_name_matching_no_metric_fails_the_test(pytester: py
             "test_typo.py::test_tolerance_string_typo: @pytest.mark.llmperf names 'decode.tme'",
         ):
             assert words in out, words
-        assert "'nosuch'" not in out
+        assert "'ttft'" not in out
 
 
 def test_unknown_names_by_full_name_tail_kind_and_optional_metric():

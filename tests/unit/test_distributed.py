@@ -148,10 +148,11 @@ def test_two_gloo_ranks(pytester: pytest.Pytester) -> None:
     assert result["metrics"]["time"]["value"] >= DELAY[1] * 0.9
 
     # Ranks lined up before the measured region: rank 0's first measured round
-    # (calls: warm-up, 5 rounds, memory pass, work signature) starts after rank 1, arriving LATE,
-    # has finished its warm-up.
+    # (calls: warm-up, 5 rounds, memory pass, work signature: one pass, more on every rank
+    # where any rank's was cold, see work.signature_of) starts after rank 1, arriving
+    # LATE, has finished its warm-up.
     late = json.loads((root / "stamps1.json").read_text())
-    assert len(own) == len(late) == 8
+    assert len(own) == len(late) in (8, 9, 10)
     assert own[1][0] >= late[0][1], (
         f"rank 0 started measuring {late[0][1] - own[1][0]:.3f} s before rank 1 was ready"
     )

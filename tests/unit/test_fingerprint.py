@@ -18,7 +18,8 @@ import pytest
 
 DELAY = float(os.environ.get("LLMPERF_TEST_DELAY", "0.01"))
 
-@pytest.mark.llmperf(warmup=1, rounds=7, drift_correction=False, remeasure=0, tolerance="50%")
+# 300%: a 10 ms sleep overran by up to 12 ms at load 6 on 2 cores (+120%), never by 30 ms.
+@pytest.mark.llmperf(warmup=1, rounds=7, drift_correction=False, remeasure=0, tolerance="300%")
 def test_perf(llmperf):
     llmperf(time.sleep, DELAY)
 """
@@ -55,7 +56,8 @@ def test_changed_torch_is_shown_beside_a_regression(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _record_baseline_with_old_torch(pytester)
-    monkeypatch.setenv("LLMPERF_TEST_DELAY", "0.04")  # 4x slower than the baseline
+    # 10x slower than the baseline: 4.5x and more against a baseline slowed by load
+    monkeypatch.setenv("LLMPERF_TEST_DELAY", "0.1")
     rec = pytester.runpytest("--llmperf", "-p", "no:cacheprovider")
     rec.assert_outcomes(failed=1)
     out = rec.stdout.str()

@@ -14,7 +14,9 @@ MODULE = """
 import time
 import pytest
 
-@pytest.mark.llmperf(warmup=1, rounds=5, drift_correction=False, tolerance="50%")
+# 300%: a 10 ms sleep overran by up to 12 ms at load 6 on 2 cores (+120%, or -55% for a
+# baseline recorded under load): the verdict stays "pass", neither regression nor improved.
+@pytest.mark.llmperf(warmup=1, rounds=5, drift_correction=False, tolerance="300%")
 def test_perf(llmperf):
     llmperf(time.sleep, 0.01)
 

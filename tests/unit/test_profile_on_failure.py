@@ -28,7 +28,8 @@ def work(delay):
 def test_regressed(llmperf):
     llmperf(work, SLOW)
 
-@pytest.mark.llmperf(warmup=1, rounds=7, drift_correction=False, remeasure=0, tolerance="50%")
+# 300%: a 10 ms sleep overran by up to 12 ms at load 6 on 2 cores (+120%), never by 30 ms.
+@pytest.mark.llmperf(warmup=1, rounds=7, drift_correction=False, remeasure=0, tolerance="300%")
 def test_steady(llmperf):
     llmperf(work, 0.01)
 """
@@ -41,7 +42,8 @@ def test_regression_names_a_saved_chrome_trace(
     rec = pytester.runpytest("--llmperf", "--llmperf-update-baselines", "-p", "no:cacheprovider")
     rec.assert_outcomes(passed=2)
 
-    monkeypatch.setenv("LLMPERF_TEST_SLOW", "0.03")  # 3x slower than the baseline
+    # 5x slower than the baseline: 2.3x and more against a baseline slowed by load
+    monkeypatch.setenv("LLMPERF_TEST_SLOW", "0.05")
     rec = pytester.runpytest("--llmperf", "--llmperf-profile-on-failure", "-p", "no:cacheprovider")
     rec.assert_outcomes(passed=1, failed=1)
     rec.stdout.fnmatch_lines(["FAILED test_prof_mod.py::test_regressed*"])
@@ -69,7 +71,7 @@ def test_without_the_option_nothing_is_profiled(
     pytester.makepyfile(test_prof_mod=MODULE)
     rec = pytester.runpytest("--llmperf", "--llmperf-update-baselines", "-p", "no:cacheprovider")
     rec.assert_outcomes(passed=2)
-    monkeypatch.setenv("LLMPERF_TEST_SLOW", "0.03")
+    monkeypatch.setenv("LLMPERF_TEST_SLOW", "0.05")
     rec = pytester.runpytest("--llmperf", "-p", "no:cacheprovider", "-k", "regressed")
     rec.assert_outcomes(failed=1)
     assert "profiler trace" not in rec.stdout.str()

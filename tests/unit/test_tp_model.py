@@ -29,7 +29,7 @@ TIMEOUT = 90
 TINY = opt.OPTConfig.from_name("opt-tiny")
 
 WORKER = """
-import datetime, json, sys
+import datetime, json, os, sys
 import torch
 import torch.distributed as dist
 from pytest_llmperf.models import opt, tensor_parallel as tp
@@ -72,7 +72,15 @@ else:
         r["outsider"] = str(e)
 with open(out, "w") as f:
     json.dump(r, f)
+# Leave without the interpreter's teardown: at exit, gloo's worker thread can still
+# hold objects that the teardown destroys, and the rank aborts ("terminate called
+# without an active exception", -6) after its result is written. The barrier first,
+# so that no rank tears down its group while the other still uses it.
+dist.barrier()
 dist.destroy_process_group()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
 """
 
 

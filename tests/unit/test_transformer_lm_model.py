@@ -40,12 +40,25 @@ def test_causal_later_tokens_do_not_change_earlier_logits(model):
     assert not torch.allclose(a[:, 10:], b[:, 10:])
 
 
-def test_position_matters(model):
-    """RoPE makes the same token at different positions give different logits."""
-    idx = torch.full((1, 8), 5, dtype=torch.long)
+def test_position_matters():
+    """RoPE makes the order of earlier tokens matter to a later token's logits.
+
+    One layer, so that only RoPE can carry order: without it the last position
+    attends over the same set of (key, value) pairs whatever the order of the
+    tokens before it, and its logits match to rounding (max |diff| ~ 5e-7). With
+    RoPE they differ by 0.1-0.2. (A run of one repeated token proves nothing:
+    every position attends over identical values, so the logits differ only by
+    rounding, with or without RoPE.)
+    """
+    import dataclasses
+
+    one_layer = tlm.build(dataclasses.replace(CFG, num_layers=1), seed=0).eval()
+    idx = torch.tensor([[3, 41, 77, 12, 58, 20, 9, 5]])
+    swapped = idx.clone()
+    swapped[0, [0, 3]] = idx[0, [3, 0]]
     with torch.no_grad():
-        logits = model(idx)[0]
-    assert not torch.allclose(logits[0], logits[7])
+        last, last_swapped = one_layer(idx)[0, -1], one_layer(swapped)[0, -1]
+    assert (last - last_swapped).abs().max().item() > 1e-2
 
 
 def test_rmsnorm_computes_in_float32_and_returns_input_dtype():
