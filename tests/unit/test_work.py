@@ -233,8 +233,7 @@ def test_fewer_operations_are_an_improvement_and_another_torch_only_reports():
     Judge(None, work_entry=entry, work_mismatch="torch 2.12 -> 2.13").judge(grown)
     assert grown.verdict is Verdict.PASS and not grown.verdict_lines
     assert grown.notes[0].startswith(
-        "work not gated: its entry was recorded under another dispatch context "
-        "(torch 2.12 -> 2.13)"
+        "work not gated: its entry was recorded under another dispatch context (torch 2.12 -> 2.13)"
     )
     assert grown.work_gate == "informed" and grown.work_context == "torch 2.12 -> 2.13"
 
