@@ -626,13 +626,14 @@ def write(
         existing = load(path, device.get("key"))
         _refuse_read_only(path, target)
         tests = dict(existing.tests) if existing else {}
+        if stack is not None:
+            from .measure.dispatch import context_id
+
+            key = context_id(stack)
         for r in results:
             if stack is None:
                 tests[r.nodeid] = test_entry(r, tests.get(r.nodeid), pool)
                 continue
-            from .measure.dispatch import context_id
-
-            key = context_id(stack)
             contexts = dict(tests.get(r.nodeid, {}).get("contexts", {}))
             contexts[key] = {**test_entry(r, contexts.get(key), pool), "stack": stack}
             tests[r.nodeid] = {"contexts": contexts}

@@ -171,15 +171,14 @@ def decide(
 
 def far_past_drift(
     baseline: list[float], current: list[float], higher_is_better: bool, p_value: float | None
-) -> bool:
-    """Whether a raw regression (``p_value``: its samples past the tolerance) is far past any
-    machine drift: the current median ``FAR_PAST_DRIFT_RATIO`` times worse than the
-    baseline's or more, at p below ``FAR_PAST_DRIFT_P``."""
+) -> float | None:
+    """How many times worse a raw regression (``p_value``: its samples past the tolerance)
+    is, when that is far past any machine drift: the current median ``FAR_PAST_DRIFT_RATIO``
+    times worse than the baseline's or more, at p below ``FAR_PAST_DRIFT_P``; else None."""
     if p_value is None or p_value >= FAR_PAST_DRIFT_P or not (baseline and current):
-        return False
-    return worse_ratio(median(baseline), median(current), higher_is_better) >= (
-        FAR_PAST_DRIFT_RATIO
-    )
+        return None
+    worse = worse_ratio(median(baseline), median(current), higher_is_better)
+    return worse if worse >= FAR_PAST_DRIFT_RATIO else None
 
 
 def combine(raw: Decision, corrected: Decision) -> Decision:

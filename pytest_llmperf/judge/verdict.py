@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from statistics import median
 from typing import Any
 
 from .. import units
@@ -26,7 +25,6 @@ from .decision import (
     combine,
     decide,
     far_past_drift,
-    worse_ratio,
 )
 from .detectable import sees_line, stored_detectable
 from .outcome import Verdict, WorkGate
@@ -120,9 +118,10 @@ def decide_metric(metric: Metric, stored: dict[str, Any]) -> Decision:
     if metric.drift_refused and raw.outcome is Verdict.REGRESSION:
         # Nothing to agree with: raw times alone cannot tell a regression from drift,
         # unless the change is far past any drift (``decision.far_past_drift``).
-        base = metric_samples(stored)
-        if far_past_drift(base, metric.samples, metric.higher_is_better, raw.p_value):
-            worse = worse_ratio(median(base), median(metric.samples), metric.higher_is_better)
+        worse = far_past_drift(
+            metric_samples(stored), metric.samples, metric.higher_is_better, raw.p_value
+        )
+        if worse is not None:
             raw.tolerance_note = (
                 f"drift correction refused, but the change is far past drift: x{worse:.1f} "
                 f"worse, at least x{FAR_PAST_DRIFT_RATIO:g} at p < {_FAR_P}; "
