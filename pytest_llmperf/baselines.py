@@ -5,7 +5,7 @@ or ``--llmperf-machine``) holds what only that machine can reproduce: time,
 throughput, memory, energy. ``baselines/work/<device type>.json`` holds the work
 signatures, which every machine of the device type shares. Layout::
 
-    {"schema": "pytest-llmperf-baseline", "schema_version": 2,
+    {"schema": "pytest-llmperf-baseline", "schema_version": 2, "project": "my-model",
      "device": {"key": ..., "name": ...}, "fingerprint": {...},
      "tests": {"<nodeid>": {"status": "ok", "tier": "smoke", "group": ..., "params": {...},
                 "metrics": {"time": {"value": ..., "unit": "s", "higher_is_better": false,
@@ -40,10 +40,19 @@ field, never a crash later or a gate that silently passes. Writing refuses
 non-finite numbers the same way, follows a symlinked file to its target,
 leaves a read-only file alone and removes the temporaries an earlier, killed
 write left behind.
+
+``project`` names the project that wrote the file (``find_project``), so two
+projects that share one baselines directory (a CI cache mounted at the same
+path) cannot judge against or write over each other's entries: a file of
+another project is refused, on read and on refresh, naming both projects, the
+file and the options that separate them. A file without ``project`` (written
+before it was recorded) is valid and read by anyone; the first refresh adopts
+it for its project.
 """
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import json
 import math
@@ -83,6 +92,8 @@ class BaselineFile:
     device: dict[str, Any] = field(default_factory=dict)
     fingerprint: dict[str, Any] = field(default_factory=dict)
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The project that wrote the file; None: written before files recorded one.
+    project: str | None = None
 
     def entry(self, nodeid: str, tier: str) -> dict[str, Any] | None:
         """The stored entry for this test at this tier; another tier's numbers don't count."""
@@ -106,6 +117,102 @@ def _at_tier(e: dict[str, Any] | None, tier: str) -> dict[str, Any] | None:
     if e is None or (tier and e.get("tier", tier) != tier):
         return None
     return e
+
+
+# --------------------------------------------------------------------------- project identity
+
+#: Longest project name a file or ``--llmperf-project`` may give.
+MAX_PROJECT = 200
+
+
+@dataclass(frozen=True)
+class Project:
+    """Which project a run records for: its ``name`` and, for messages, where it came from."""
+
+    name: str
+    source: str
+
+    def owns(self, recorded: str) -> bool:
+        """Whether a file's ``project`` is this one: names compare as package names do
+        (PEP 503: case, and runs of ``-``, ``_`` and ``.``, do not matter)."""
+        return normalize_project(recorded) == normalize_project(self.name)
+
+
+def normalize_project(name: str) -> str:
+    """A project name as PEP 503 compares distribution names: ``My_Model`` is ``my-model``."""
+    return re.sub(r"[-_.\s]+", "-", name.strip()).lower()
+
+
+def _pyproject_name(path: Path) -> str | None:
+    """``[project] name`` (or Poetry's ``[tool.poetry] name``) of a pyproject.toml."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the two tables' name lines, read plainly
+        for table in ("project", "tool.poetry"):
+            section = re.search(
+                rf"^\[{re.escape(table)}\][ \t]*$(.*?)(?=^\[|\Z)", text, re.M | re.S
+            )
+            found = section and re.search(
+                r"""^name\s*=\s*["']([^"'\n]+)["']""", section.group(1), re.M
+            )
+            if found:
+                return found.group(1)
+        return None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+    for table in (data.get("project"), data.get("tool", {}).get("poetry")):
+        if isinstance(table, dict) and isinstance(table.get("name"), str):
+            return table["name"]
+    return None
+
+
+def _setup_cfg_name(path: Path) -> str | None:
+    """``[metadata] name`` of a setup.cfg."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return None
+    return parser.get("metadata", "name", fallback=None)
+
+
+def find_project(rootdir: Path, given: str | None = None, given_from: str = "") -> Project:
+    """The project a run records for: ``given`` (``--llmperf-project``), else the package
+    name in the rootdir's pyproject.toml or setup.cfg, else the rootdir's own name.
+
+    Why these: the identity must be the same on every clone, runner and machine of one
+    project, and differ between projects. The package name is the same wherever the
+    project is checked out (a fork's CI included) and whatever its tests are (a hash of
+    the test paths would change with every new test); the rootdir's absolute path differs
+    between runners, and a git remote is absent from a tarball and differs on a fork. The
+    rootdir's name is the fallback for a project with neither file; ``--llmperf-project``
+    settles what these cannot (two checkouts of one name, a renamed project).
+    """
+    if given:
+        return Project(given.strip(), given_from or "--llmperf-project")
+    for filename, read in (("pyproject.toml", _pyproject_name), ("setup.cfg", _setup_cfg_name)):
+        name = read(rootdir / filename)
+        if name and name.strip() and len(name) <= MAX_PROJECT:
+            return Project(name.strip(), f"the name in {rootdir / filename}")
+    return Project(rootdir.name or str(rootdir), f"the name of the rootdir {rootdir}")
+
+
+def other_project_error(path: Path, recorded: str, project: Project) -> BaselineError:
+    """Why a file of another project is neither read nor written, and what to do."""
+    return BaselineError(
+        f"llmperf: baseline file {path} belongs to project {recorded!r}, not to this project "
+        f"{project.name!r} ({project.source}). Two projects share this baselines directory; "
+        "one project's entries are never judged against or written over by another's, so "
+        "the file was neither used nor changed. Give this project a directory of its own "
+        "with --llmperf-baselines=DIR (ini llmperf_baselines), or, if it is the same project "
+        f"under a new name, run with --llmperf-project={recorded} (ini llmperf_project)."
+    )
 
 
 def _fail(path: Path, why: str) -> BaselineError:
@@ -297,7 +404,9 @@ def _check_entry(nodeid: str, entry: Any, contexts: bool = True) -> None:
                 raise bad(str(exc)) from None
 
 
-def _validate(data: Any, path: Path, device_key: str | None) -> BaselineFile:
+def _validate(
+    data: Any, path: Path, device_key: str | None, project: Project | None = None
+) -> BaselineFile:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise _fail(path, f'is not a pytest-llmperf baseline (no "schema": "{SCHEMA}")')
     version = data.get("schema_version")
@@ -323,6 +432,15 @@ def _validate(data: Any, path: Path, device_key: str | None) -> BaselineFile:
     fingerprint = data.get("fingerprint")
     if fingerprint is not None and not isinstance(fingerprint, dict):
         raise _fail(path, f"has a fingerprint that is {_show(fingerprint)}, not an object")
+    recorded = data.get("project")
+    if recorded is not None and (
+        not isinstance(recorded, str) or not recorded.strip() or len(recorded) > MAX_PROJECT
+    ):
+        raise _fail(
+            path,
+            f"has a project {_show(recorded)}, expected the name of the project that wrote "
+            f"it (a non-empty string of at most {MAX_PROJECT} characters)",
+        )
     try:
         for key, x in data.items():
             if key != "tests":
@@ -331,11 +449,16 @@ def _validate(data: Any, path: Path, device_key: str | None) -> BaselineFile:
             _check_entry(nodeid, entry)
     except _Bad as exc:
         raise _fail(path, str(exc)) from None
-    return BaselineFile(path, device, fingerprint or {}, tests)
+    if recorded is not None and project is not None and not project.owns(recorded):
+        raise other_project_error(path, recorded, project)
+    return BaselineFile(path, device, fingerprint or {}, tests, recorded)
 
 
-def load(path: Path, device_key: str | None = None) -> BaselineFile | None:
-    """The baseline at ``path``, None if there is none; BaselineError if unusable."""
+def load(
+    path: Path, device_key: str | None = None, project: Project | None = None
+) -> BaselineFile | None:
+    """The baseline at ``path``, None if there is none; BaselineError if unusable, or if
+    it names a project other than ``project`` (None: any project's file is read)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -356,7 +479,7 @@ def load(path: Path, device_key: str | None = None) -> BaselineFile | None:
         raise _fail(path, "is not valid JSON (nested too deeply to read)") from None
     except ValueError as exc:  # an integer of more than 4300 digits
         raise _fail(path, f"is not valid JSON ({exc})") from None
-    return _validate(data, path, device_key)
+    return _validate(data, path, device_key, project)
 
 
 def sketch(samples: list[float], size: int = SKETCH_SIZE) -> list[float]:
@@ -604,6 +727,7 @@ def write(
     results: list[TestResult],
     pool: int = 1,
     stack: dict[str, Any] | None = None,
+    project: Project | None = None,
 ) -> int:
     """Merge ``results`` into the file at ``path``; returns how many entries were written.
 
@@ -613,7 +737,9 @@ def write(
     entry, whose context is unknown), so a refresh on an AVX512_VNNI CPU or under a new
     torch never relabels what another recorded. Raises
     BaselineError, leaving the file as it was, if the existing file is corrupt,
-    belongs to another device or is read-only, or a result holds a non-finite number.
+    belongs to another device or to another ``project``, or is read-only, or a result
+    holds a non-finite number. The file records ``project``'s name (a file that named
+    none is adopted); with ``project`` None the file's own stays as it was.
     A symlinked file is written through: its target is replaced, the link stays.
     """
     _check_writable(path, results, device=device, fingerprint=fingerprint, stack=stack)
@@ -623,7 +749,7 @@ def write(
     target = Path(os.path.realpath(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     with _locked(target) as locked:
-        existing = load(path, device.get("key"))
+        existing = load(path, device.get("key"), project)
         _refuse_read_only(path, target)
         tests = dict(existing.tests) if existing else {}
         if stack is not None:
@@ -644,6 +770,11 @@ def write(
             "fingerprint": fingerprint,
             "tests": tests,
         }
+        # A file of this project keeps its name as recorded (no churn in review); one that
+        # named none is adopted.
+        name = (existing.project if existing else None) or (project.name if project else None)
+        if name is not None:
+            data["project"] = name
         try:
             text = dumps(data)
         except BaselineError as exc:

@@ -4,14 +4,17 @@ Frozen so a policy cannot drift while a test runs. ``RunOptions.from_pytest_conf
 reads the session's options; ``Policy.from_markers`` applies a test's markers. The
 marker's keywords are the fields of ``Policy`` (each field carries its parser), so
 the keyword list, its validation and its help text cannot disagree. Every bad
-value raises ``ValueError`` naming the option or keyword, which the plugin turns
-into a usage error.
+value raises ``ValueError`` naming the option or keyword. The plugin turns a bad
+option into a usage error (it concerns the whole run) and a bad marker into an
+error of that test alone (``plugin.pytest_runtest_setup``): one test's slip must
+not stop the others.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -74,11 +77,31 @@ def _shown(value: Any) -> str:
         text = repr(value)
     except ValueError:  # int too large to print
         return f"an integer of {value.bit_length()} bits"
-    return text if len(text) <= 60 else text[:57] + "..."
+    if len(text) <= 60:
+        return text
+    if isinstance(value, int):  # 10**400 cut to 57 digits would read as a smaller number
+        return f"{text[:20]}... (an integer of {len(text.lstrip('-'))} digits)"
+    return text[:57] + "..."
+
+
+#: The largest finite float; an int past it has no float to become.
+_FLOAT_MAX = int(sys.float_info.max)
+
+
+def _too_large(value: Any) -> bool:
+    """An int no float holds (``10**400``): checked before ``float()``, which would raise
+    OverflowError, so the message can say the value is out of range, not "no number"."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > _FLOAT_MAX
 
 
 def parse_tolerance(value: Any, where: str) -> float:
     """A tolerance as a fraction: 0.1, "10%" and "0.1" all mean 10%."""
+    out_of_range = ValueError(
+        f"{where}: tolerance {_shown(value)} must be >= 0 and <= {MAX_TOLERANCE:g} "
+        f"({MAX_TOLERANCE:.0%}): a fraction (0.1) or a percentage ('10%')"
+    )
+    if _too_large(value):  # before float(), which would overflow
+        raise out_of_range
     try:
         if isinstance(value, bool):
             raise TypeError
@@ -91,10 +114,7 @@ def parse_tolerance(value: Any, where: str) -> float:
             f"{where}: tolerance {_shown(value)} is not a number or a percentage"
         ) from None
     if not 0 <= tol <= MAX_TOLERANCE:  # NaN fails this too
-        raise ValueError(
-            f"{where}: tolerance {_shown(value)} must be >= 0 and <= {MAX_TOLERANCE:g} "
-            f"({MAX_TOLERANCE:.0%}): a fraction (0.1) or a percentage ('10%')"
-        )
+        raise out_of_range
     return tol
 
 
@@ -164,7 +184,18 @@ def parse_count(
 def parse_float(
     value: Any, where: str, *, minimum: float = 0.0, maximum: float = math.inf
 ) -> float:
-    """A finite number from ``minimum`` to ``maximum``; NaN, infinity and bools are slips."""
+    """A finite number from ``minimum`` to ``maximum``; NaN, infinity and bools are slips.
+
+    An int is range-checked as an int before it becomes a float: ``10**400`` is "must be
+    <= 86400" (or, with no bound, too large for a float), not an OverflowError."""
+    if _too_large(value):
+        if value < minimum:
+            raise ValueError(f"{where}: must be >= {minimum}, got {_shown(value)}")
+        if value > maximum:
+            raise ValueError(f"{where}: must be <= {maximum:g}, got {_shown(value)}")
+        raise ValueError(
+            f"{where}: {_shown(value)} is too large for a float (at most {sys.float_info.max:g})"
+        )
     try:
         if isinstance(value, bool):
             raise TypeError
@@ -187,7 +218,7 @@ def _parse_gate(value: Any, where: str) -> bool | tuple[str, ...]:
         return (value,)
     if isinstance(value, (list, tuple, set)) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ValueError(f"{where}: expected True, False or metric names, got {value!r}")
+    raise ValueError(f"{where}: expected True, False or metric names, got {_shown(value)}")
 
 
 def _parse_flag(value: Any, where: str) -> bool | None:
@@ -196,12 +227,22 @@ def _parse_flag(value: Any, where: str) -> bool | None:
 
 def _parse_bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{where}: expected True or False, got {value!r}")
+        raise ValueError(f"{where}: expected True or False, got {_shown(value)}")
     return value
 
 
 def _optional_float(value: Any, where: str) -> float | None:
     return None if value is None else parse_float(value, where)
+
+
+def _parse_group(value: Any, where: str) -> str:
+    """A group name: a string, or what prints as one (``group=3``)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except ValueError:  # an int too long to print
+        raise ValueError(f"{where}: expected a name, got {_shown(value)}") from None
 
 
 def _max_time(value: Any, where: str) -> float:
@@ -238,7 +279,7 @@ class Policy:
     items: float | None = field(default=None, metadata=_keyword(_optional_float))
     flops: float | None = field(default=None, metadata=_keyword(_optional_float))
     bytes: float | None = field(default=None, metadata=_keyword(_optional_float))
-    group: str = field(default="", metadata=_keyword(lambda v, w: str(v)))
+    group: str = field(default="", metadata=_keyword(_parse_group))
     strict: bool = field(default=False, metadata=_keyword(_parse_flag))
     #: None: on for CPU, off for accelerators.
     drift_correction: bool | None = field(default=None, metadata=_keyword(_parse_flag))
@@ -276,8 +317,9 @@ class Policy:
     def _with_keywords(self, kwargs: dict[str, Any], where: str) -> Policy:
         unknown = sorted(set(kwargs) - set(MARKER_KEYWORDS))
         if unknown:
+            given = ", ".join(f"{k!r} (given {_shown(kwargs[k])})" for k in unknown)
             raise ValueError(
-                f"{where} got unknown keyword(s) {', '.join(unknown)}; "
+                f"{where}: unknown keyword{'s' if len(unknown) > 1 else ''} {given}; "
                 f"known: {', '.join(sorted(MARKER_KEYWORDS))}"
             )
         policy = self
@@ -584,6 +626,14 @@ OPTIONS: tuple[Option, ...] = (
         {"metavar": "NAME"},
     ),
     Option(
+        "project",
+        "string",
+        "the project its baseline files belong to (default: the name in the rootdir's "
+        "pyproject.toml or setup.cfg, else the rootdir's name); a file another project "
+        "wrote is refused, never read or written over",
+        {"metavar": "NAME"},
+    ),
+    Option(
         "gate",
         "string",
         "only these metric names or kinds decide verdicts, e.g. 'work' on a shared CPU "
@@ -620,6 +670,10 @@ _POLICY_OPTIONS = {
 
 #: A machine name becomes a file name: nothing that could leave the baselines directory.
 _MACHINE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+#: A project name: printable, not blank (it is shown in messages and stored in files).
+_PROJECT = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 
 
 def _parse_names(value: Any, where: str) -> tuple[str, ...]:
@@ -704,6 +758,10 @@ class RunOptions:
     machine: str | None = None
     #: ``--llmperf-compare``: the git ref to compare with, interleaved (None: baselines).
     compare: str | None = None
+    #: ``--llmperf-project``: the project baseline files belong to (None: found in the
+    #: rootdir, ``baselines.find_project``), and how to name the option in a message.
+    project: str | None = None
+    project_from: str = "--llmperf-project"
     policy: Policy = field(default_factory=Policy)
 
     @classmethod
@@ -752,6 +810,14 @@ class RunOptions:
             )
         if compare is not None and (not str(compare).strip() or str(compare).startswith("-")):
             raise ValueError(f"{name}: {compare!r} is not a git ref")
+        project, project_from = _lookup(config, "project")
+        if project is None:
+            project_from = "--llmperf-project"
+        elif not _PROJECT.fullmatch(str(project)) or not str(project).strip():
+            raise ValueError(
+                f"{project_from}: {_shown(project)} is not a project name (1 to 200 "
+                "printable characters, not all blank)"
+            )
         device, device_from = _lookup(config, "device")
         if device is None:
             device_from = "--llmperf-device"
@@ -773,6 +839,8 @@ class RunOptions:
             device=device,
             device_from=device_from,
             machine=machine,
+            project=project,
+            project_from=project_from,
             policy=policy,
         )
 

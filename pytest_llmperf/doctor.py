@@ -927,6 +927,12 @@ def _usable_set() -> set[int] | None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The doctor's options; each number is checked by its type as ``--llmperf-threads`` and
+    ``--llmperf-tolerance`` are (a usage error naming the option, exit 2): torch crashes on
+    ``set_num_threads(100000)``."""
+    from .config import MAX_THREADS, parse_threads, parse_tolerance
+    from .roofline.cli import arg_type
+
     p = argparse.ArgumentParser(
         prog="python -m pytest_llmperf doctor",
         description="Check this runner: A/A noise of a reference workload, the smallest change "
@@ -939,13 +945,16 @@ def _parser() -> argparse.ArgumentParser:
         help="the gate you are about to use; exit 1 when the runner is not fit for it (default: stored)",
     )
     p.add_argument(
-        "--tolerance", default="10%", help="tolerance to hold the gates against (default: 10%%)"
+        "--tolerance",
+        type=arg_type(parse_tolerance, "tolerance"),
+        default="10%",
+        help="tolerance to hold the gates against (default: 10%%)",
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=arg_type(parse_threads, "thread count", measuring=False),
         default=None,
-        help="torch threads to measure with (as --llmperf-threads)",
+        help=f"torch threads to measure with, 1 to {MAX_THREADS} or auto (as --llmperf-threads)",
     )
     p.add_argument("--quick", action="store_true", help="fewer processes and rounds: a few seconds")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -957,16 +966,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m pytest_llmperf doctor [...]``; returns the exit status (0 fit, 1 not, 2 usage)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be at least 1")
     if args._probe:
         return _probe_main(args.threads)
-    from .config import parse_tolerance
-
-    try:
-        args.tolerance = parse_tolerance(args.tolerance, "--tolerance")
-    except ValueError as e:
-        parser.error(str(e))
     report = run(args)
     print(json.dumps(report, indent=2, sort_keys=True) if args.json else _text(report))
     return int(report["exit_status"])

@@ -18,7 +18,7 @@ from statistics import median
 from types import GeneratorType
 from typing import Any
 
-from .config import DEFAULT_TOLERANCES, Policy, parse_float, parse_tolerance
+from .config import DEFAULT_TOLERANCES, Policy, _shown, parse_float, parse_tolerance
 from .judge.verdict import Judge
 from .measure import distributed
 from .measure.sequence import (
@@ -435,22 +435,14 @@ class LLMPerf:
         from . import torchrun
 
         where = self._where("llmperf.torchrun")
-        if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-            raise ValueError(f"{where}: nproc must be an int >= 1, got {nproc!r}")
         limit = torchrun.DEFAULT_TIMEOUT_S
         if timeout is not None:
             limit = parse_float(timeout, f"{where}(timeout=...)")
             if not 0 < limit <= 86400:
                 raise ValueError(f"{where}(timeout=...): expected 0 < timeout <= 86400 s")
-        if torchrun.in_ranks():
+        # nproc checked (an error, or a skip for missing devices) before anything launches.
+        if torchrun.checked_in_ranks(self, nproc, where):
             return False
-        if self.device.type != "cpu":  # one process per device: enough devices, or a skip
-            import pytest
-            import torch
-
-            present = torch.accelerator.device_count()
-            if nproc > present:
-                pytest.skip(f"needs {nproc} {self.device.type} devices; this machine has {present}")
         try:
             data = torchrun.launch(self.config, self.result.nodeid, nproc, self.tier, limit)
         except torchrun.RankFailure as exc:
@@ -494,10 +486,18 @@ class LLMPerf:
         return profile_call(calls[0], self.device, directory, self.result.nodeid, memory=memory)
 
 
+#: The largest count a call takes (``batch``, ``prompt_tokens``): every count up to it
+#: is exact as a float, so the rates computed from it cannot overflow or round.
+MAX_COUNT = 2**53
+
+
 def _count(value: Any, where: str, least: int) -> int:
-    """An int >= ``least`` (a bool is not one), or an error naming ``where``."""
+    """An int from ``least`` to MAX_COUNT (a bool is not one), or an error naming ``where``;
+    checked as an int, before any float arithmetic (``batch=10**400`` overflowed there)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{where}: expected an int >= {least}, got {value!r}")
+        raise ValueError(f"{where}: expected an int >= {least}, got {_shown(value)}")
+    if value > MAX_COUNT:
+        raise ValueError(f"{where}: must be <= 2**53, got {_shown(value)}")
     return value
 
 
@@ -505,11 +505,11 @@ def _finite(value: Any, where: str) -> float:
     """``value`` as a finite float: what a baseline can store (strict JSON has no NaN or
     Infinity) and a verdict can compare. A bool or a str is no number here."""
     if isinstance(value, (bool, str, bytes)):
-        raise TypeError(f"{where} must be a finite number, got {value!r}")
+        raise TypeError(f"{where} must be a finite number, got {_shown(value)}")
     try:
         x = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise TypeError(f"{where} must be a finite number, got {value!r}") from None
+        raise TypeError(f"{where} must be a finite number, got {_shown(value)}") from None
     if not math.isfinite(x):
         raise ValueError(f"{where} must be a finite number, got {x!r}")
     return x

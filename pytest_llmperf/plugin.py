@@ -25,6 +25,8 @@ SKIP_REASON = "performance test: run it with `pytest --llmperf`"
 SESSION = pytest.StashKey[LLMPerfSession]()
 PERF = pytest.StashKey[Any]()
 POLICY = pytest.StashKey[Policy]()
+#: Why a test's ``llmperf`` marker cannot be used: that test's error in setup.
+MARKER_ERROR = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,20 +72,25 @@ def _start_comparing(config: pytest.Config, session: LLMPerfSession) -> None:
 
     if compare.in_worker:
         return
-    tree = from_environment()
-    owner = tree is None
-    if tree is None:
-        try:
+    try:
+        # An xdist worker uses its controller's; any other process makes its own (a value
+        # left in the environment by another run is not this run's).
+        tree = from_environment() if os.environ.get("PYTEST_XDIST_WORKER") else None
+        owner = tree is None
+        if tree is None:
             tree = check_out(session.options.compare, config.rootpath)
-        except CompareError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        os.environ[TREE_ENV] = tree.to_environment()
+    except CompareError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    os.environ[TREE_ENV] = tree.to_environment()
     session.compare = CompareController(config, session, tree, owner)
     config.pluginmanager.register(session.compare, "llmperf-compare")
 
 
 def is_perf_test(item: pytest.Item) -> bool:
-    return (
+    """Whether ``item`` is measured: it uses the fixture or carries the marker, and its
+    marker can be read (a test with a bad marker only errors, in every mode, so the
+    ``--llmperf-compare`` controller leaves it to pytest's own run)."""
+    return MARKER_ERROR not in item.stash and (
         "llmperf" in getattr(item, "fixturenames", ())
         or item.get_closest_marker("llmperf") is not None
     )
@@ -96,7 +103,24 @@ def unmeasured_why(item: pytest.Item) -> str:
     return "marked @pytest.mark.llmperf but does not use the llmperf fixture"
 
 
+def marker_error(item: pytest.Item, exc: Exception) -> str:
+    """The setup error of a test whose marker cannot be used: names the test, the keyword
+    and the value (``config`` puts them in the ValueError)."""
+    if isinstance(exc, ValueError):
+        return f"llmperf: {exc}"
+    return (  # anything else a value could raise: still this test's error, not the run's
+        f"llmperf: {item.nodeid}: @pytest.mark.llmperf could not be read: "
+        f"{type(exc).__name__}: {exc}"
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each performance test's policy, read once; without ``--llmperf`` they are skipped.
+
+    A bad marker is that test's error (raised in ``pytest_runtest_setup``), not a usage
+    error: pytest treats a test's own mistakes that way, and one typo must not stop the
+    other tests. Such a test is not skipped without ``--llmperf`` either, so the mistake
+    is seen on every run, not first in the CI job that measures."""
     session = config.stash[SESSION]
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
@@ -104,10 +128,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         try:
             item.stash[POLICY] = session.policy_for(item)
-        except ValueError as exc:
-            raise pytest.UsageError(str(exc)) from None
+        except Exception as exc:  # OverflowError, TypeError...: a value's, not the run's
+            item.stash[MARKER_ERROR] = marker_error(item, exc)
+            continue
         if not session.options.enabled:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test whose marker cannot be used errors here, before its fixtures are set up."""
+    error = item.stash.get(MARKER_ERROR, None)
+    if error is not None:
+        pytest.fail(error, pytrace=False)
 
 
 @pytest.fixture
@@ -119,7 +152,12 @@ def llmperf(request: pytest.FixtureRequest) -> Any:
     from .fixture import LLMPerf
 
     node = request.node
-    policy = node.stash.get(POLICY, None) or session.policy_for(node)
+    policy = node.stash.get(POLICY, None)
+    if policy is None:  # requested with getfixturevalue: not seen at collection
+        try:
+            policy = session.policy_for(node)
+        except Exception as exc:
+            pytest.fail(marker_error(node, exc), pytrace=False)
     result = TestResult(nodeid=node.nodeid, tier=session.tier, group=policy.group)
     perf = LLMPerf(result, policy, session.device, session.tier, session.judge_for(result))
     perf.config = request.config

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from .baselines import BaselineError, BaselineFile
+from .baselines import BaselineError, BaselineFile, Project
 from .config import Policy, RunOptions
 from .judge.outcome import Verdict
 from .judge.verdict import Judge
@@ -112,6 +112,13 @@ class LLMPerfSession:
         return directory if directory.is_absolute() else self.rootdir / directory
 
     @functools.cached_property
+    def project(self) -> Project:
+        """The project whose baseline files this run reads and writes (``find_project``)."""
+        from .baselines import find_project
+
+        return find_project(self.rootdir, self.options.project, self.options.project_from)
+
+    @functools.cached_property
     def baseline_path(self) -> Path:
         return self.baselines_dir / f"{self.device_info['key']}.json"
 
@@ -121,17 +128,19 @@ class LLMPerfSession:
 
     @functools.cached_property
     def baseline(self) -> BaselineFile | None:
-        """The machine's baseline file, None if there is none; BaselineError if unusable."""
+        """The machine's baseline file, None if there is none; BaselineError if unusable
+        or another project's."""
         from .baselines import load
 
-        return load(self.baseline_path, self.device_info["key"])
+        return load(self.baseline_path, self.device_info["key"], self.project)
 
     @functools.cached_property
     def work_baseline(self) -> BaselineFile | None:
-        """The device type's work baseline, None if there is none; BaselineError if unusable."""
+        """The device type's work baseline, None if there is none; BaselineError if unusable
+        or another project's."""
         from .baselines import load
 
-        return load(self.work_path, self.work_info["key"])
+        return load(self.work_path, self.work_info["key"], self.project)
 
     # -- per test ---------------------------------------------------------------------
     def policy_for(self, item: pytest.Item) -> Policy:
@@ -364,6 +373,9 @@ class LLMPerfSession:
             if not results:
                 continue
             try:
+                # As read at the start (the write re-reads it under the lock): one that
+                # named no project is adopted by this refresh, which is said.
+                old = self.baseline if stack is None else self.work_baseline
                 n = write(
                     path,
                     device=device,
@@ -371,8 +383,15 @@ class LLMPerfSession:
                     results=results,
                     pool=self.options.pool,
                     stack=stack,
+                    project=self.project,
                 )
                 self.messages.append(f"wrote {n} entr{'y' if n == 1 else 'ies'} into {path}")
+                if old is not None and old.project is None:
+                    self.messages.append(
+                        f"{path} named no project (written before baseline files recorded "
+                        f"one): adopted for this project {self.project.name!r}; a run of "
+                        "another project now refuses it"
+                    )
             except (BaselineError, OSError) as exc:
                 self.messages.append(f"ERROR: {exc}")
                 session.exitstatus = pytest.ExitCode.INTERNAL_ERROR

@@ -19,7 +19,6 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
 from statistics import median
@@ -27,30 +26,15 @@ from typing import Any
 
 import pytest
 
+from .arguments import Side, candidate_side, reference_side
 from .channel import Channel, ChannelClosed
 from .worker import ENV, error_line
-from .worktree import Worktree
+from .worktree import TREE_ENV, Worktree
 
 #: Pairs before the interval can be tight enough; the cap; a batch's share of max_time.
 MIN_PAIRS = 7
 MAX_PAIRS = 60
 BATCH_SHARE = 1 / 20
-
-#: Options of the run a worker must not see: the controller's own, and parallelism.
-_DROP_WITH_VALUE = {
-    "--llmperf-compare",
-    "--llmperf-report",
-    "--llmperf-benchmark-json",
-    "--llmperf-bmf",
-    "--junitxml",
-    "--junit-xml",
-    "-n",
-    "--numprocesses",
-    "--dist",
-    "--maxprocesses",
-    "--tx",
-}
-_DROP_FLAGS = {"--llmperf-update-baselines", "--llmperf-strict", "--looponfail", "-f"}
 
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
@@ -58,30 +42,33 @@ _BOOT = (
 )
 
 
-def worker_args(args: Iterable[str]) -> list[str]:
-    """The run's arguments for a worker: its selection and options, without what only the
-    controller does (comparing, reports, xdist), collection errors reported, not fatal."""
-    from ..config import without_options
-
-    kept = without_options(args, _DROP_WITH_VALUE, _DROP_FLAGS)
-    # -n2, -nauto: xdist's short form with its value attached
-    kept = [a for a in kept if not (len(a) > 2 and a[:2] == "-n" and a[2:].isalnum())]
-    return [*kept, "--llmperf", "--continue-on-collection-errors"]
-
-
 class Worker:
     """One tree's worker process and what it collected."""
 
-    def __init__(self, role: str, label: str, top: Path, cwd: Path, args: list[str], logs: Path):
+    def __init__(
+        self, role: str, label: str, own: Path, other: Path, side: Side, logs: Path
+    ) -> None:
         self.role, self.label = role, label
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
-        paths = [str(top)] + ([str(top / "src")] if (top / "src").is_dir() else [])
+        paths = [str(own)] + ([str(own / "src")] if (own / "src").is_dir() else [])
         env = dict(os.environ)
         # Not an xdist worker itself: the device lock is the controller's to take.
-        for key in [k for k in env if k.startswith("PYTEST_XDIST")]:
-            del env[key]
-        env[ENV] = json.dumps({"fds": [down_r, up_w], "path": paths, "cwd": str(cwd), "args": args})
+        for key in [k for k in env if k.startswith("PYTEST_XDIST")] + [TREE_ENV]:
+            env.pop(key, None)
+        env[ENV] = json.dumps(
+            {
+                "fds": [down_r, up_w],
+                "path": paths,
+                "cwd": str(side.cwd),
+                "args": side.args,
+                "select": side.select,
+                "own": str(own),
+                "other": str(other),
+                # The reference moves paths into the candidate's tree to its own copies.
+                "redirect": role.startswith("reference"),
+            }
+        )
         self.log = logs / f"{role}.log"
         plugin_parent = str(Path(__file__).resolve().parents[2])
         with open(self.log, "wb") as log:
@@ -102,12 +89,17 @@ class Worker:
         self.errors: list[list[str]] = []
         #: Why this worker cannot be used any more ("" while it can).
         self.failure = ""
+        #: Modules of the other tree this worker imported: name -> file (``provenance``).
+        self.foreign: dict[str, str] = {}
+        #: The worker's pytest rootdir, which its test ids are relative to.
+        self.rootpath: Path | None = None
 
     def wait_collected(self) -> None:
         event = self.recv()
         if event["event"] == "collected":
             self.collected = set(event["nodeids"])
             self.errors = list(event["errors"])
+            self.rootpath = Path(event["rootpath"])
 
     def send(self, **message: Any) -> None:
         if self.failure:
@@ -121,9 +113,12 @@ class Worker:
         """The worker's next message; a worker that died answers "died", with its log."""
         if not self.failure:
             try:
-                return self.channel.recv()
+                message = self.channel.recv()
             except ChannelClosed:
                 self._died()
+            else:
+                self.foreign.update(message.get("foreign") or {})
+                return message
         return {"event": "died", "outcome": "failed", "longrepr": self.failure, "result": None}
 
     def _died(self) -> None:
@@ -144,6 +139,22 @@ class Worker:
             self.proc.wait()
 
 
+class EmptyWorker:
+    """The reference side when the run named only test paths that REF lacks: every test is
+    new, and no process is started to collect nothing."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.collected: set[str] = set()
+        self.errors: list[list[str]] = []
+        self.failure = ""
+        self.foreign: dict[str, str] = {}
+        self.rootpath = None
+
+    def stop(self) -> None:
+        pass
+
+
 class CompareController:
     """Registered as a plugin when ``--llmperf-compare`` is given; see the module docstring."""
 
@@ -151,32 +162,79 @@ class CompareController:
         self.config, self.session, self.tree = config, session, tree
         #: Whether this process created the worktree (and removes it).
         self.owner = owner
-        self.workers: tuple[Worker, Worker] | None = None
+        self.workers: tuple[Any, Worker] | None = None
+        #: Why no test can be compared in this run ("" when they can): the two workers'
+        #: test ids would not match.
+        self.broken = ""
+        #: Test paths the run named that REF lacks (their tests are new).
+        self.dropped: list[str] = []
         self.rng = random.Random()
         #: Performance tests only REF has, gathered from every process's reports.
         self.only_in_reference: set[str] = set()
         self.said_only = False
 
     # -- workers -------------------------------------------------------------------------
-    def _start(self) -> tuple[Worker, Worker]:
+    def _start(self) -> tuple[Any, Worker]:
         if self.workers is None:
-            args = worker_args(self.config.invocation_params.args)
+            args = list(self.config.invocation_params.args)
             here = Path(self.config.invocation_params.dir)
-            logs = self.tree.path.parent
+            named = [str(a) for a in self.config.option.file_or_dir or []]
+            tree, logs = self.tree, self.tree.path.parent
             tag = os.environ.get("PYTEST_XDIST_WORKER", "main")
-            ref = Worker(
-                f"reference-{tag}",
-                f"reference {self.tree.label}",
-                self.tree.path,
-                self.tree.tree_path(here),
-                args,
-                logs,
-            )
-            cand = Worker(f"candidate-{tag}", "candidate", self.tree.top, here, args, logs)
+            side = reference_side(args, named, here, tree, logs / f"cache-reference-{tag}")
+            self.dropped = side.dropped
+            label = f"reference {tree.label}"
+            ref: Any = EmptyWorker(label)
+            if not side.empty:
+                ref = Worker(f"reference-{tag}", label, tree.path, tree.top, side, logs)
+            cand_side = candidate_side(args, here, logs / f"cache-candidate-{tag}")
+            cand = Worker(f"candidate-{tag}", "candidate", tree.top, tree.path, cand_side, logs)
             for w in (ref, cand):
-                w.wait_collected()
+                if isinstance(w, Worker):
+                    w.wait_collected()
             self.workers = (ref, cand)
+            self.broken = self._mismatched_roots(ref, cand)
         return self.workers
+
+    def _mismatched_roots(self, ref: Any, cand: Worker) -> str:
+        """The invariant behind matching test ids: the reference's rootdir is the candidate's,
+        moved into the reference worktree."""
+        if ref.failure or cand.failure or ref.rootpath is None or cand.rootpath is None:
+            return ""
+        expected = self.tree.mirror(cand.rootpath)
+        if expected is None or Path(os.path.realpath(ref.rootpath)) == expected:
+            return ""
+        return (
+            f"not compared: the reference worker's rootdir is {ref.rootpath}, where the "
+            f"candidate's ({cand.rootpath}) is {expected} in the reference: their test ids "
+            "cannot be matched (see -c, --rootdir and the ini file REF has)"
+        )
+
+    def _foreign(self) -> str:
+        """What makes every comparison from now on meaningless: a worker that imported the
+        other tree's project code ("" when neither did)."""
+        ref, cand = self._start()
+        lines = []
+        for w, mine, theirs, whose in (
+            (ref, self.tree.path, self.tree.top, "the working tree"),
+            (cand, self.tree.top, self.tree.path, f"the reference {self.tree.label}"),
+        ):
+            if not w.foreign:
+                continue
+            lines.append(
+                f"the {w.label} worker imported code of {whose}, so this comparison would "
+                "measure one tree against itself:"
+            )
+            for name, file in sorted(w.foreign.items()):
+                copy = Path(mine) / os.path.relpath(file, theirs)
+                has = f"its own copy is {copy}" if copy.exists() else "it has no such file"
+                lines.append(f"  {name}: from {file} ({has})")
+        if lines:
+            lines.append(
+                "  a path or import hook that could not be moved to the worker's own tree "
+                "(a module loaded by its absolute path?): import the project's code by name"
+            )
+        return "\n".join(lines)
 
     # -- the run of one test ---------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -204,6 +262,9 @@ class CompareController:
         ref, cand = self._start()
         if cand.failure:
             return "failed", cand.failure, None
+        why = self.broken or self._foreign()
+        if why:
+            return "error", why, None
         nodeid = item.nodeid
         sides = [w for w in (ref, cand) if not w.failure and nodeid in w.collected]
         if cand not in sides:
@@ -236,6 +297,9 @@ class CompareController:
                     w.send(cmd="solo")
                 for w in measuring:
                     events[w] = w.recv()
+        why = self._foreign()  # imported while the test ran
+        if why:
+            return "error", why, None
         return self._verdict(item, policy, events.get(ref), events[cand], pairs, series)
 
     def _drive(
@@ -413,6 +477,8 @@ class CompareController:
         if outcome == "skipped":
             longrepr = (str(item.path), (item.location[1] or 0) + 1, f"Skipped: {longrepr}")
             when_failed = "setup"
+        elif outcome == "error":  # pytest's ERROR: the comparison itself cannot be trusted
+            outcome, when_failed = "failed", "setup"
         extra: dict[str, Any] = {}
         if result is not None:
             item.user_properties.extend(junit_properties(result))
@@ -423,7 +489,7 @@ class CompareController:
             extra["llmperf_reference_only"] = sorted(ref.collected - self._selected())
         reports = []
         for when in ("setup", "call", "teardown"):
-            if outcome == "skipped" and when == "call":
+            if when_failed == "setup" and when == "call":
                 continue
             this = outcome if when == when_failed else "passed"
             reports.append(
@@ -440,7 +506,7 @@ class CompareController:
                     user_properties=list(item.user_properties),
                     **(
                         extra
-                        if when == "call" or (outcome == "skipped" and when == "setup")
+                        if when == "call" or (when_failed == "setup" and when == "setup")
                         else {}
                     ),
                 )
@@ -464,6 +530,17 @@ class CompareController:
 
     def summary_lines(self) -> list[str]:
         lines = []
+        if self.dropped:
+            lines.append(
+                f"not in the reference {self.tree.label} (their tests are new): "
+                + ", ".join(self.dropped)
+            )
+        plugin = Path(__file__).resolve().parents[1]
+        if self.tree.mirror(plugin) is not None and self.tree.path not in plugin.parents:
+            lines.append(
+                f"the plugin itself ({plugin}) is in the working tree and measures both sides: "
+                f"code of {plugin.name} that the tests run is the candidate's on both"
+            )
         if self.only_in_reference:
             lines.append(
                 f"{len(self.only_in_reference)} performance test(s) only in the reference "

@@ -1,10 +1,11 @@
 """One tree's side of ``--llmperf-compare``: a pytest process that runs tests on command.
 
 Started by the controller with the tree's root (and ``src/``) first on
-``sys.path``, so the project's code comes from this tree even when the
-environment has it installed in editable mode; the plugin itself is imported
-before that, from the environment the controller runs in, so both trees are
-measured by the same plugin. It collects the run's selection, says which
+``sys.path``; the reference worker also moves every path and import that leads
+into the candidate's tree to its own copy, and both check where their project
+modules came from (``provenance``). The plugin itself is imported before that,
+from the environment the controller runs in, so both trees are measured by the
+same plugin. It collects the run's selection, says which
 performance tests it has, then runs one test per command. Inside a test, each
 measurement asks the controller what to do (``Remote.measure``): warm up, time
 a batch of rounds, end; the controller alternates the two workers batch by
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from .channel import Channel
+from .provenance import Provenance, Trees, install_redirect, moved_paths
 
 #: The environment variable that carries the worker's spec (JSON) from the controller.
 ENV = "LLMPERF_COMPARE_WORKER"
@@ -86,15 +88,45 @@ def _text(longrepr: Any) -> str:
 class WorkerPlugin:
     """Collects, reports the performance tests found, then runs tests on command."""
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        provenance: Provenance,
+        select: list[list[str]] | None = None,
+        redirect: bool = False,
+    ) -> None:
         self.channel = channel
+        self.provenance = provenance
+        #: [path, "Class::test[id]" or ""] per test path the run named (None: no filter)
+        self.select = select
+        #: Whether this worker moves paths into the other tree to its own (the reference).
+        self.redirect = redirect
         self.items: dict[str, pytest.Item] = {}
         self.errors: list[list[str]] = []
         self.reports: list[pytest.TestReport] = []
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        # The ini's ``pythonpath`` (absolute entries lead into the candidate) is in now.
+        if self.redirect:
+            sys.path[:] = moved_paths(sys.path, self.provenance.trees)
+
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.errors.append([report.nodeid, error_line(report.longreprtext)])
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """The tests the run named by node id (``file.py::test``), given to this worker as
+        their files: a node id this tree lacks is then simply not here, not a usage error."""
+        if self.select is None:
+            return
+        kept = [item for item in items if _selected(item, self.select)]
+        if len(kept) != len(items):
+            config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+            items[:] = kept
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -102,7 +134,13 @@ class WorkerPlugin:
 
         self.items = {item.nodeid: item for item in session.items}
         perf = [item.nodeid for item in session.items if is_perf_test(item)]
-        self.channel.send(event="collected", nodeids=perf, errors=self.errors)
+        self.channel.send(
+            event="collected",
+            nodeids=perf,
+            errors=self.errors,
+            rootpath=str(session.config.rootpath),
+            foreign=self.provenance.check(),
+        )
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
@@ -139,7 +177,21 @@ class WorkerPlugin:
             when=shown.when if shown else "call",
             longrepr=_text(shown.longrepr) if shown else "",
             result=getattr(call, "llmperf", None),
+            foreign=self.provenance.check(),
         )
+
+
+def _selected(item: pytest.Item, select: list[list[str]]) -> bool:
+    """Whether the run named ``item``: its file (or a directory above it), with the node
+    id's rest naming it, a class or function above it, or all of its parametrizations."""
+    path = os.path.realpath(item.path)
+    suffix = item.nodeid.partition("::")[2]
+    for where, rest in select:
+        if path != where and not path.startswith(where.rstrip(os.sep) + os.sep):
+            continue
+        if not rest or suffix == rest or suffix.startswith((f"{rest}::", f"{rest}[")):
+            return True
+    return False
 
 
 def main() -> int:
@@ -152,7 +204,13 @@ def main() -> int:
     # Only the tree's paths lead: not the directory the process started in.
     sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
     sys.path[:0] = spec["path"]
+    trees = Trees(spec["own"], spec["other"])
+    if spec["redirect"]:
+        install_redirect(trees)
     os.chdir(spec["cwd"])
     compare.in_worker = True
     sequence.remote = Remote(channel)
-    return int(pytest.main(spec["args"], plugins=[WorkerPlugin(channel)]))
+    provenance = Provenance(trees)
+    provenance.watch()
+    plugin = WorkerPlugin(channel, provenance, spec.get("select"), spec["redirect"])
+    return int(pytest.main(spec["args"], plugins=[plugin]))

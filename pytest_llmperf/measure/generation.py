@@ -20,6 +20,10 @@ it shows, so the tail has a tolerance of its own (kind ``tail``). On a shared
 CPU the seconds of every token drift together by more than that tolerance, so
 ``itl_tail`` (p99 / p50 within each generation: the tail's shape) gates the tail
 there; drift does not move it.
+
+A generation must end: past ``MAX_TOKENS`` marks it is taken to be endless and the
+test fails, its marks and tokens dropped (an endless generator under
+``max_time=1`` once grew to 5 GB before it was killed).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
+from itertools import islice
 from statistics import median
 from typing import Any
 
@@ -43,8 +49,18 @@ ITL_PERCENTILES = (("p50", 50.0, "time"), ("p90", 90.0, "time"), ("p99", 99.0, "
 RATES = {"ttft": "prefill_throughput", "tpot": "decode_throughput"}
 #: Intervals kept per measurement for the report's histogram (evenly thinned past it).
 HISTOGRAM_CAP = 4096
+#: Token marks one generation may take; past them it is endless and the test fails. A
+#: cap on tokens, not on time: ``max_time`` bounds the round loop, not one generation,
+#: and a real one may rightly take many times it (200 tokens of an 8B model on a CPU can
+#: take minutes under the default ``max_time=1``), while no model's output comes near a
+#: million tokens in one generation. A fast endless generator reaches the cap in well
+#: under a second (plain ints; 3 s for ``torch.zeros(1)`` per token), holding at most
+#: ~40 MB of marks (on the CPU) and the tokens it yielded, dropped when it fails.
+MAX_TOKENS = 1_000_000
 
 _IDLE, _TICK, _YIELD = 0, 1, 2
+#: What ``next`` gives for a generator that has ended.
+_END = object()
 
 
 class GenerationError(ValueError):
@@ -63,6 +79,8 @@ class TokenClock:
         self.accelerated = device.type != "cpu"
         self.marks: list[Any] = []
         self._state = _IDLE
+        #: ``perf_counter`` at the start of the generation in progress (for a message).
+        self._started = 0.0
         self._now: Callable[[], Any] = time.perf_counter_ns
         if self.accelerated:
             import torch
@@ -79,7 +97,10 @@ class TokenClock:
         Arguments are ignored, so it fits a ``callback(token)`` hook as it is."""
         if self._state is not _TICK:
             raise GenerationError(self._misplaced())
-        self.marks.append(self._now())
+        marks = self.marks
+        if len(marks) > MAX_TOKENS:  # the start and MAX_TOKENS tokens: no room
+            raise GenerationError(self._endless())
+        marks.append(self._now())
 
     def _misplaced(self) -> str:
         if self._state == _YIELD:
@@ -93,10 +114,22 @@ class TokenClock:
             "to the generation that llmperf.generation is running"
         )
 
+    def _endless(self) -> str:
+        seconds = time.perf_counter() - self._started
+        return (
+            f"{self.where}: the generation did not end: over {MAX_TOKENS:,} tokens in "
+            f"{seconds:.1f} s (one generation may mark {MAX_TOKENS:,}; max_time bounds the "
+            "rounds, not one generation). A generator that never returns, or a decode loop "
+            "with no stop? Each round is one whole generation: stop it after the tokens "
+            "you mean to measure"
+        )
+
     def run(self, fn: Callable[[], Any]) -> tuple[Any, list[Any]]:
         """One generation: the call's result (the yielded tokens for a generator) and its
         marks, the first being the start. An exception, an out-of-memory error included,
-        leaves with a note of how many tokens were marked."""
+        leaves with a note of how many tokens were marked. Past ``MAX_TOKENS`` tokens the
+        generation is endless: a ``GenerationError``, its marks and tokens dropped."""
+        self._started = time.perf_counter()
         self.marks = marks = [self._now()]
         self._state = _TICK
         failure = None
@@ -112,9 +145,15 @@ class TokenClock:
                 self._state = _YIELD
                 tokens = []
                 now, append = self._now, marks.append
-                for token in out:
+                for token in islice(out, MAX_TOKENS):  # islice: no cost per token
                     append(now())
                     tokens.append(token)
+                if len(tokens) == MAX_TOKENS and next(out, _END) is not _END:
+                    # Endless: free what it yielded now, not when the failure is dropped.
+                    tokens.clear()
+                    marks.clear()
+                    _close(out)
+                    raise GenerationError(self._endless())
                 out = tokens
         except GenerationError:
             raise
@@ -158,6 +197,15 @@ class TokenClock:
                     "or let that stream wait for the others first)"
                 )
         return t
+
+
+def _close(tokens: Iterator[Any]) -> None:
+    """Close an abandoned generator now (its ``finally`` runs here, not at some later
+    collection); one that will not close is left to the collector."""
+    close = getattr(tokens, "close", None)
+    if close is not None:
+        with suppress(Exception):  # the endless generation is the failure to report
+            close()
 
 
 @dataclass

@@ -287,6 +287,9 @@ def github_step_summary(results: list[TestResult], session: dict) -> str:
     """Markdown for ``$GITHUB_STEP_SUMMARY``: counts, the verdict table and failure details.
 
     GitHub renders the HTML in it: every text from the run is escaped (``markdown.escape``).
+    Tier and baseline file are set in ``<code>``, not a code span: a backslash escape is
+    literal inside a code span, so an escaped name would show its backslashes (and a
+    backtick in it would close the span).
     """
     device = session.get("device") or {}
     dev = escape(device.get("name", "?") if isinstance(device, Mapping) else device)
@@ -295,7 +298,8 @@ def github_step_summary(results: list[TestResult], session: dict) -> str:
     lines = [
         "## pytest-llmperf",
         "",
-        f"**{counts_line(results)}** on {dev}, tier `{tier}`, baselines `{baselines}`",
+        f"**{counts_line(results)}** on {dev}, tier <code>{tier}</code>, "
+        f"baselines <code>{baselines}</code>",
         "",
     ]
     if results:

@@ -1,8 +1,9 @@
 """The report as Markdown: readable as text, rendered by GitHub and in the job summary.
 
 Every text that comes from a run (test ids, params, group names, metric names, notes,
-verdict lines, the device) goes through :func:`escape`: GitHub renders the HTML in
-Markdown, so a test id like ``test_x[<script>...]`` must stay text.
+verdict lines, the device) goes through :func:`escape`, as in the GitHub step summary
+(``exporters.github_step_summary``): GitHub renders the HTML and the links in Markdown,
+so a test id like ``test_x[<script>...]`` or ``test_x[![i](https://...)]`` must stay text.
 """
 
 from __future__ import annotations
@@ -27,25 +28,44 @@ from .tables import (
     work_section,
 )
 
-#: What :func:`escape` replaces, in one pass: HTML's three, what ends a table cell (``|``)
-#: or opens a code span, and a backslash before punctuation (where Markdown would read it
-#: as an escape, undoing ours); a backslash before anything else is shown as it is.
-_ESCAPES = {"\\": "\\\\", "&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`"}
-_ESCAPED = re.compile(r"[&<>|`]|\\(?=[!-/:-@\[-`{-~])")
+#: HTML's three, as entities: no tag and no ``<http://...>`` autolink reaches GitHub.
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: What :func:`escape` replaces, in one pass; all but the entities get a backslash:
+#:
+#: - ``[ ] !`` (a link or a remote image), ``* ~`` (emphasis, strikethrough), backticks
+#:   (a code span), ``#`` (a heading) and ``|`` (the end of a table cell), always;
+#: - ``_`` unless inside a word: ``test_x`` can never be emphasis (CommonMark's
+#:   flanking rules) and stays readable as text;
+#: - ``(`` right after ``]`` (a link's destination). With every ``[`` escaped no link
+#:   can open, so ``(`` and ``)`` elsewhere are left as they are: ``time (ms)``;
+#: - a backslash before punctuation or at the end (where Markdown would read it as an
+#:   escape, undoing ours, or of the ``*``/``_``/``<`` a caller wraps the text in).
+#:   A backslash before anything else is shown as it is.
+_ESCAPED = re.compile(
+    r"[&<>]|[\[\]!*~#`|]|\\(?=[!-/:-@\[-`{-~]|\Z)|(?<=\])\(|_(?![^\W_])|(?<![^\W_])_"
+)
 #: Line breaks: Markdown's (CR, LF, CRLF) and the others ``str.splitlines`` sees.
 _NEWLINES = re.compile(r"\r\n|[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 
-def escape(text: Any) -> str:
-    """``text`` shown as itself in Markdown, as one line: in a table cell, a heading or
-    a list item.
+def _escaped(match: re.Match[str]) -> str:
+    c = match.group()
+    return _ENTITIES.get(c) or "\\" + c
 
-    ``<``, ``>`` and ``&`` become entities (no markup reaches GitHub's renderer),
-    ``|`` and backticks are backslash-escaped (a cell stays one cell, no code span
-    swallows the row) and line breaks become spaces (a row stays one row).
+
+def escape(text: Any) -> str:
+    """``text`` shown as itself in Markdown, as one line: in a table cell, a heading, a
+    list item or between ``**``/``_``/``<code>`` of the caller's.
+
+    Every Markdown output (the report, the GitHub step summary) puts each text that came
+    from a run through this one function: a test id such as ``test_x[![i](https://...)]``
+    must not become a link or a remote image, nor a ``|`` split a row. No text is
+    dropped: ``<``, ``>`` and ``&`` become entities, markup characters get a backslash
+    (see ``_ESCAPED``) and line breaks become spaces (a row stays one row); GitHub shows
+    the text as it was.
     """
     one_line = _NEWLINES.sub(" ", str(text))
-    return _ESCAPED.sub(lambda m: _ESCAPES[m.group()], one_line)
+    return _ESCAPED.sub(_escaped, one_line)
 
 
 def render_table(table: Table) -> str:

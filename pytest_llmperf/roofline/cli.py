@@ -17,12 +17,80 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
+from ..config import parse_count, parse_float
 from ..units import flops as fmt_flops
 from . import device_specs, estimator, shapes
 
 _TORCH_DEVICES = ("cpu", "cuda", "xpu", "mps")
+
+#: Upper bounds of ``estimate``'s numbers. The estimate is float arithmetic (a batch of
+#: 10**300 overflowed it: a traceback) and prices each decode step and each micro-batch
+#: in turn (about 0.2 ms each), so a bound also keeps the answer within seconds.
+MAX_BATCH = 65_536  # sequences; micro-batches too
+MAX_TOKENS = 1 << 20  # --seq-len, --kv-len: past the longest contexts of today's models
+MAX_GEN_TOKENS = 1 << 17  # --gen-len: 128k new tokens, 15-30 s to price on 2 shared cores
+MAX_DEVICES = 65_536
+MAX_POWER_W = 100_000.0  # per board; a GPU draws under 2 kW
+MAX_LINK_GB_S = 1e6  # per direction; NVLink 5 is 900 GB/s
+MIN_LINK_GB_S = 1e-3  # 1 MB/s; a bandwidth of 5e-324 GB/s made the runtime inf
+MAX_LINK_LATENCY_US = 1e6  # a second per ring step
+
+
+# --------------------------------------------------------------------------- argument types
+# One validating ``type`` per kind of number, built on the parsers the plugin's own options
+# use (pytest_llmperf.config), so every numeric option of ``python -m pytest_llmperf``
+# (``doctor`` too) rejects NaN, infinity, a fraction where a count belongs and a value out
+# of range as a usage error (exit 2) that names the option and the value.
+
+_WHERE = "value"
+
+
+def arg_type(parse: Callable[..., Any], name: str, **bounds: Any) -> Callable[[str], Any]:
+    """An argparse ``type`` from ``parse(text, where, **bounds)``, a config-style parser
+    raising ValueError: argparse itself would say only "invalid int value", or nothing at
+    all for ``nan`` or ``-5``. ``name`` names the kind of number (``positive integer``)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text, _WHERE, **bounds)
+        except ValueError as exc:  # argparse prefixes "argument --option: "
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{_WHERE}: ")) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def positive_int(maximum: int) -> Callable[[str], int]:
+    """A whole number from 1 to ``maximum``: a count or a size."""
+    return arg_type(parse_count, "positive integer", allow_auto=False, minimum=1, maximum=maximum)
+
+
+def non_negative_int(maximum: int) -> Callable[[str], int]:
+    """A whole number from 0 to ``maximum``."""
+    return arg_type(parse_count, "integer", allow_auto=False, minimum=0, maximum=maximum)
+
+
+def _parse_positive(value: Any, where: str, *, minimum: float, maximum: float) -> float:
+    x = parse_float(value, where, minimum=-math.inf, maximum=maximum)
+    if x <= 0:
+        raise ValueError(f"{where}: must be > 0, got {x}")
+    if x < minimum:
+        raise ValueError(f"{where}: must be >= {minimum:g}, got {x}")
+    return x
+
+
+def positive_float(maximum: float, minimum: float = 0.0) -> Callable[[str], float]:
+    """A finite number above 0 (and from ``minimum``, where a tiny one is a divisor that
+    overflows the estimate), up to ``maximum``: a rate or a power."""
+    return arg_type(_parse_positive, "positive number", minimum=minimum, maximum=maximum)
+
+
+def non_negative_float(maximum: float) -> Callable[[str], float]:
+    """A finite number from 0 to ``maximum``: a latency."""
+    return arg_type(parse_float, "number", minimum=0.0, maximum=maximum)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,21 +110,46 @@ def _parser() -> argparse.ArgumentParser:
         help='a GPU name ("RTX A5000", "NVIDIA H100 80GB HBM3") for datasheet peaks, '
         "or cpu / cuda for measured peaks (default: cpu)",
     )
-    est.add_argument("--batch", type=int, default=1)
-    est.add_argument("--seq-len", type=int, default=512, help="prompt / sequence length")
-    est.add_argument("--gen-len", type=int, default=0, help="new tokens: estimate a generation")
+    est.add_argument(
+        "--batch", type=positive_int(MAX_BATCH), default=1, help="sequences (default 1)"
+    )
+    est.add_argument(
+        "--seq-len",
+        type=positive_int(MAX_TOKENS),
+        default=512,
+        help="prompt / sequence length (default 512)",
+    )
+    est.add_argument(
+        "--gen-len",
+        type=non_negative_int(MAX_GEN_TOKENS),
+        default=0,
+        help="new tokens: estimate a generation",
+    )
     est.add_argument(
         "--mode",
         default=None,
         help="forward (default), prefill, train, decode, or generate (implied by --gen-len)",
     )
-    est.add_argument("--kv-len", type=int, default=None, help="cached tokens for --mode decode")
+    est.add_argument(
+        "--kv-len",
+        type=non_negative_int(MAX_TOKENS),
+        default=None,
+        help="cached tokens for --mode decode",
+    )
     est.add_argument(
         "--dtype", default=None, help="bf16 (default on GPUs), fp16, fp32 (default on cpu), ..."
     )
-    est.add_argument("--power", type=float, default=None, help="board power in W for the energy")
     est.add_argument(
-        "--devices", type=int, default=1, help="devices the workload is split over (default 1)"
+        "--power",
+        type=positive_float(MAX_POWER_W),
+        default=None,
+        help="board power in W for the energy",
+    )
+    est.add_argument(
+        "--devices",
+        type=positive_int(MAX_DEVICES),
+        default=1,
+        help="devices the workload is split over (default 1)",
     )
     est.add_argument(
         "--parallel",
@@ -66,21 +159,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     est.add_argument(
         "--link-bandwidth",
-        type=float,
+        type=positive_float(MAX_LINK_GB_S, MIN_LINK_GB_S),
         default=None,
         metavar="GB/s",
         help="bandwidth per direction of the link between devices, in place of the datasheet's",
     )
     est.add_argument(
         "--link-latency",
-        type=float,
+        type=non_negative_float(MAX_LINK_LATENCY_US),
         default=None,
         metavar="us",
         help="latency per ring step of that link, in microseconds",
     )
     est.add_argument(
         "--micro-batches",
-        type=int,
+        type=positive_int(MAX_BATCH),
         default=None,
         help="pipeline parallel: micro-batches of the batch (default: one sequence each)",
     )
@@ -175,14 +268,8 @@ def _list() -> int:
 def _check_split_options(
     args: argparse.Namespace, parser: argparse.ArgumentParser, measured: bool
 ) -> None:
-    """Name the option a bad multi-device value came from (exit 2), before anything is measured."""
-    if args.devices < 1:
-        parser.error(f"--devices must be >= 1, got {args.devices}")
-    bw, lat = args.link_bandwidth, args.link_latency
-    if bw is not None and not (math.isfinite(bw) and bw > 0):
-        parser.error(f"--link-bandwidth must be a number > 0 (GB/s), got {bw:g}")
-    if lat is not None and not (math.isfinite(lat) and lat >= 0):
-        parser.error(f"--link-latency must be a number >= 0 (microseconds), got {lat:g}")
+    """Name the options that do not go together (exit 2), before anything is measured; each
+    value alone was checked by its type (``positive_int`` ...)."""
     if args.micro_batches is not None:
         if args.parallel != "pp":
             parser.error(f"--micro-batches applies to --parallel pp, not {args.parallel}")
@@ -191,7 +278,7 @@ def _check_split_options(
                 f"--micro-batches must be from 1 to the batch ({args.batch}), "
                 f"got {args.micro_batches}"
             )
-    if measured and args.devices > 1 and bw is None:
+    if measured and args.devices > 1 and args.link_bandwidth is None:
         parser.error(
             f"--device {args.device} has measured peaks but no datasheet link: give "
             f"--link-bandwidth GB/s (and --link-latency us) to estimate {args.devices} devices"

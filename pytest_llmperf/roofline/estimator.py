@@ -377,6 +377,8 @@ def _workload(shape: ModelShape, mode: str, dtype: str, batch: int, seq_len: int
         raise ValueError("batch and seq_len must be >= 1")
     if mode == "generate" and gen_len < 1:
         raise ValueError("mode 'generate' needs gen_len >= 1")
+    if kv_len is not None and kv_len < 0:  # a negative cache priced negative work
+        raise ValueError(f"kv_len must be >= 0, got {kv_len!r}")
     cached = {
         "prefill": seq_len,
         "decode": seq_len if kv_len is None else kv_len,
@@ -755,6 +757,8 @@ def estimate(
     and step latency (s) ``link_bandwidth`` / ``link_latency_s`` override. A split
     the model cannot take is a ValueError naming the value and its limit.
     """
+    if power_w is not None and not _finite(power_w, 0.0, inclusive=False):
+        raise ValueError(f"power_w must be a finite number > 0 (W), got {power_w!r}")
     shape = get_model(model)
     mode = _normalize_mode(mode)
     key = canonical_dtype(dtype)

@@ -12,10 +12,10 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from gitproject import git, section, write
 
 pytest.importorskip("torch")
 
@@ -115,23 +115,6 @@ PYPROJECT = """
 """
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-
-
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """A user project: REF is the commit ``main``; the working tree is the candidate."""
@@ -196,19 +179,12 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
     return root, done
 
 
-def _section(out: str, test: str) -> str:
-    """The failure text of one test in pytest's output."""
-    start = out.index(f"_ {test} _")
-    end = out.find("\n_", start + 1)
-    return out[start : end if end > 0 else len(out)]
-
-
 def test_a_slower_candidate_fails_with_the_paired_ratio_and_the_work_diff(compared) -> None:
     root, done = compared
     out = done.stdout
     assert done.returncode == 1, out + done.stderr
     assert "FAILED tests/test_perf.py::test_changed" in out
-    failure = _section(out, "test_changed")
+    failure = section(out, "test_changed")
     assert "against the reference main (" in failure
     assert "REGRESSION time: reference main" in failure
     assert "interleaved pairs, tolerance 10%" in failure
@@ -232,7 +208,7 @@ def test_a_stalling_generation_fails_on_its_paired_token_latency(compared) -> No
     """A stall every 4th token (30 matmuls where there was one): the per-round ITL p99 of
     the two trees, paired batch by batch, names the tail; the work diff says why."""
     root, done = compared
-    failure = _section(done.stdout, "test_decode")
+    failure = section(done.stdout, "test_decode")
     assert "REGRESSION itl_p99: reference main" in failure
     assert "interleaved pairs, tolerance 25%" in failure
     assert "REGRESSION tpot: reference main" in failure
@@ -292,7 +268,7 @@ def test_outside_a_git_repository_is_a_usage_error(pytester: pytest.Pytester) ->
 
 
 def test_a_worker_gets_the_selection_and_options_but_not_the_controllers_own() -> None:
-    from pytest_llmperf.compare.controller import worker_args
+    from pytest_llmperf.compare.arguments import worker_args
 
     args = ["-n", "2", "tests", "--llmperf-compare", "main", "-nauto", "-k", "decode"]
     args += ["--llmperf-report=r.md", "--junitxml", "j.xml", "--llmperf-threads=1", "-m", "slow"]

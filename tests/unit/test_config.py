@@ -97,7 +97,7 @@ def test_tolerance_spellings():
 @pytest.mark.parametrize(
     "kwargs, words",
     [
-        ({"warmpu": 1}, "t.py::test_it: @pytest.mark.llmperf got unknown keyword(s) warmpu"),
+        ({"warmpu": 1}, "t.py::test_it: @pytest.mark.llmperf: unknown keyword 'warmpu' (given 1)"),
         ({"rounds": "many"}, "rounds=...): expected an integer or 'auto', got 'many'"),
         ({"rounds": 0}, "rounds=...): must be >= 1, got 0"),
         ({"rounds": 2.5}, "rounds=...): expected an integer or 'auto'"),

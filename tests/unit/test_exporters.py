@@ -243,7 +243,7 @@ def test_junit_properties_reach_junitxml(pytester):
 def test_github_step_summary_table():
     text = exporters.github_step_summary(results(), SESSION)
     assert text.startswith("## pytest-llmperf")
-    assert "NVIDIA H100 80GB HBM3" in text and "`standard`" in text
+    assert "NVIDIA H100 80GB HBM3" in text and "tier <code>standard</code>" in text
     assert "**1 regression, 1 inconclusive, 1 no-baseline, 1 pass, 1 recorded**" in text
     header = next(line for line in text.splitlines() if line.startswith("| test"))
     assert [c.strip() for c in header.strip("|").split("|")] == [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -480,3 +481,115 @@ def test_gate_catches_a_tail_regression_not_an_unchanged_run(
     result = pytester.runpytest(*args)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*REGRESSION itl_p99: baseline *, current * ms (+*%*"])
+
+
+# --------------------------------------------------------------------------- endless generations
+
+
+def test_a_generation_stops_at_the_token_cap_with_marks_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exactly the cap is a generation; one token more is endless: a ``GenerationError``
+    naming the test and the tokens, with the clock's marks never past the cap (bounded
+    memory), by yield and by tick. The cap is lowered here so the test is instant."""
+    from pytest_llmperf.measure import generation
+
+    monkeypatch.setattr(generation, "MAX_TOKENS", 1000)
+    clock = TokenClock(SimpleNamespace(type="cpu"), "t.py::test_it")
+    tokens, marks = clock.run(lambda: iter(range(1000)))
+    assert len(tokens) == 1000 and len(marks) == 1001
+    assert len(clock.run(lambda: [clock.tick() for _ in range(1000)])[1]) == 1001
+    seen: list[int] = []  # len(clock.marks) as the generation runs
+    closed: list[bool] = []
+
+    def look() -> None:
+        seen.append(len(clock.marks))
+        if len(seen) > 5000:  # a safety net: were the cap not kept, fail, not fill memory
+            raise RuntimeError("llmperf did not stop an endless generation")
+
+    def forever():
+        try:
+            while True:
+                look()
+                yield 0
+        finally:
+            closed.append(True)  # the abandoned generator is closed, not left running
+
+    def decode(callback):
+        while True:
+            look()
+            callback(0)
+
+    for fn in (forever, lambda: decode(clock.tick)):
+        seen.clear()
+        with pytest.raises(GenerationError) as err:
+            clock.run(fn)
+        assert str(err.value).startswith(
+            "t.py::test_it: the generation did not end: over 1,000 tokens in "
+        )
+        assert "max_time bounds the rounds, not one generation" in str(err.value)
+        assert max(seen) == 1001 and clock.marks == []  # start + 1000 tokens, then dropped
+    assert closed == [True]
+    # the clock still works afterwards
+    assert len(clock.run(lambda: iter([1, 2]))[1]) == 3
+
+
+ENDLESS = """
+import pytest
+
+#: A safety net, not the rule under test: were the plugin never to stop these, the test
+#: fails here (5x its cap) instead of filling the machine's memory.
+GUARD = 5_000_000
+
+@pytest.mark.llmperf(max_time=1)
+def test_yield_forever(llmperf):
+    def forever():
+        n = 0
+        while True:
+            n += 1
+            if n > GUARD:
+                raise RuntimeError(f"llmperf did not stop an endless generation: {n} tokens")
+            yield 0
+    llmperf.generation(forever)
+
+@pytest.mark.llmperf(max_time=1)
+def test_tick_forever(llmperf):
+    def generate(callback):
+        n = 0
+        while True:
+            n += 1
+            if n > GUARD:
+                raise RuntimeError(f"llmperf did not stop an endless generation: {n} tokens")
+            callback(n)
+    llmperf.generation(generate, kwargs={"callback": llmperf.tick})
+"""
+
+
+def test_an_endless_generation_fails_fast_naming_the_test_and_the_tokens(
+    pytester: pytest.Pytester,
+) -> None:
+    """Generators that never end, under ``max_time=1``: each test fails at the real cap
+    (a million tokens, under a second here) with a message naming it, the cap and the time,
+    instead of growing until the machine kills it."""
+    from pytest_llmperf.measure.generation import MAX_TOKENS
+
+    assert MAX_TOKENS == 1_000_000
+    pytester.makepyfile(test_endless=ENDLESS)
+    result = pytester.runpytest("--llmperf", "-p", "no:cacheprovider", "-rN")
+    failures = {
+        rep.nodeid.split("::", 1)[1]: rep.longrepr.reprcrash.message
+        for rep in result.reprec.getreports("pytest_runtest_logreport")
+        if rep.failed
+    }
+    assert set(failures) == {"test_yield_forever", "test_tick_forever"}, failures
+    for name, message in failures.items():
+        assert re.fullmatch(
+            rf"pytest_llmperf\.measure\.generation\.GenerationError: test_endless\.py::{name}: "
+            r"the generation did not end: "
+            r"over 1,000,000 tokens in \d+\.\d s \(one generation may mark 1,000,000; "
+            r"max_time bounds the rounds, not one generation\)\. .*",
+            message,
+            re.S,
+        ), message
+    result.assert_outcomes(failed=2)
+    assert "INTERNALERROR" not in result.stdout.str()

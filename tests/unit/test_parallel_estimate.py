@@ -387,10 +387,10 @@ def test_cli_json_carries_the_multi_device_fields_and_overrides(capsys):
 
 
 _CLI_BAD = [
-    (["--devices", "0"], "--devices must be >= 1, got 0"),
+    (["--devices", "0"], "argument --devices: must be >= 1, got 0"),
     (["--devices", "2", "--parallel", "zz"], "argument --parallel: invalid choice: 'zz'"),
-    (["--devices", "8", "--link-bandwidth", "-3"], "--link-bandwidth must be a number > 0 (GB/s)"),
-    (["--devices", "8", "--link-latency", "-1"], "--link-latency must be a number >= 0"),
+    (["--devices", "8", "--link-bandwidth", "-3"], "argument --link-bandwidth: must be > 0, got -3.0"),
+    (["--devices", "8", "--link-latency", "-1"], "argument --link-latency: must be >= 0"),
     (["--devices", "12"], "opt-1.3b has 32 attention heads: tensor parallel over 12 devices"),
     (["--devices", "32", "--parallel", "pp"], "opt-1.3b has 24 layers"),
     (["--devices", "8", "--parallel", "dp"], "needs batch >= 8"),

@@ -255,8 +255,13 @@ def all_results() -> list[TestResult]:
     )
 
 
+def _shown(cell: str) -> str:
+    """A cell as GitHub shows it: Markdown's backslash escapes undone."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", cell.strip())
+
+
 def _table_after(text: str, heading: str) -> list[list[str]]:
-    """Rows (header first) of the first markdown table after ``heading``."""
+    """Rows (header first) of the first markdown table after ``heading``, as shown."""
     start = text.index(heading)
     lines = text[start:].splitlines()
     rows, seen = [], False
@@ -265,7 +270,7 @@ def _table_after(text: str, heading: str) -> list[list[str]]:
             seen = True
             if re.fullmatch(r"\|[-:|]+\|", line.replace(" ", "")):
                 continue
-            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+            rows.append([_shown(c) for c in re.split(r"(?<!\\)\|", line)[1:-1]])
         elif seen:
             break
     return rows

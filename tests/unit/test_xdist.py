@@ -77,11 +77,26 @@ def test_not_a_perf_test():
 
 NODEIDS = [f"test_xd.py::test_perf[{i}]" for i in range(N_TESTS)]
 
+# Scenario params such as a torch.dtype reach the controller's baseline file (every
+# worker sends its reports through execnet).
+PARAMS_MODULE = """
+import time
+import pytest
+import torch
+
+@pytest.mark.llmperf(warmup=1, rounds=3, drift_correction=False, tolerance="300%")
+def test_params(llmperf):
+    llmperf.params(dtype=torch.bfloat16, device=torch.device("cpu"), shape=(2, 3))
+    llmperf(time.sleep, 0.005)
+"""
+PARAMS_ID = "test_params_mod.py::test_params"
+EVERY = sorted([*NODEIDS, PARAMS_ID])
+
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_xd=MODULE)
+    pytester.makepyfile(test_xd=MODULE, test_params_mod=PARAMS_MODULE)
     # The per-device lock lives in the temp dir: keep it private to this project.
     tmp = pytester.path / "tmp"
     tmp.mkdir()
@@ -128,13 +143,16 @@ def test_xdist_baselines_verdicts_and_exports(
     pytester = project
     # 1. Record under -n 2: every entry lands in the one baseline file.
     rec = _run(pytester, "--llmperf-update-baselines")
-    rec.assert_outcomes(passed=N_TESTS + 1)
+    assert "INTERNALERROR" not in rec.stdout.str() + rec.stderr.str()
+    rec.assert_outcomes(passed=N_TESTS + 2)
     path, data = _baseline(pytester)
-    assert sorted(data["tests"]) == sorted(NODEIDS)
+    assert sorted(data["tests"]) == EVERY
     for nodeid in NODEIDS:
         assert data["tests"][nodeid]["status"] == "ok"
         assert 0.015 < data["tests"][nodeid]["metrics"]["time"]["value"] < 0.5
-    rec.stdout.fnmatch_lines([f"wrote {N_TESTS} entries into *{path.name}"])
+    params = data["tests"][PARAMS_ID]["params"]
+    assert params == {"dtype": "torch.bfloat16", "device": "cpu", "shape": [2, 3]}
+    rec.stdout.fnmatch_lines([f"wrote {N_TESTS + 1} entries into *{path.name}"])
     _assert_no_overlap(pytester)
 
     # 2. Compare under -n 2: all pass; the controller's exports hold every test.
@@ -144,16 +162,16 @@ def test_xdist_baselines_verdicts_and_exports(
         "--llmperf-benchmark-json=bench.json",
         "--llmperf-bmf=bmf.json",
     )
-    rec.assert_outcomes(passed=N_TESTS + 1)
-    rec.stdout.fnmatch_lines([f"{N_TESTS} pass"])
+    rec.assert_outcomes(passed=N_TESTS + 2)
+    rec.stdout.fnmatch_lines([f"{N_TESTS + 1} pass"])
     _assert_no_overlap(pytester)
     report = json.loads((pytester.path / "report.json").read_text())
-    assert sorted(r["nodeid"] for r in report["results"]) == sorted(NODEIDS)
+    assert sorted(r["nodeid"] for r in report["results"]) == EVERY
     assert {r["verdict"] for r in report["results"]} == {"pass"}
     bench = json.loads((pytester.path / "bench.json").read_text())
-    assert sorted(b["fullname"] for b in bench["benchmarks"]) == sorted(NODEIDS)
+    assert sorted(b["fullname"] for b in bench["benchmarks"]) == EVERY
     bmf = json.loads((pytester.path / "bmf.json").read_text())
-    assert len(bmf) == N_TESTS
+    assert len(bmf) == N_TESTS + 1
     assert path.read_text() == json.dumps(data, indent=2, sort_keys=True) + "\n"  # untouched
 
     # 3. A -k subset refresh (5x slower now) rewrites its entries and keeps the others:
@@ -162,41 +180,10 @@ def test_xdist_baselines_verdicts_and_exports(
     rec = _run(pytester, "--llmperf-update-baselines", "-k", "test_perf[0] or test_perf[1]")
     rec.assert_outcomes(passed=2)  # (the xdist controller does not count deselections)
     _, refreshed = _baseline(pytester)
-    assert sorted(refreshed["tests"]) == sorted(NODEIDS)
+    assert sorted(refreshed["tests"]) == EVERY
     for nodeid in NODEIDS[:2]:
         old = data["tests"][nodeid]["metrics"]["time"]["value"]
         new = refreshed["tests"][nodeid]["metrics"]["time"]["value"]
         assert new > 2 * old, (nodeid, old, new)
-    for nodeid in NODEIDS[2:]:
+    for nodeid in [*NODEIDS[2:], PARAMS_ID]:
         assert refreshed["tests"][nodeid] == data["tests"][nodeid]
-
-
-PARAMS_MODULE = """
-import time
-import pytest
-import torch
-
-@pytest.mark.llmperf(warmup=1, rounds=3, drift_correction=False)
-def test_params(llmperf):
-    llmperf.params(dtype=torch.bfloat16, device=torch.device("cpu"), shape=(2, 3))
-    llmperf(time.sleep, 0.005)
-"""
-
-
-def test_xdist_carries_params_that_are_not_plain_json(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Scenario params such as a torch.dtype reach the controller's baseline file
-    (one worker is enough: every worker sends its reports through execnet)."""
-    pytester.makepyfile(test_params_mod=PARAMS_MODULE)
-    monkeypatch.setenv("TMPDIR", str(pytester.mkdir("tmp")))
-    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
-    rec = pytester.runpytest_subprocess(
-        "-n", "1", "-p", "no:cacheprovider", "--llmperf", "--llmperf-update-baselines",
-        timeout=TIMEOUT,
-    )  # fmt: skip
-    assert "INTERNALERROR" not in rec.stdout.str() + rec.stderr.str()
-    rec.assert_outcomes(passed=1)
-    _, data = _baseline(pytester)
-    params = data["tests"]["test_params_mod.py::test_params"]["params"]
-    assert params == {"dtype": "torch.bfloat16", "device": "cpu", "shape": [2, 3]}
