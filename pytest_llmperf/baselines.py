@@ -65,6 +65,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from .config import MAX_PROJECT
 from .results import Metric, Status, TestResult
 
 SCHEMA = "pytest-llmperf-baseline"
@@ -120,9 +121,6 @@ def _at_tier(e: dict[str, Any] | None, tier: str) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------- project identity
-
-#: Longest project name a file or ``--llmperf-project`` may give.
-MAX_PROJECT = 200
 
 
 @dataclass(frozen=True)

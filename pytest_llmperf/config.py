@@ -71,7 +71,7 @@ MEMORY_ABS_SLACK = 4 * 2**20
 # --------------------------------------------------------------------------- value parsers
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """``value`` for an error message: its repr, shortened (an int of 5000 digits has none)."""
     try:
         text = repr(value)
@@ -94,10 +94,31 @@ def _too_large(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and abs(value) > _FLOAT_MAX
 
 
+#: ``where`` of a value parsed for argparse, which names the option itself.
+_WHERE = "value"
+
+
+def arg_type(parse: Callable[..., Any], name: str, **bounds: Any) -> Callable[[str], Any]:
+    """An argparse ``type`` from ``parse(text, where, **bounds)``, a config-style parser
+    raising ValueError: argparse itself would say only "invalid int value", or nothing at
+    all for ``nan`` or ``-5``. ``name`` names the kind of number (``positive integer``)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text, _WHERE, **bounds)
+        except ValueError as exc:  # argparse prefixes "argument --option: "
+            import argparse
+
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{_WHERE}: ")) from None
+
+    convert.__name__ = name
+    return convert
+
+
 def parse_tolerance(value: Any, where: str) -> float:
     """A tolerance as a fraction: 0.1, "10%" and "0.1" all mean 10%."""
     out_of_range = ValueError(
-        f"{where}: tolerance {_shown(value)} must be >= 0 and <= {MAX_TOLERANCE:g} "
+        f"{where}: tolerance {shown(value)} must be >= 0 and <= {MAX_TOLERANCE:g} "
         f"({MAX_TOLERANCE:.0%}): a fraction (0.1) or a percentage ('10%')"
     )
     if _too_large(value):  # before float(), which would overflow
@@ -111,7 +132,7 @@ def parse_tolerance(value: Any, where: str) -> float:
             tol = float(value)
     except (TypeError, ValueError, OverflowError):
         raise ValueError(
-            f"{where}: tolerance {_shown(value)} is not a number or a percentage"
+            f"{where}: tolerance {shown(value)} is not a number or a percentage"
         ) from None
     if not 0 <= tol <= MAX_TOLERANCE:  # NaN fails this too
         raise out_of_range
@@ -173,11 +194,11 @@ def parse_count(
         if isinstance(value, float) and value != n:
             raise ValueError
     except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
-        raise ValueError(f"{where}: expected {expected}, got {_shown(value)}") from None
+        raise ValueError(f"{where}: expected {expected}, got {shown(value)}") from None
     if n < minimum:
         raise ValueError(f"{where}: must be >= {minimum}, got {n}")
     if n > maximum:
-        raise ValueError(f"{where}: must be <= {maximum}, got {_shown(n)}")
+        raise ValueError(f"{where}: must be <= {maximum}, got {shown(n)}")
     return n
 
 
@@ -190,24 +211,24 @@ def parse_float(
     <= 86400" (or, with no bound, too large for a float), not an OverflowError."""
     if _too_large(value):
         if value < minimum:
-            raise ValueError(f"{where}: must be >= {minimum}, got {_shown(value)}")
+            raise ValueError(f"{where}: must be >= {minimum}, got {shown(value)}")
         if value > maximum:
-            raise ValueError(f"{where}: must be <= {maximum:g}, got {_shown(value)}")
+            raise ValueError(f"{where}: must be <= {maximum:g}, got {shown(value)}")
         raise ValueError(
-            f"{where}: {_shown(value)} is too large for a float (at most {sys.float_info.max:g})"
+            f"{where}: {shown(value)} is too large for a float (at most {sys.float_info.max:g})"
         )
     try:
         if isinstance(value, bool):
             raise TypeError
         x = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{where}: expected a number, got {_shown(value)}") from None
+        raise ValueError(f"{where}: expected a number, got {shown(value)}") from None
     if not math.isfinite(x):
-        raise ValueError(f"{where}: expected a finite number, got {_shown(value)}")
+        raise ValueError(f"{where}: expected a finite number, got {shown(value)}")
     if x < minimum:
         raise ValueError(f"{where}: must be >= {minimum}, got {x}")
     if x > maximum:
-        raise ValueError(f"{where}: must be <= {maximum:g}, got {_shown(value)}")
+        raise ValueError(f"{where}: must be <= {maximum:g}, got {shown(value)}")
     return x
 
 
@@ -218,7 +239,7 @@ def _parse_gate(value: Any, where: str) -> bool | tuple[str, ...]:
         return (value,)
     if isinstance(value, (list, tuple, set)) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ValueError(f"{where}: expected True, False or metric names, got {_shown(value)}")
+    raise ValueError(f"{where}: expected True, False or metric names, got {shown(value)}")
 
 
 def _parse_flag(value: Any, where: str) -> bool | None:
@@ -227,7 +248,7 @@ def _parse_flag(value: Any, where: str) -> bool | None:
 
 def _parse_bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{where}: expected True or False, got {_shown(value)}")
+        raise ValueError(f"{where}: expected True or False, got {shown(value)}")
     return value
 
 
@@ -242,7 +263,7 @@ def _parse_group(value: Any, where: str) -> str:
     try:
         return str(value)
     except ValueError:  # an int too long to print
-        raise ValueError(f"{where}: expected a name, got {_shown(value)}") from None
+        raise ValueError(f"{where}: expected a name, got {shown(value)}") from None
 
 
 def _max_time(value: Any, where: str) -> float:
@@ -317,7 +338,7 @@ class Policy:
     def _with_keywords(self, kwargs: dict[str, Any], where: str) -> Policy:
         unknown = sorted(set(kwargs) - set(MARKER_KEYWORDS))
         if unknown:
-            given = ", ".join(f"{k!r} (given {_shown(kwargs[k])})" for k in unknown)
+            given = ", ".join(f"{k!r} (given {shown(kwargs[k])})" for k in unknown)
             raise ValueError(
                 f"{where}: unknown keyword{'s' if len(unknown) > 1 else ''} {given}; "
                 f"known: {', '.join(sorted(MARKER_KEYWORDS))}"
@@ -672,8 +693,10 @@ _POLICY_OPTIONS = {
 _MACHINE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
 
+#: Longest project name a file or ``--llmperf-project`` may give.
+MAX_PROJECT = 200
 #: A project name: printable, not blank (it is shown in messages and stored in files).
-_PROJECT = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+_PROJECT = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_PROJECT}}}")
 
 
 def _parse_names(value: Any, where: str) -> tuple[str, ...]:
@@ -698,7 +721,7 @@ def parse_device(value: Any, where: str) -> str:
     match = _DEVICE.fullmatch(text)
     if match is None or match.group(1) not in DEVICE_TYPES:
         raise ValueError(
-            f"{where}: {_shown(value)} is not a device to measure on; expected one of "
+            f"{where}: {shown(value)} is not a device to measure on; expected one of "
             f"{', '.join(DEVICE_TYPES)}, optionally with an index (cuda:0)"
         )
     return text
@@ -815,7 +838,7 @@ class RunOptions:
             project_from = "--llmperf-project"
         elif not _PROJECT.fullmatch(str(project)) or not str(project).strip():
             raise ValueError(
-                f"{project_from}: {_shown(project)} is not a project name (1 to 200 "
+                f"{project_from}: {shown(project)} is not a project name (1 to 200 "
                 "printable characters, not all blank)"
             )
         device, device_from = _lookup(config, "device")

@@ -930,8 +930,7 @@ def _parser() -> argparse.ArgumentParser:
     """The doctor's options; each number is checked by its type as ``--llmperf-threads`` and
     ``--llmperf-tolerance`` are (a usage error naming the option, exit 2): torch crashes on
     ``set_num_threads(100000)``."""
-    from .config import MAX_THREADS, parse_threads, parse_tolerance
-    from .roofline.cli import arg_type
+    from .config import MAX_THREADS, arg_type, parse_threads, parse_tolerance
 
     p = argparse.ArgumentParser(
         prog="python -m pytest_llmperf doctor",

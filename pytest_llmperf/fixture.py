@@ -18,7 +18,7 @@ from statistics import median
 from types import GeneratorType
 from typing import Any
 
-from .config import DEFAULT_TOLERANCES, Policy, _shown, parse_float, parse_tolerance
+from .config import DEFAULT_TOLERANCES, Policy, parse_float, parse_tolerance, shown
 from .judge.verdict import Judge
 from .measure import distributed
 from .measure.sequence import (
@@ -495,9 +495,9 @@ def _count(value: Any, where: str, least: int) -> int:
     """An int from ``least`` to MAX_COUNT (a bool is not one), or an error naming ``where``;
     checked as an int, before any float arithmetic (``batch=10**400`` overflowed there)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{where}: expected an int >= {least}, got {_shown(value)}")
+        raise ValueError(f"{where}: expected an int >= {least}, got {shown(value)}")
     if value > MAX_COUNT:
-        raise ValueError(f"{where}: must be <= 2**53, got {_shown(value)}")
+        raise ValueError(f"{where}: must be <= 2**53, got {shown(value)}")
     return value
 
 
@@ -505,11 +505,11 @@ def _finite(value: Any, where: str) -> float:
     """``value`` as a finite float: what a baseline can store (strict JSON has no NaN or
     Infinity) and a verdict can compare. A bool or a str is no number here."""
     if isinstance(value, (bool, str, bytes)):
-        raise TypeError(f"{where} must be a finite number, got {_shown(value)}")
+        raise TypeError(f"{where} must be a finite number, got {shown(value)}")
     try:
         x = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise TypeError(f"{where} must be a finite number, got {_shown(value)}") from None
+        raise TypeError(f"{where} must be a finite number, got {shown(value)}") from None
     if not math.isfinite(x):
         raise ValueError(f"{where} must be a finite number, got {x!r}")
     return x

@@ -44,7 +44,7 @@ from typing import Any
 
 import pytest
 
-from .config import _shown
+from .config import shown
 from .measure.distributed import STATE_DIR_ENV, dump_stack_on_signal, report_state
 
 #: Seconds the launcher waits for all ranks of one test (``llmperf.torchrun(timeout=)``).
@@ -105,8 +105,8 @@ def checked_in_ranks(llmperf: Any, nproc: int, where: str) -> bool:
     first = _CALLED.get(llmperf)
     if first is not None:
         raise RuntimeError(
-            f"{where}({_shown(nproc)}): called twice in this test (first as "
-            f"llmperf.torchrun({_shown(first)})); call it once, first, and return when it "
+            f"{where}({shown(nproc)}): called twice in this test (first as "
+            f"llmperf.torchrun({shown(first)})); call it once, first, and return when it "
             "returns True"
         )
     _CALLED[llmperf] = nproc
@@ -121,12 +121,12 @@ def check_nproc(nproc: Any, device: Any, where: str) -> None:
     >= 1 (an error), more ranks than accelerators (a skip: the test needs hardware this
     machine lacks) or more than ``MAX_CPU_RANKS`` on the CPU (an error: see there)."""
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-        raise ValueError(f"{where}: nproc must be an int >= 1, got {_shown(nproc)}")
+        raise ValueError(f"{where}: nproc must be an int >= 1, got {shown(nproc)}")
     kind = getattr(device, "type", "cpu")
     if kind == "cpu":
         if nproc > MAX_CPU_RANKS:
             raise ValueError(
-                f"{where}: nproc={_shown(nproc)} is more ranks than the {MAX_CPU_RANKS} "
+                f"{where}: nproc={shown(nproc)} is more ranks than the {MAX_CPU_RANKS} "
                 "launched on the CPU (each rank is a process of its own: about 0.25 GB before "
                 "the test builds anything); ask for fewer"
             )
@@ -135,7 +135,7 @@ def check_nproc(nproc: Any, device: Any, where: str) -> None:
 
     present = torch.accelerator.device_count()
     if nproc > present:
-        pytest.skip(f"{where}: needs {_shown(nproc)} {kind} devices; this machine has {present}")
+        pytest.skip(f"{where}: needs {shown(nproc)} {kind} devices; this machine has {present}")
 
 
 # --------------------------------------------------------------------------- in a rank

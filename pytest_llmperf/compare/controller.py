@@ -151,6 +151,9 @@ class EmptyWorker:
         self.foreign: dict[str, str] = {}
         self.rootpath = None
 
+    def wait_collected(self) -> None:
+        pass
+
     def stop(self) -> None:
         pass
 
@@ -190,8 +193,7 @@ class CompareController:
             cand_side = candidate_side(args, here, logs / f"cache-candidate-{tag}")
             cand = Worker(f"candidate-{tag}", "candidate", tree.top, tree.path, cand_side, logs)
             for w in (ref, cand):
-                if isinstance(w, Worker):
-                    w.wait_collected()
+                w.wait_collected()
             self.workers = (ref, cand)
             self.broken = self._mismatched_roots(ref, cand)
         return self.workers

@@ -231,7 +231,7 @@ def _find_after(
 
 def moved_paths(entries: Iterable[str], trees: Trees) -> list[str]:
     """``sys.path`` with each entry in the candidate's tree moved to the reference's copy."""
-    return [trees.moved(p) or p if p else p for p in entries]
+    return [(trees.moved(p) or p) if p else p for p in entries]
 
 
 def install_redirect(trees: Trees) -> Redirect:

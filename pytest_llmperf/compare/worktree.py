@@ -161,9 +161,7 @@ def prune_left_behind(top: Path) -> list[Path]:
 
 def _gitlinks(repo: Path, sha: str) -> list[tuple[str, str]]:
     """The submodules (path, recorded commit) of commit ``sha`` of ``repo``."""
-    listing = subprocess.run(
-        ["git", "ls-tree", "-r", "-z", sha], cwd=repo, capture_output=True, check=False
-    ).stdout.decode(errors="replace")
+    listing = _git(repo, "ls-tree", "-r", "-z", sha)
     links = []
     for entry in filter(None, listing.split("\0")):
         meta, _, name = entry.partition("\t")

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..config import parse_count, parse_float
+from ..config import arg_type, parse_count, parse_float
 from ..units import flops as fmt_flops
 from . import device_specs, estimator, shapes
 
@@ -44,23 +44,6 @@ MAX_LINK_LATENCY_US = 1e6  # a second per ring step
 # use (pytest_llmperf.config), so every numeric option of ``python -m pytest_llmperf``
 # (``doctor`` too) rejects NaN, infinity, a fraction where a count belongs and a value out
 # of range as a usage error (exit 2) that names the option and the value.
-
-_WHERE = "value"
-
-
-def arg_type(parse: Callable[..., Any], name: str, **bounds: Any) -> Callable[[str], Any]:
-    """An argparse ``type`` from ``parse(text, where, **bounds)``, a config-style parser
-    raising ValueError: argparse itself would say only "invalid int value", or nothing at
-    all for ``nan`` or ``-5``. ``name`` names the kind of number (``positive integer``)."""
-
-    def convert(text: str) -> Any:
-        try:
-            return parse(text, _WHERE, **bounds)
-        except ValueError as exc:  # argparse prefixes "argument --option: "
-            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{_WHERE}: ")) from None
-
-    convert.__name__ = name
-    return convert
 
 
 def positive_int(maximum: int) -> Callable[[str], int]:
