@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from .extras import missing
+
 TIERS = ("smoke", "standard", "full")
 
 #: Upper bounds of what a marker, a call or an option may ask for. Beyond them a value
@@ -53,7 +55,7 @@ DEFAULT_TOLERANCES: dict[str, float] = {
     "ratio": 0.05,
     # A tail percentile (inter-token latency p99) of a few hundred intervals per generation
     # moves more than a median between identical runs; a stall of one step every 32 tokens
-    # takes p99 / p50 from about 1.3 to 2.0 (scripts/generation_trials.py).
+    # takes p99 / p50 from about 1.3 to 2.0 (scripts/evidence/generation_trials.py).
     "tail": 0.25,
     "efficiency": 0.10,
     "other": 0.10,
@@ -571,7 +573,19 @@ class Option:
 
 _FLAG = {"action": "store_true"}
 OPTIONS: tuple[Option, ...] = (
-    Option("", "bool", "run performance tests (skipped without it)", _FLAG),
+    Option(
+        "",
+        "bool",
+        "measure and gate performance tests (without it each runs its body once, unmeasured)",
+        _FLAG,
+    ),
+    Option(
+        "skip",
+        "bool",
+        "without --llmperf, skip performance tests instead of running each once, "
+        "unmeasured (ignored with --llmperf)",
+        _FLAG,
+    ),
     Option("update-baselines", "bool", "measure and write results into the baseline files", _FLAG),
     Option(
         "baselines",
@@ -762,6 +776,8 @@ class RunOptions:
     """The session's options, from the command line or their ``llmperf_*`` ini twins."""
 
     enabled: bool = False
+    #: Without ``--llmperf``: skip performance tests (True) or run each body once (False).
+    skip: bool = False
     update: bool = False
     baselines_dir: str = "baselines"
     tier: str = "auto"
@@ -841,6 +857,10 @@ class RunOptions:
                 f"{project_from}: {shown(project)} is not a project name (1 to 200 "
                 "printable characters, not all blank)"
             )
+        benchmark_json, name = _lookup(config, "benchmark-json")
+        why = benchmark_json and missing("pytest_benchmark", name)
+        if why:
+            raise ValueError(why)
         device, device_from = _lookup(config, "device")
         if device is None:
             device_from = "--llmperf-device"
@@ -848,12 +868,13 @@ class RunOptions:
             device = parse_device(device, device_from)
         return cls(
             enabled=enabled,
+            skip=bool(value("skip")),
             compare=compare,
             update=update,
             baselines_dir=value("baselines") or "baselines",
             tier=tier or "auto",
             report=report,
-            benchmark_json=value("benchmark-json"),
+            benchmark_json=benchmark_json,
             bmf=value("bmf"),
             strict=bool(value("strict")),
             profile_on_failure=bool(value("profile-on-failure")),

@@ -41,6 +41,9 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from .extras import hint
+from .judge.decision import MIN_PAIRS
+
 #: The gates a user can ask about, cheapest first: the order of preference.
 GATES = ("stored", "compare", "work")
 RECOMMENDATION = {
@@ -79,7 +82,7 @@ FULL = Plan(processes=8, warmup_s=0.5, window_s=1.0, pairs=150, pair_rounds=6,
             pairs_budget_s=20.0, min_pairs=8, energy_changes=6, energy_timeout_s=3.0,
             busy_sample_s=1.0, hard_limit_s=300.0)  # fmt: skip
 QUICK = Plan(processes=2, warmup_s=0.1, window_s=0.3, pairs=12, pair_rounds=3,
-             pairs_budget_s=1.5, min_pairs=3, energy_changes=3, energy_timeout_s=1.0,
+             pairs_budget_s=1.5, min_pairs=MIN_PAIRS, energy_changes=3, energy_timeout_s=1.0,
              busy_sample_s=0.2, hard_limit_s=90.0)  # fmt: skip
 
 
@@ -127,10 +130,15 @@ def decide(noise: dict, gate: str, tolerance: float) -> dict[str, Any]:
     return {
         "tolerance": tolerance,
         "gates": {
-            "stored": {"detectable": stored, "fit": gate_fit("stored", stored, paired, tolerance)},
+            "stored": {
+                "detectable": stored,
+                "fit": gate_fit("stored", stored, paired, tolerance),
+                **_why(noise.get("stored_shortfall")),
+            },
             "compare": {
                 "detectable": paired,
                 "fit": gate_fit("compare", stored, paired, tolerance),
+                **_why(noise.get("paired_shortfall")),
             },
             "work": {"detectable": 0.0, "fit": True},
         },
@@ -139,6 +147,11 @@ def decide(noise: dict, gate: str, tolerance: float) -> dict[str, Any]:
         "fit": gate_fit(gate, stored, paired, tolerance),
         "exit_status": exit_status(gate, stored, paired, tolerance),
     }
+
+
+def _why(shortfall: str | None) -> dict[str, str]:
+    """A gate's ``why`` (too few samples to judge), only where there is one."""
+    return {"why": shortfall} if shortfall else {}
 
 
 def between_drift(medians: Sequence[float]) -> float:
@@ -154,9 +167,19 @@ def noise_summary(process_samples: Sequence[Sequence[float]], ratios: Sequence[f
     Stored gate: this run's samples against another fresh process's (its baseline),
     floored by the drift between process medians. Paired gate: the sign-test MDC of
     the ratios, floored by their offset from 1 (identical code, different process:
-    a compare gate would report that offset as a change).
+    a compare gate would report that offset as a change). Where too few processes,
+    rounds or pairs were measured to judge anything, the detectable change is None and
+    ``*_shortfall`` says so in the words the per-test notes use (``detectable.too_few``):
+    a number from 3 pairs (``>= 5826.3%``) read as a measurement.
     """
-    from .judge.detectable import paired_detectable, relative_spread, stored_detectable
+    from .judge.detectable import (
+        paired_detectable,
+        paired_shortfall,
+        relative_spread,
+        stored_detectable,
+        stored_shortfall,
+        too_few,
+    )
 
     runs = [list(s) for s in process_samples if len(s) > 0]
     medians = [median(s) for s in runs]
@@ -167,8 +190,14 @@ def noise_summary(process_samples: Sequence[Sequence[float]], ratios: Sequence[f
     ]
     stored_known = [m for m in stored_mdcs if m is not None]
     stored = median(stored_known) if stored_known and drift is not None else None
-    paired_raw = paired_detectable(list(ratios))
+    stored_short = ""
+    if runs and len(runs) < 2:
+        stored_short = too_few(len(runs), 2, "processes")
+    elif runs and not stored_known:
+        stored_short = stored_shortfall(min(runs, key=len))
     good = [r for r in ratios if r > 0 and math.isfinite(r)]
+    paired_short = paired_shortfall(good) if good else ""
+    paired_raw = None if paired_short else paired_detectable(good)
     ratio_mid = median(good) if good else None
     offset = abs(ratio_mid - 1.0) if ratio_mid is not None else None
     paired = max(paired_raw, offset) if paired_raw is not None and offset is not None else None
@@ -181,9 +210,11 @@ def noise_summary(process_samples: Sequence[Sequence[float]], ratios: Sequence[f
         "ratio_median": ratio_mid,
         "ratio_spread": relative_spread(good) if good else None,
         "stored_detectable": stored,
+        "stored_shortfall": stored_short,
         "paired_detectable_ratios": paired_raw,
         "paired_offset": offset,
         "paired_detectable": paired,
+        "paired_shortfall": paired_short,
     }
 
 
@@ -559,7 +590,7 @@ def gpu_facts(exclude_pids: Sequence[int], plan: Plan, cuda: bool | None = None)
     try:
         import pynvml
     except ImportError:
-        return {**facts, "gpu_nvml": unknown("pynvml not importable: pip install nvidia-ml-py")}
+        return {**facts, "gpu_nvml": unknown(f"pynvml not importable: {hint('pynvml')}")}
     handle = _nvml_handle(dev)
     if handle is None:
         return {**facts, "gpu_nvml": unknown("NVML did not initialise or find the device")}
@@ -791,6 +822,8 @@ def _advice(report: dict) -> list[str]:
 
 
 def _text(report: dict) -> str:
+    from .judge.detectable import can_see
+
     noise, gates, tol = report["noise"], report["gates"], report["tolerance"]
     w = report["workload"]
     lines = [
@@ -827,8 +860,10 @@ def _text(report: dict) -> str:
         g = gates[gate]
         if gate == "work":
             seen = "exact: counts, not times"
-        elif g["detectable"] is None:
-            seen = "unknown (not measured)"
+        elif g.get("why") or g["detectable"] is None:
+            # The words every place uses (judge.detectable.can_see), never a number from
+            # too few samples.
+            seen = can_see(None, g.get("why", ""))
         else:
             seen = f">= {_pct(g['detectable'])}"
             if gate == "stored" and noise["between_process_drift"] is not None:
@@ -838,6 +873,8 @@ def _text(report: dict) -> str:
         verdict = (
             "fit"
             if g["fit"]
+            else "cannot judge any change"
+            if g.get("why")
             else "not fit"
             if g["detectable"] is None
             else "cannot see its tolerance"

@@ -26,8 +26,10 @@ from .measure.sequence import (
     PairSampler,
     call_metrics,
     measure_call,
+    measure_once,
     measure_pairs,
     pair_metrics,
+    pair_once,
 )
 from .measure.timing import RoundTimer
 from .results import Metric, TestResult
@@ -55,6 +57,7 @@ class LLMPerf:
         device: Any,
         tier: str,
         judge: Judge | None = None,
+        once: bool = False,
     ) -> None:
         self.result = result
         self.policy = policy
@@ -68,6 +71,8 @@ class LLMPerf:
         self.owners: dict[str, Measurement] = {}
         #: The pytest config (set by the fixture): what ``torchrun`` launches the ranks with.
         self.config: Any = None
+        #: Run each call once, unmeasured and gated by nothing (a run without --llmperf).
+        self.once = once
         self._clock: Any = None
 
     @property
@@ -97,6 +102,11 @@ class LLMPerf:
         """Configuration columns (model, context, mode, ...) for reports and baselines."""
         self.result.params.update(columns)
 
+    @property
+    def extra_info(self) -> dict[str, Any]:
+        """pytest-benchmark's spelling of ``params``: the same dict."""
+        return self.result.params
+
     # -- measuring -------------------------------------------------------------------
     def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return self.pedantic(fn, args=args, kwargs=kwargs)
@@ -117,12 +127,29 @@ class LLMPerf:
         name: str | None = None,
         max_time: float | None = None,
         dtype: Any = None,
+        iterations: int = 1,
+        warmup_rounds: int | None = None,
     ) -> Any:
         """Measure ``fn(*args, **kwargs)`` with full control; returns its last result.
 
         ``flops`` / ``bytes`` per call add MFU / MBU against the peak for ``dtype``
-        (a torch dtype; fp32 when omitted).
+        (a torch dtype; fp32 when omitted). pytest-benchmark's spellings mean what they
+        mean there: ``warmup_rounds`` is ``warmup``; ``iterations`` calls per timed round,
+        each round's time divided back to one call's; a ``setup`` that returns
+        ``(args, kwargs)`` gives the call its arguments for that round.
         """
+        where = self._where("llmperf.pedantic")
+        if warmup_rounds is not None:
+            if warmup is not None:
+                raise TypeError(f"{where}: warmup and warmup_rounds are the same; pass one")
+            warmup = warmup_rounds
+        iterations = _count(iterations, f"{where}(iterations=...)", 1)
+        if iterations > 1 and setup is not None:
+            raise ValueError(
+                f"{where}: iterations={iterations} with setup: setup runs once per round, "
+                "so the rounds' later calls would run without it; drop one of them"
+            )
+        call, setup = _arguments_from_setup(fn, args, kwargs or {}, setup, where)
         policy = self._with_call_arguments(
             "llmperf.pedantic",
             warmup=warmup,
@@ -133,12 +160,11 @@ class LLMPerf:
             max_time=max_time,
         )
         prefix = self._fresh_prefix(name, "llmperf.pedantic", "time")
-        kwargs = kwargs or {}
-        m = Measurement(name or "", call=lambda: fn(*args, **kwargs))
+        m = Measurement(name or "", call=call, iterations=iterations)
         out: list[Any] = [None]
 
         def run() -> None:
-            out[0] = measure_call(m, policy, self.device, self.result, setup)
+            out[0] = self._measure(m, policy, setup)
             if isinstance(out[0], GeneratorType):
                 raise TypeError(
                     f"{self._where('llmperf.pedantic')}: the call returned a generator, so only "
@@ -189,7 +215,7 @@ class LLMPerf:
         out: list[Any] = [None]
 
         def run() -> None:
-            out[0] = measure_call(m, policy, self.device, self.result, setup)
+            out[0] = self._measure(m, policy, setup)
             metrics, notes = call_metrics(m, policy, self.device, prefix=prefix)
             self._record(metrics, policy, owner=m, notes=notes)
             self.result.tokens[m.name] = token_record(log)
@@ -246,6 +272,14 @@ class LLMPerf:
         """The test's policy with the arguments of one call (those given) applied."""
         given = {k: v for k, v in arguments.items() if v is not None}
         return self.policy.with_keywords(given, self._where(where))
+
+    def _measure(
+        self, m: Measurement, policy: Policy, setup: Callable[[], Any] | None = None
+    ) -> Any:
+        """The measurement sequence, or in a run without ``--llmperf`` one call."""
+        if self.once:
+            return measure_once(m, self.device, self.result, setup)
+        return measure_call(m, policy, self.device, self.result, setup)
 
     def _start(self, m: Measurement, run: Callable[[], None], policy: Policy) -> None:
         """Measure for the first time, then re-measure (pooling rounds) while this
@@ -405,7 +439,10 @@ class LLMPerf:
         self.measurements += [ref, cand]  # released with the others after the verdict
 
         def run() -> None:
-            measure_pairs(sampler, policy, self.device, self.result, holder.name)
+            if self.once:
+                pair_once(sampler, self.device, self.result)
+            else:
+                measure_pairs(sampler, policy, self.device, self.result, holder.name)
             self._record(
                 pair_metrics(sampler, items, item_unit, holder.name, ratio_tolerance),
                 policy,
@@ -443,6 +480,13 @@ class LLMPerf:
         # nproc checked (an error, or a skip for missing devices) before anything launches.
         if torchrun.checked_in_ranks(self, nproc, where):
             return False
+        import pytest
+
+        if self.once:
+            pytest.skip(
+                f"llmperf.torchrun({nproc}) launches {nproc} ranks: it runs with --llmperf, "
+                "not once in a plain run"
+            )
         try:
             data = torchrun.launch(self.config, self.result.nodeid, nproc, self.tier, limit)
         except torchrun.RankFailure as exc:
@@ -450,8 +494,6 @@ class LLMPerf:
         else:
             self._adopt(TestResult.from_dict(data), nproc)
             return True
-        import pytest
-
         pytest.fail(failure, pytrace=False)
 
     def _adopt(self, ranks: TestResult, nproc: int) -> None:
@@ -489,6 +531,46 @@ class LLMPerf:
 #: The largest count a call takes (``batch``, ``prompt_tokens``): every count up to it
 #: is exact as a float, so the rates computed from it cannot overflow or round.
 MAX_COUNT = 2**53
+
+
+def _arguments_from_setup(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    setup: Callable[[], Any] | None,
+    where: str,
+) -> tuple[Callable[[], Any], Callable[[], Any] | None]:
+    """The call, and the setup that runs untimed before each round. As in pytest-benchmark,
+    a setup may return ``(args, kwargs)``: that round's call then takes them (fresh inputs
+    per round), and ``args``/``kwargs`` must not be given as well."""
+    if setup is None:
+        return (lambda: fn(*args, **kwargs)), None
+    given: list[Any] = [None]
+
+    def run_setup() -> None:
+        returned = setup()
+        if returned is None:
+            given[0] = None
+            return
+        if not (isinstance(returned, tuple) and len(returned) == 2):
+            raise TypeError(
+                f"{where}: setup returned {shown(returned)}; it returns nothing, or "
+                "(args, kwargs) for the call"
+            )
+        if args or kwargs:
+            raise TypeError(
+                f"{where}: setup returned the call's arguments, so args=/kwargs= cannot be "
+                "given as well"
+            )
+        given[0] = (tuple(returned[0]), dict(returned[1] or {}))
+
+    def call() -> Any:
+        if given[0] is None:
+            return fn(*args, **kwargs)
+        call_args, call_kwargs = given[0]
+        return fn(*call_args, **call_kwargs)
+
+    return call, run_setup
 
 
 def _count(value: Any, where: str, least: int) -> int:

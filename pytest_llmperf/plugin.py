@@ -20,7 +20,10 @@ from .measure.distributed import STATE_DIR_ENV as RANK_STATE_DIR_ENV
 from .results import Status, TestResult
 from .session import LLMPerfSession
 
-SKIP_REASON = "performance test: run it with `pytest --llmperf`"
+SKIP_REASON = (
+    "performance test, skipped by --llmperf-skip (llmperf_skip): measure it with "
+    "`pytest --llmperf`, or drop the option to run its body once"
+)
 
 SESSION = pytest.StashKey[LLMPerfSession]()
 PERF = pytest.StashKey[Any]()
@@ -115,7 +118,8 @@ def marker_error(item: pytest.Item, exc: Exception) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each performance test's policy, read once; without ``--llmperf`` they are skipped.
+    """Each performance test's policy, read once; without ``--llmperf`` and with
+    ``--llmperf-skip`` they are skipped (without either, each runs once, unmeasured).
 
     A bad marker is that test's error (raised in ``pytest_runtest_setup``), not a usage
     error: pytest treats a test's own mistakes that way, and one typo must not stop the
@@ -131,7 +135,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         except Exception as exc:  # OverflowError, TypeError...: a value's, not the run's
             item.stash[MARKER_ERROR] = marker_error(item, exc)
             continue
-        if not session.options.enabled:
+        if not session.options.enabled and session.options.skip:
             item.add_marker(skip)
 
 
@@ -147,7 +151,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def llmperf(request: pytest.FixtureRequest) -> Any:
     """Measure a callable and gate its metrics against the device's baseline."""
     session = request.config.stash[SESSION]
-    if not session.options.enabled:
+    if not session.options.enabled and session.options.skip:
         pytest.skip(SKIP_REASON)
     from .fixture import LLMPerf
 
@@ -159,6 +163,11 @@ def llmperf(request: pytest.FixtureRequest) -> Any:
         except Exception as exc:
             pytest.fail(marker_error(node, exc), pytrace=False)
     result = TestResult(nodeid=node.nodeid, tier=session.tier, group=policy.group)
+    if not session.options.enabled:
+        # No --llmperf: the body runs once, unmeasured, so the test still checks the code
+        # it measures; nothing is judged, written or reported for it.
+        session.ran_once.append(node.nodeid)
+        return LLMPerf(result, policy, session.device, session.tier, once=True)
     perf = LLMPerf(result, policy, session.device, session.tier, session.judge_for(result))
     perf.config = request.config
     node.stash[PERF] = perf

@@ -38,7 +38,7 @@ class Metric:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict; lists are copied (``asdict`` deep-copied every value, a third of
-        the plugin's cost per test at 2,000 tests: scripts/scale.py)."""
+        the plugin's cost per test at 2,000 tests: scripts/evidence/scale.py)."""
         return {
             k: list(v) if isinstance(v, list) else v
             for k, v in ((f, getattr(self, f)) for f in _METRIC_FIELDS)
@@ -83,6 +83,9 @@ class TestResult:
     work_context: str = ""
     #: Per gated timed metric: [minimum detectable change, tolerance] (``judge.detectable``).
     detectable: dict[str, list[float]] = field(default_factory=dict)
+    #: Per metric whose gate could not judge any change (an infinite detectable change):
+    #: why, in ``detectable.too_few``'s words, for every place that shows it.
+    detectable_why: dict[str, str] = field(default_factory=dict)
     #: Per generation measured (``llmperf.generation``), by measurement name: its token
     #: record for reports (``generation.token_record``: pooled ITLs, TTFTs, token counts).
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -41,6 +41,8 @@ class LLMPerfSession:
         self.compare: Any = None
         #: (test id, why) of performance tests that measured nothing.
         self.unmeasured: list[tuple[str, str]] = []
+        #: Performance tests whose body ran once, unmeasured (a run without --llmperf).
+        self.ran_once: list[str] = []
         #: torch's intra-op threads before --llmperf-threads set them (restored at the end).
         self._threads_before: int | None = None
 
@@ -291,6 +293,12 @@ class LLMPerfSession:
             torch.set_num_threads(self._threads_before)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.options.enabled and self.ran_once:
+            n = len(self.ran_once)
+            terminalreporter.write_line(
+                f"llmperf: {n} performance test{'s' if n != 1 else ''} ran once, unmeasured "
+                "(`pytest --llmperf` measures and gates them; --llmperf-skip skips them)"
+            )
         if not self.options.enabled or not self._is_controller():
             return
         if not self.results and not self.messages and not self.unmeasured:
@@ -319,6 +327,11 @@ class LLMPerfSession:
                 f"device {self.device_info['name']} ({self.device_info['key']}), "
                 f"tier {self.tier}, {against}"
             )
+            from .measure.energy import why_no_energy
+
+            why = why_no_energy(self.device.type)
+            if why:
+                tr.line(why, yellow=True)
             for line in summary_lines(self.results):
                 tr.line(line)
             for line in self.compare.summary_lines() if self.compare else self._missing_lines():
@@ -328,7 +341,7 @@ class LLMPerfSession:
 
     def _missing_lines(self) -> list[str]:
         """One line per baseline file that lacked tests, with the count and the command that
-        records them (the per-test detail is in the report), instead of a line per test."""
+        records them, then the tests by name (``missing_lines``)."""
         command = " ".join(["pytest", *refresh_args(self.config.invocation_params.args)])
         lines = []
         for scope, what, path in (
@@ -345,7 +358,7 @@ class LLMPerfSession:
                     f"{n} test{'s' if n != 1 else ''} not compared for {what}: no baseline "
                     f"in {path}; record with: {command}"
                 )
-        return lines
+        return lines + missing_lines(self.results)
 
     # -- the end of the run ---------------------------------------------------------------
     def _is_controller(self) -> bool:
@@ -451,6 +464,24 @@ class LLMPerfSession:
                 self.messages.append(
                     f"appended the verdicts to {what} ({path})" if summary else f"wrote {path}"
                 )
+
+
+#: Tests without a baseline, named in the summary (the rest counted).
+SHOWN_MISSING = 10
+
+
+def missing_lines(results: list[TestResult], shown: int = SHOWN_MISSING) -> list[str]:
+    """The tests a baseline file lacked, by name, those with no baseline at all first: a
+    summary that said ``1 no-baseline`` left the reader to search the report for which.
+    The first ``shown``, then how many more."""
+    missing = [r for r in results if r.missing_baselines]
+    missing.sort(key=lambda r: r.verdict is not Verdict.NO_BASELINE)
+    lines = [
+        f"    {r.nodeid}: no {' or '.join(r.missing_baselines)} baseline" for r in missing[:shown]
+    ]
+    if len(missing) > shown:
+        lines.append(f"    ... and {len(missing) - shown} more")
+    return lines
 
 
 #: A note this many tests share is said once in the terminal summary, with its count.

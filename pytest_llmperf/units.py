@@ -122,10 +122,3 @@ def change(rel: float | None) -> str:
 def percent(fraction: float) -> str:
     """A tolerance or share as a whole percentage: 0.1 -> ``10%``."""
     return f"{fraction:.0%}"
-
-
-def unscaled(value: Any, unit: str = "") -> str:
-    """A value in the unit it was recorded in, six significant digits: for machine readers
-    (JUnit properties) that must not meet a unit other than the metric's own."""
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    return f"{text} {unit}".strip() if unit else text

@@ -1,35 +1,96 @@
 """Break each decision rule on purpose, one at a time, and show which unit test catches it.
 
-A test that cannot fail guards nothing. For every rule below this script copies
-the package and the unit tests into a scratch directory, applies one small edit
-that breaks the rule (each edit must match its source exactly once), runs the
-fast rule tests there, and reports the tests that failed. A rule no test
-catches is printed as NOT CAUGHT and makes the script exit 1.
+A test that cannot fail guards nothing. For every rule below this script applies
+one small edit that breaks the rule to a scratch copy of the package and the unit
+tests, runs only the tests the rule names there (``-x -q -p no:cacheprovider``,
+with a timeout), and reports the first test that failed. Honest by construction:
 
-    python scripts/break_rules.py            # every rule, about a minute
-    python scripts/break_rules.py pooling    # the rules whose name contains "pooling"
+- an edit must match its file exactly once; one that matches nothing (the code
+  moved on) or several times is an ERROR for that rule, and the others still run;
+- what failed is read from pytest's own reports (a plugin in the run), never from
+  its printed summary: a parametrized id with spaces once read as NOT CAUGHT;
+- the code under test is the scratch copy's: the forked pytest and every Python it
+  starts (``PYTHONPATH`` and a ``sitecustomize`` in the copy) log each plugin file
+  they read, and one read from anywhere else (the editable install's checkout)
+  makes the rule an ERROR, never a NOT CAUGHT or a catch;
+- a catching test must pass on the unbroken copy (a control run per test file at
+  the end), or it would "catch" anything: if not, the rule is an ERROR;
+- every process a rule's run leaves behind (a hung rank in its own session) is
+  killed before the next run, and rules that share a test file never run at once.
+
+Each rule's pytest is forked from this process after torch, numpy and scipy are
+imported (never ``pytest_llmperf``), so a rule costs its tests, not a torch import;
+``--jobs`` rules run at once, each on its own copy. Exit status 0 only when every
+rule was caught.
+
+    python scripts/break_rules.py                 # every rule, 2-3 minutes on 2 shared cores
+    python scripts/break_rules.py pooling         # the rules whose name contains "pooling"
+    python scripts/break_rules.py --list          # each rule and the tests guarding it
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import re
+import queue
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = [
-    "tests/unit/test_decision.py",
-    "tests/unit/test_verdict.py",
-    "tests/unit/test_baselines.py",
-    "tests/unit/test_config.py",
-    "tests/unit/test_rounds.py",
-    "tests/unit/test_work.py",
-]
+#: Copied into the scratch directory; nothing else of the repository is used.
+COPIED = ("pytest_llmperf", "tests", "baselines", "pyproject.toml")
+#: Imported once here, before forking (what ``tests/unit/conftest.py`` imports).
+PRELOAD = ("numpy", "scipy.stats", "torch", "torch._dynamo", "pytest")
+PYTEST_ARGS = ("-q", "-p", "no:cacheprovider")
+ENV_SCRATCH = "BREAK_RULES_SCRATCH"
+IMPORTS_LOG = ".imports.log"
+
+#: Any Python started with ``PYTHONPATH=<scratch>`` runs this first (and the forked pytest
+#: runs it too): an audit hook logs each process's first plugin file read from the scratch
+#: copy and every one read from anywhere else, whichever finder or path led there, at the
+#: read, so a process that is killed or ``os._exit``\s is logged too.
+SITECUSTOMIZE = """
+import os
+import sys
+
+_SCRATCH = os.environ.get("BREAK_RULES_SCRATCH", "")
+_seen = []
+
+
+def _log(line):
+    with open(os.path.join(_SCRATCH, ".imports.log"), "a") as f:
+        f.write(f"{os.getpid()} {line}\\n")
+
+
+def _hook(event, args):
+    if event != "open" or _seen[:1] == [None] or not isinstance(args[0], str):
+        return
+    if "pytest_llmperf" not in args[0] or not args[0].endswith((".py", ".pyc")):
+        return
+    path = os.path.realpath(args[0])
+    inside = path.startswith(_SCRATCH + os.sep)
+    if inside and _seen:
+        return
+    _seen.insert(0, None)  # the log's own open is not a plugin file: no recursion
+    try:
+        _log(path)
+    finally:
+        _seen.pop(0)
+    if inside:
+        _seen.append(path)
+
+
+if _SCRATCH:
+    sys.addaudithook(_hook)
+"""
 
 
 @dataclass(frozen=True)
@@ -38,8 +99,8 @@ class Break:
     path: str
     old: str
     new: str
-    #: The tests to run, when not the fast rule tests (``TESTS``).
-    tests: tuple[str, ...] = ()
+    #: The test files (or node ids) that must catch the break.
+    tests: tuple[str, ...]
 
 
 BREAKS = [
@@ -48,138 +109,161 @@ BREAKS = [
         "pytest_llmperf/judge/decision.py",
         "    raw.drift_corrected_change = corrected.drift_corrected_change\n",
         "    return raw\n",
+        ("tests/unit/test_decision.py",),
     ),
     Break(
         "tolerance before significance (significance alone decides)",
         "pytest_llmperf/judge/decision.py",
         "    if ratio > factor:\n        if not use_samples:",
         "    if ratio > 1.0:\n        if not use_samples:",
+        ("tests/unit/test_decision.py",),
     ),
     Break(
         "unclear past the tolerance is inconclusive, not a pass",
         "pytest_llmperf/judge/decision.py",
         "d.outcome = Verdict.REGRESSION if d.p_value < ALPHA else Verdict.INCONCLUSIVE",
         "d.outcome = Verdict.REGRESSION if d.p_value < ALPHA else Verdict.PASS",
+        ("tests/unit/test_decision.py",),
     ),
     Break(
         "too few rounds are never failed on values",
         "pytest_llmperf/judge/decision.py",
         "too_few = not use_samples and (len(bs) > 1 or len(cs) > 1)",
         "too_few = False",
+        ("tests/unit/test_decision.py",),
     ),
     Break(
         "memory slack (changes under 4 MiB never regress)",
         "pytest_llmperf/judge/verdict.py",
         '"abs_slack": MEMORY_ABS_SLACK if metric.kind == "memory"',
         '"abs_slack": 0.0 if metric.kind == "memory"',
+        ("tests/unit/test_verdict.py",),
     ),
     Break(
         "pooled runs' spread widens the tolerance",
         "pytest_llmperf/judge/decision.py",
         "    if noise_floor > tolerance:\n",
         "    if False:\n",
+        ("tests/unit/test_decision.py",),
     ),
     Break(
         "status ok -> oom is a regression",
         "pytest_llmperf/judge/verdict.py",
         'return Verdict.REGRESSION, [f"status: baseline {base}, current {result.status}"]',
         'return Verdict.PASS, [f"status: baseline {base}, current {result.status}"]',
+        ("tests/unit/test_verdict.py",),
     ),
     Break(
         "the worst metric decides the verdict",
         "pytest_llmperf/judge/verdict.py",
         "_WORST_FIRST = (Verdict.REGRESSION, Verdict.INCONCLUSIVE, Verdict.IMPROVED)",
         "_WORST_FIRST = (Verdict.IMPROVED, Verdict.REGRESSION, Verdict.INCONCLUSIVE)",
+        ("tests/unit/test_verdict.py",),
     ),
     Break(
         "unclear metrics are re-measured while the test runs",
         "pytest_llmperf/fixture.py",
         "        for _ in range(policy.remeasure):\n",
         "        for _ in range(0):\n",
+        ("tests/unit/test_verdict.py",),
     ),
     Break(
         "strict fails no-baseline and inconclusive",
         "pytest_llmperf/judge/outcome.py",
         "strict and self in (Verdict.NO_BASELINE, Verdict.INCONCLUSIVE)",
         "strict and self in (Verdict.NO_BASELINE,)",
+        ("tests/unit/test_verdict.py",),
     ),
     Break(
         "baseline pooling (--llmperf-pool)",
         "pytest_llmperf/baselines.py",
         "    if previous is not None and pool > 1:\n",
         "    if False:\n",
+        ("tests/unit/test_baselines.py",),
     ),
     Break(
         "pooling never mixes tiers",
         "pytest_llmperf/baselines.py",
         'same = previous is not None and previous.get("tier") == result.tier',
         "same = previous is not None",
+        ("tests/unit/test_baselines.py",),
     ),
     Break(
         "a refresh of a subset keeps the other entries",
         "pytest_llmperf/baselines.py",
         "        tests = dict(existing.tests) if existing else {}\n",
         "        tests = {}\n",
+        ("tests/unit/test_baselines.py",),
     ),
     Break(
         "another tier's entry does not count",
         "pytest_llmperf/baselines.py",
         'if e is None or (tier and e.get("tier", tier) != tier):',
         "if e is None:",
+        ("tests/unit/test_baselines.py",),
     ),
     Break(
         "a foreign device's file is refused",
         "pytest_llmperf/baselines.py",
         'if device_key is not None and device.get("key") != device_key:',
         "if False:",
+        ("tests/unit/test_baselines.py",),
     ),
     Break(
         "malformed metrics are refused on load",
         "pytest_llmperf/baselines.py",
         '    if not _is_number(m.get("value")):\n',
         "    if False:\n",
+        ("tests/unit/test_baselines.py",),
     ),
     Break(
         "unknown marker keywords are an error",
         "pytest_llmperf/config.py",
         "        if unknown:\n",
         "        if False:\n",
+        ("tests/unit/test_config.py",),
     ),
     Break(
         "rounds must be at least 1",
         "pytest_llmperf/config.py",
         "_keyword(_count(1, True, MAX_ROUNDS))",
         "_keyword(_count(0, True, MAX_ROUNDS))",
+        ("tests/unit/test_config.py",),
     ),
     Break(
         "a marker's tolerances merge with the run's",
         "pytest_llmperf/config.py",
         "            parsed = {**self.tolerances, **parsed}\n",
         "            pass\n",
+        ("tests/unit/test_config.py",),
     ),
     Break(
         "adaptive rounds never stop before MIN_STOP_ROUNDS",
         "pytest_llmperf/measure/timing.py",
-        "if n >= max(min_rounds, MIN_STOP_ROUNDS) and",
-        "if n >= min_rounds and",
+        "precise = n >= max(min_rounds, MIN_STOP_ROUNDS) and (",
+        "precise = n >= min_rounds and (",
+        ("tests/unit/test_rounds.py",),
     ),
     Break(
         "adaptive rounds never pass max_rounds",
         "pytest_llmperf/measure/timing.py",
         "min(max(batch, n // 2, 1), max_rounds - n,",
         "min(max(batch, n // 2, 1),",
+        ("tests/unit/test_rounds.py",),
     ),
     Break(
         "adaptive rounds stop at the time budget",
         "pytest_llmperf/measure/timing.py",
-        "if n >= max_rounds or elapsed >= max_time:",
-        "if n >= max_rounds:",
+        "if n >= max_rounds or elapsed >= max_time or precise:",
+        "if n >= max_rounds or precise:",
+        ("tests/unit/test_rounds.py",),
     ),
     Break(
         "work is exact (a bare tolerance loosens it)",
         "pytest_llmperf/config.py",
         "return {kind: tol for kind in MEASURED_KINDS}",
         "return {kind: tol for kind in DEFAULT_TOLERANCES}",
+        ("tests/unit/test_config.py",),
     ),
     Break(
         "a count is decided on its value, not on pooled samples",
@@ -187,66 +271,77 @@ BREAKS = [
         '    if metric.kind == "work":  # a count is exact: its value decides, not samples\n'
         "        return decide(metric.name, **common)\n",
         "",
+        ("tests/unit/test_rules_guarded.py",),
     ),
     Break(
         "syncs through tensor methods are counted (.tolist() on the CPU)",
         "pytest_llmperf/measure/work.py",
         '            sig.syncs[f"Tensor.{name}"] += 1\n',
         "",
+        ("tests/unit/test_work.py",),
     ),
     Break(
         "an in-place write is not an allocation",
         "pytest_llmperf/measure/work.py",
         "if key[1] not in seen:",
         "if True:",
+        ("tests/unit/test_work.py",),
     ),
     Break(
         "views move no data",
         "pytest_llmperf/measure/work.py",
         "if func.is_view or name in _ALIASING:",
         "if False:",
+        ("tests/unit/test_work.py",),
     ),
     Break(
         "another torch reports work changes, never fails on them",
         "pytest_llmperf/judge/verdict.py",
         "                d.outcome = Verdict.PASS\n",
         "                pass\n",
+        ("tests/unit/test_work.py",),
     ),
     Break(
         "a paired regression needs its interval past the tolerance, not only its median",
         "pytest_llmperf/judge/decision.py",
         "d.outcome = Verdict.REGRESSION if lo > factor else Verdict.INCONCLUSIVE",
         "d.outcome = Verdict.REGRESSION",
+        ("tests/unit/test_decision.py",),
     ),
     Break(
         "the median's interval is the sign test's order statistics at ALPHA",
         "pytest_llmperf/judge/decision.py",
         "while k < n and binom.cdf(k, n, 0.5) <= alpha:",
         "while k < n and binom.cdf(k, n, 0.5) <= 0.5:",
+        ("tests/unit/test_decision.py",),
     ),
     Break(
         "a paired throughput ratio is shown in its own terms",
         "pytest_llmperf/judge/decision.py",
         "d.ratio, d.ci = (1 / mid, (1 / hi, 1 / lo)) if higher_is_better else (mid, (lo, hi))",
         "d.ratio, d.ci = mid, (lo, hi)",
+        ("tests/unit/test_decision.py",),
     ),
     Break(
         "pooled single-value metrics (memory) are decided on values, not as rounds",
         "pytest_llmperf/judge/verdict.py",
         "    if not metric.samples:\n",
         "    if False:\n",
+        ("tests/unit/test_verdict.py",),
     ),
     Break(
         "a gate blind to its tolerance fails under strict",
         "pytest_llmperf/judge/verdict.py",
         "    if strict:\n        result.verdict = Verdict.INCONCLUSIVE",
         "    if False:\n        result.verdict = Verdict.INCONCLUSIVE",
+        ("tests/unit/test_verdict.py",),
     ),
     Break(
         "the detectable change is floored by the baseline's run spread",
         "pytest_llmperf/judge/detectable.py",
         "    return max(_Z * se, run_spread)",
         "    return _Z * se",
+        ("tests/unit/test_decision.py",),
     ),
     Break(
         "a compare worker that ran the other tree's code makes the test an error",
@@ -271,7 +366,7 @@ BREAKS = [
         "pytest_llmperf/compare/worktree.py",
         "        _check_out_submodules(top, tree.path, sha, tree.subs)\n",
         "        pass\n",
-        ("tests/unit/test_compare_layouts.py",),
+        ("tests/unit/test_compare_layouts.py::test_each_layout_measures_refs_own_code",),
     ),
     Break(
         "the compare reference gets the run's paths moved into its worktree",
@@ -285,7 +380,9 @@ BREAKS = [
         "pytest_llmperf/compare/arguments.py",
         '    return args if _cache_off(args) else [*args, "-o", f"cache_dir={cache}"]\n',
         "    return args\n",
-        ("tests/unit/test_compare_layouts.py",),
+        (
+            "tests/unit/test_compare_layouts.py::test_the_last_failed_cache_records_the_runs_failures",
+        ),
     ),
     Break(
         "compare pairs each candidate batch with its own pair's reference batch",
@@ -313,6 +410,7 @@ BREAKS = [
         "pytest_llmperf/config.py",
         "if self.run_gate is not None and not set(_keys(name, kind)) & set(self.run_gate):",
         "if False:",
+        ("tests/unit/test_work.py",),
     ),
     Break(
         "a non-finite number in a baseline is refused",
@@ -411,28 +509,28 @@ BREAKS = [
         "pytest_llmperf/measure/distributed.py",
         "    dist.broadcast(t, src=0)\n",
         "",
-        ("tests/unit/test_torchrun_launch.py",),
+        ("tests/unit/test_torchrun_launch.py::test_ranks_launched_from_an_ordinary_session",),
     ),
     Break(
         "a hung rank is told from the ranks waiting for it",
         "pytest_llmperf/torchrun.py",
         '    return any("torch/distributed" in f.replace("\\\\", "/") for f in current)',
         "    return False",
-        ("tests/unit/test_torchrun_launch.py",),
+        ("tests/unit/test_torchrun_launch.py::test_ranks_launched_from_an_ordinary_session",),
     ),
     Break(
         "no rank outlives a hung test (each rank's group killed)",
         "pytest_llmperf/torchrun.py",
         '            pids.append(int(state["pid"]))\n',
         "            pass\n",
-        ("tests/unit/test_torchrun_launch.py",),
+        ("tests/unit/test_torchrun_launch.py::test_ranks_launched_from_an_ordinary_session",),
     ),
     Break(
         "--llmperf-threads undone when the run ends",
         "pytest_llmperf/session.py",
         "            torch.set_num_threads(self._threads_before)\n",
         "            pass\n",
-        ("tests/unit/test_plugin.py",),
+        ("tests/unit/test_plugin.py::test_threads_option_is_undone_when_the_run_ends",),
     ),
     Break(
         "ring all-reduce moves 2(N-1)/N of the bytes",
@@ -449,7 +547,7 @@ BREAKS = [
         "        y = y + self.bias\n"
         "        dist.all_reduce(y, group=self.group)\n"
         "        return y\n",
-        ("tests/unit/test_tp_model.py",),
+        ("tests/unit/test_tp_model.py::test_two_ranks_match_the_single_device_model",),
     ),
     Break(
         "ITL percentiles pooled over generations",
@@ -500,76 +598,322 @@ BREAKS = [
         "pytest_llmperf/measure/dispatch.py",
         'if now - then and "cpu_features" in stored:',
         "if False:",
-        tests=("tests/unit/test_dispatch.py",),
+        ("tests/unit/test_dispatch.py",),
     ),
     Break(
         "a refresh under another dispatch context keeps the others' entries",
         "pytest_llmperf/baselines.py",
         'contexts = dict(tests.get(r.nodeid, {}).get("contexts", {}))',
         "contexts = {}",
-        tests=("tests/unit/test_dispatch.py",),
+        ("tests/unit/test_dispatch.py",),
     ),
     Break(
         "other work under another dispatch context informs, never fails",
         "pytest_llmperf/judge/verdict.py",
         "            for d in decisions:\n                d.outcome = Verdict.PASS\n",
         "",
-        tests=("tests/unit/test_dispatch.py",),
+        ("tests/unit/test_dispatch.py",),
     ),
     Break(
         "equal counts under another dispatch context are counted as gated",
         "pytest_llmperf/judge/outcome.py",
         "return cls.INFORMED if moved else cls.EQUAL",
         "return cls.INFORMED",
-        tests=("tests/unit/test_dispatch.py",),
+        ("tests/unit/test_dispatch.py",),
     ),
 ]
 
 
-def failed_tests(output: str) -> list[str]:
-    # tests/...: an inner pytester run's own summary, captured in the output, is not ours
-    return sorted(set(re.findall(r"^FAILED (tests/\S+?)(?: - .*)?$", output, re.MULTILINE)))
+@dataclass
+class Outcome:
+    status: str  # "caught", "NOT CAUGHT" or "ERROR"
+    detail: str
+    seconds: float = 0.0
+    #: The id of the test that caught it.
+    test: str = ""
 
 
-def check(brk: Break, scratch: Path) -> list[str]:
-    """Apply one break to a fresh copy, run the rule tests, return the failed test ids."""
-    if scratch.exists():
-        shutil.rmtree(scratch)
-    scratch.mkdir()
-    shutil.copytree(REPO / "pytest_llmperf", scratch / "pytest_llmperf")
-    shutil.copytree(REPO / "tests", scratch / "tests")
-    shutil.copytree(REPO / "baselines", scratch / "baselines")
-    shutil.copy(REPO / "pyproject.toml", scratch / "pyproject.toml")
+def make_scratch(root: Path) -> Path:
+    """A copy of what the tests need, without bytecode caches, and the import recorder."""
+    scratch = root / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+    for name in COPIED:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, scratch / name, ignore=ignore)
+        else:
+            scratch.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, scratch / name)
+    (scratch / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return scratch
+
+
+class _Failures:
+    """A pytest plugin: the node ids of this run's failed tests and collection errors."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.failed:
+            self.ids.append(report.nodeid)
+
+    def pytest_collectreport(self, report) -> None:
+        if report.failed:
+            self.ids.append(report.nodeid)
+
+
+def _child(scratch: Path, args: list[str], log: Path, result: Path) -> None:
+    """In the forked process: run pytest on the scratch copy, then say what failed and where
+    the plugin came from."""
+    os.setpgid(0, 0)  # its own group: a timeout kills what the tests started too
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.chdir(scratch)
+    sys.path.insert(0, str(scratch))
+    os.environ[ENV_SCRATCH] = str(scratch)
+    os.environ["PYTHONPATH"] = str(scratch)  # the Pythons the tests start import it too
+    exec(compile(SITECUSTOMIZE, "sitecustomize", "exec"), {"__name__": "sitecustomize"})
+    import pytest
+
+    failures = _Failures()
+    rc = pytest.main(args, plugins=[failures])
+    files = {
+        name: getattr(mod, "__file__", None) or ""
+        for name, mod in list(sys.modules.items())
+        if name.split(".")[0] == "pytest_llmperf"
+    }
+    result.write_text(json.dumps({"rc": int(rc), "modules": files, "failed": failures.ids}))
+
+
+def reap(scratch: Path) -> int:
+    """Kill every process a run on ``scratch`` left behind (a broken rule may leave a hung
+    rank in a session of its own, out of the run's process group): each inherited
+    ``BREAK_RULES_SCRATCH=<scratch>``. Returns how many there were."""
+    mark = f"{ENV_SCRATCH}={scratch}\0".encode()
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if mark in (entry / "environ").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except OSError:
+            continue
+    return killed
+
+
+def run_tests(scratch: Path, tests: tuple[str, ...], timeout: float, first: bool = True) -> dict:
+    """Run ``tests`` in a forked pytest on ``scratch`` (``-x`` when ``first``); rc None on a
+    timeout."""
+    args = [*PYTEST_ARGS, *(["-x"] if first else []), *tests]
+    log, result = scratch / ".pytest.log", scratch / ".result.json"
+    imports = scratch / IMPORTS_LOG
+    for f in (result, imports):
+        f.unlink(missing_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            _child(scratch, args, log, result)
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    while True:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            timed_out = True
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            break
+        time.sleep(0.05)
+    left = reap(scratch)
+    out = log.read_text(errors="replace") if log.exists() else ""
+    data = (
+        json.loads(result.read_text())
+        if result.exists()
+        else {"rc": None, "modules": {}, "failed": []}
+    )
+    origins = imports.read_text().split("\n") if imports.exists() else []
+    data["origins"] = [line.split(" ", 1)[1] for line in origins if " " in line]
+    data["output"] = out
+    data["tests"] = list(tests)
+    data["left"] = left
+    data["timed_out"] = timed_out
+    return data
+
+
+def foreign(data: dict, scratch: Path) -> list[str]:
+    """Plugin files a process of the run imported from outside the scratch copy."""
+    files = [*data["modules"].values(), *data["origins"]]
+    return sorted({f for f in files if f and not Path(f).resolve().is_relative_to(scratch)})
+
+
+def judge(brk: Break, data: dict, scratch: Path) -> Outcome:
+    other = foreign(data, scratch)
+    if other:
+        return Outcome("ERROR", f"ran plugin code outside the scratch copy: {', '.join(other)}")
+    rc, failed = data["rc"], data["failed"]
+    if rc is None:
+        tail = " | ".join(data["output"].strip().splitlines()[-3:])[-300:]
+        return Outcome("ERROR", "timed out (--timeout)" if data["timed_out"] else f"died: {tail}")
+    if rc == 0:
+        module = brk.path.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+        seen = module in data["modules"] or any(o.endswith(brk.path) for o in data["origins"])
+        return Outcome("NOT CAUGHT", "" if seen else f"(its tests never import {module})")
+    if rc in (1, 2) and failed:
+        first = failed[0].split("::", 1)[-1]
+        return Outcome("caught", f"{Path(failed[0].split('::')[0]).name}::{first}", test=failed[0])
+    tail = " | ".join(data["output"].strip().splitlines()[-3:])
+    return Outcome("ERROR", f"pytest exit {rc}: {tail[-300:]}")
+
+
+def check_edit(brk: Break, scratch: Path) -> str:
+    """'' when the edit applies once; else why it cannot."""
+    target = scratch / brk.path
+    if not target.exists():
+        return f"{brk.path} does not exist"
+    n = target.read_text().count(brk.old)
+    return "" if n == 1 else f"the edit matches {n} times in {brk.path} (must be once)"
+
+
+def edit(target: Path, text: str) -> None:
+    """Write ``text`` and drop the file's bytecode: an edit and its undo can share a second
+    and a size, and a stale ``.pyc`` would then run the other version."""
+    target.write_text(text)
+    for pyc in (target.parent / "__pycache__").glob(f"{target.stem}.*.pyc"):
+        pyc.unlink()
+
+
+def files(tests: tuple[str, ...]) -> set[str]:
+    """The test files of test files or node ids."""
+    return {t.split("::")[0] for t in tests}
+
+
+def break_one(brk: Break, scratch: Path, timeout: float) -> Outcome:
+    """Apply one break to ``scratch``, run its tests, undo the break."""
+    t0 = time.monotonic()
+    bad = check_edit(brk, scratch)
+    if bad:
+        return Outcome("ERROR", bad)
     target = scratch / brk.path
     text = target.read_text()
-    if text.count(brk.old) != 1:
-        raise SystemExit(f"{brk.rule}: the edit matches {text.count(brk.old)} times in {brk.path}")
-    target.write_text(text.replace(brk.old, brk.new))
-    env = {**os.environ, "PYTHONPATH": str(scratch)}
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf"]
-        + list(brk.tests or TESTS),
-        cwd=scratch,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    return failed_tests(out.stdout)
+    edit(target, text.replace(brk.old, brk.new))
+    try:
+        data = run_tests(scratch, brk.tests, timeout)
+        outcome = judge(brk, data, scratch)
+    finally:
+        edit(target, text)
+    if data["left"]:
+        outcome.detail += f" (left {data['left']} process(es) running: killed)"
+    outcome.seconds = time.monotonic() - t0
+    return outcome
 
 
 def main(argv: list[str]) -> int:
-    chosen = [b for b in BREAKS if not argv or any(a in b.rule for a in argv)]
-    missed = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for brk in chosen:
-            failed = check(brk, Path(tmp) / "repo")
-            if not failed:
-                missed += 1
-            caught = ", ".join(f.split("::", 1)[1] for f in failed[:3]) or "NOT CAUGHT"
-            more = f" (+{len(failed) - 3} more)" if len(failed) > 3 else ""
-            print(f"| {brk.rule} | `{brk.path.split('/', 1)[1]}` | {caught}{more} |", flush=True)
-    print(f"\n{len(chosen) - missed}/{len(chosen)} broken rules caught")
-    return 1 if missed else 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="run the rules whose name contains any of these")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per rule's tests")
+    ap.add_argument("-j", "--jobs", type=int, default=2, help="rules run at once (own copies)")
+    ap.add_argument("--list", action="store_true", help="list the rules and their tests")
+    args = ap.parse_args(argv)
+    chosen = [b for b in BREAKS if not args.names or any(a in b.rule for a in args.names)]
+    if args.list:
+        for b in chosen:
+            print(f"{b.rule}: {b.path} <- {', '.join(b.tests)}")
+        return 0
+    if not chosen:
+        print(f"no rule's name contains any of {args.names}", file=sys.stderr)
+        return 2
+    for name in PRELOAD:
+        __import__(name)
+    # Imported here, every fork would run this copy and not the scratch one.
+    assert not any(m.split(".")[0] == "pytest_llmperf" for m in sys.modules), "imported early"
+    os.environ.pop("PYTEST_ADDOPTS", None)
+    start = time.monotonic()
+    done = [0]
+    with tempfile.TemporaryDirectory(prefix="break-rules-") as tmp:
+        copies: queue.Queue[Path] = queue.Queue()
+        for k in range(max(1, args.jobs)):
+            copies.put(make_scratch(Path(tmp) / str(k)).resolve())
+
+        def on_a_copy(fn, *a):
+            scratch = copies.get()
+            try:
+                return fn(*a, scratch)
+            finally:
+                copies.put(scratch)
+
+        # Rules whose tests share a file never run at once: some tests look at every
+        # process of the machine (a hung rank left running), or at shared temp dirs.
+        locks = {f: threading.Lock() for b in chosen for f in files(b.tests)}
+
+        def rule(brk: Break) -> Outcome:
+            held = [locks[f] for f in sorted(files(brk.tests))]
+            for lock in held:
+                lock.acquire()
+            try:
+                outcome = on_a_copy(lambda s: break_one(brk, s, args.timeout))
+            finally:
+                for lock in held:
+                    lock.release()
+            done[0] += 1
+            print(f"[{done[0]}/{len(chosen)}] {outcome.status}: {brk.rule}", file=sys.stderr)
+            return outcome
+
+        def control(tests: tuple[str, ...]) -> dict:
+            return on_a_copy(lambda s: {**run_tests(s, tests, args.timeout, first=False), "at": s})
+
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            outcomes = dict(zip([b.rule for b in chosen], pool.map(rule, chosen), strict=True))
+            # The control: each catching test must pass unbroken, or it would "catch"
+            # anything. One run per test file, as the rules ran them: tests of other
+            # files in the same process can disturb each other.
+            t0 = time.monotonic()
+            caught = sorted({o.test for o in outcomes.values() if o.status == "caught"})
+            by_file: dict[str, list[str]] = {}
+            for test in caught:
+                by_file.setdefault(test.split("::")[0], []).append(test)
+            spoilt: dict[str, str] = {}
+            for data in pool.map(control, [tuple(v) for v in by_file.values()]):
+                other = foreign(data, data["at"])
+                if other:
+                    why = f"ran plugin code outside the scratch copy: {', '.join(other)}"
+                    spoilt.update({t: why for t in data["tests"]})
+                elif data["rc"] not in (0, 1) or (data["rc"] == 1 and not data["failed"]):
+                    why = f"not verified: control pytest exit {data['rc']}"
+                    spoilt.update({t: why for t in data["tests"]})
+                for test in data["failed"]:
+                    spoilt[test] = f"fails unbroken too (control pytest exit {data['rc']})"
+        for o in outcomes.values():
+            if o.status == "caught" and o.test in spoilt:
+                o.status, o.detail = "ERROR", f"{o.detail} {spoilt[o.test]}"
+        print(
+            f"control: the {len(caught)} catching tests on the unbroken copy, one run per "
+            f"file: {len(spoilt)} not passing, {time.monotonic() - t0:.0f} s\n"
+        )
+    print("| rule | file | caught by | s |\n|---|---|---|---|")
+    for brk in chosen:
+        o = outcomes[brk.rule]
+        shown = o.detail if o.status == "caught" else f"**{o.status}** {o.detail}".strip()
+        print(f"| {brk.rule} | `{brk.path.split('/', 1)[1]}` | {shown} | {o.seconds:.1f} |")
+    counts = {
+        s: sum(o.status == s for o in outcomes.values()) for s in ("caught", "NOT CAUGHT", "ERROR")
+    }
+    print(
+        f"\n{counts['caught']}/{len(chosen)} broken rules caught, {counts['NOT CAUGHT']} not "
+        f"caught, {counts['ERROR']} errors, in {time.monotonic() - start:.0f} s with "
+        f"{args.jobs} jobs (load {os.getloadavg()[0]:.1f})"
+    )
+    return 0 if counts["caught"] == len(chosen) else 1
 
 
 if __name__ == "__main__":

@@ -577,10 +577,9 @@ def _paired_decision(
     """The paired decision of one metric from ratios of values of direction ``hib`` (seconds,
     or an A/B speedup); a throughput is their inverse."""
     from ..judge.decision import decide_paired
-    from ..judge.detectable import paired_detectable
 
     oriented = [1 / r if metric.higher_is_better != hib else r for r in ratios if r > 0]
-    d = decide_paired(
+    return decide_paired(
         metric.name,
         ratios=oriented,
         reference=reference.value,
@@ -590,5 +589,3 @@ def _paired_decision(
         unit=metric.unit,
         reference_name=label,
     )
-    d.detectable = paired_detectable(oriented)
-    return d

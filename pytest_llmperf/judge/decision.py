@@ -55,6 +55,8 @@ class Decision:
     reference: str = ""
     #: Minimum detectable change of this decision (``detectable``), where samples tell it.
     detectable: float | None = None
+    #: Why ``detectable`` is infinite, in ``detectable.too_few``'s words ("": it is not).
+    detectable_why: str = ""
     #: A paired decision's median ratio, candidate / reference, in the metric's own terms.
     ratio: float = 1.0
     #: False when the baseline's side has too few samples to judge at all: not judged
@@ -133,7 +135,7 @@ def decide(
     if too_few and len(bs) < MIN_SAMPLES:
         # The baseline's side is short: no re-measurement can make this run judgeable,
         # and "inconclusive" would follow the noise (at 3 rounds a side, a third of an
-        # unchanged run's tests; scripts/scale.py). Not judged, every time: the gate is
+        # unchanged run's tests; scripts/evidence/scale.py). Not judged, every time: the gate is
         # blind here (``detectable``), which --llmperf-strict fails.
         d.judged = False
         d.tolerance_note = (
@@ -252,6 +254,10 @@ def decide_paired(
         pairs=len(worse),
         reference=reference_name,
     )
+    from .detectable import paired_detectable, paired_shortfall
+
+    # Below MIN_PAIRS the interval is unbounded: blind, said in words, not a number.
+    d.detectable, d.detectable_why = paired_detectable(worse), paired_shortfall(worse)
     if len(worse) < 2:
         d.tolerance_note = "fewer than 2 pairs: too few to judge"
         d.outcome = Verdict.INCONCLUSIVE

@@ -62,26 +62,70 @@ def stored_detectable(
 
 
 def paired_detectable(ratios: list[float]) -> float | None:
-    """MDC of the paired gate from per-pair ratios (candidate / reference)."""
+    """MDC of the paired gate from per-pair ratios (candidate / reference). None: no pair;
+    infinite below ``MIN_PAIRS``, where the sign test cannot reach ``ALPHA`` whatever the
+    ratios (``decision.median_interval``): a number from 3 pairs (doctor --quick printed
+    ``>= 5826.3%``) would read as a measurement, and the gate sees nothing."""
+    from .decision import MIN_PAIRS
+
     logs = [math.log(r) for r in ratios if r > 0 and math.isfinite(r)]
-    if len(logs) < 2:
+    if not logs:
         return None
+    if len(logs) < MIN_PAIRS:
+        return math.inf
     mid = median(logs)
     sigma = 1.4826 * median(abs(x - mid) for x in logs)
     se = sigma * math.sqrt(math.pi / 2) / math.sqrt(len(logs))
     return math.expm1(_Z * se)
 
 
-def sees_line(mdc: float, tolerance: float) -> str:
-    """The words the summary and reports use."""
+def too_few(have: int | None, needed: int, what: str) -> str:
+    """Why a gate cannot judge any change, in the words every place uses (doctor, the
+    per-test note, reports): ``fewer than 7 pairs (only 3)``; "" when there are enough.
+    ``have`` None: the count is not known here (the words then name only the need)."""
+    if have is not None and have >= needed:
+        return ""
+    return f"fewer than {needed} {what}" + (f" (only {have})" if have is not None else "")
+
+
+def paired_shortfall(ratios: list[float]) -> str:
+    """:func:`too_few` for the paired gate's ratios ("" when there are enough)."""
+    from .decision import MIN_PAIRS
+
+    have = sum(1 for r in ratios if r > 0 and math.isfinite(r))
+    return too_few(have, MIN_PAIRS, "pairs")
+
+
+def stored_shortfall(current: list[float], baseline: list[float] | None = None) -> str:
+    """:func:`too_few` for the stored gate, on the side with fewer rounds ("" when enough)."""
+    from .decision import MIN_SAMPLES
+
+    have = min(len(current), len(baseline if baseline is not None else current))
+    return too_few(have, MIN_SAMPLES, "rounds")
+
+
+def can_see(mdc: float | None, why: str = "") -> str:
+    """The smallest change a gate can see, as every place shows it: ``>= 12%``, or why it
+    sees none (``why``, from :func:`too_few`) rather than a number."""
+    from .. import units
+    from .decision import MIN_SAMPLES
+
+    if why:
+        return why
+    if mdc is None:
+        return "unknown (not measured)"
+    if not math.isfinite(mdc):  # decide_metric: a baseline of too few rounds
+        return too_few(None, MIN_SAMPLES, "rounds in the baseline")
+    return f">= {units.percent(mdc)}"
+
+
+def sees_line(mdc: float, tolerance: float, why: str = "") -> str:
+    """The words the summary, the per-test note and reports use; ``why`` (:func:`too_few`)
+    says why a gate of infinite MDC sees nothing."""
     from .. import units
 
     verdict = "" if mdc <= tolerance else ": this gate cannot see its tolerance"
-    if not math.isfinite(mdc):
-        from .decision import MIN_SAMPLES
-
-        return (
-            f"cannot judge any change: fewer than {MIN_SAMPLES} rounds in the baseline; "
-            f"tolerance {units.percent(tolerance)}{verdict}"
-        )
-    return f"can see >= {units.percent(mdc)} here; tolerance {units.percent(tolerance)}{verdict}"
+    tol = f"tolerance {units.percent(tolerance)}{verdict}"
+    if why or not math.isfinite(mdc):
+        return f"cannot judge any change: {can_see(mdc, why)}; {tol}"
+    return f"can see {can_see(mdc)} here; {tol}"

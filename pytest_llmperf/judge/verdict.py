@@ -254,6 +254,8 @@ class Judge:
                 lines.append(head + describe(d) + tail)
             if d.detectable is not None:
                 result.detectable[d.metric] = [d.detectable, d.tolerance]
+                if d.detectable_why:
+                    result.detectable_why[d.metric] = d.detectable_why
         lines += self._work_lines(result, work)
         outcomes = {d.outcome for d in measured + work}
         # "now runs" where it ran out of memory before is an improvement by itself
@@ -315,7 +317,7 @@ class Judge:
 def blind_lines(result: TestResult) -> list[str]:
     """One line per gated metric whose samples could not show a change of its tolerance."""
     return [
-        f"{name}: {sees_line(mdc, tolerance)}"
+        f"{name}: {sees_line(mdc, tolerance, result.detectable_why.get(name, ''))}"
         for name, (mdc, tolerance) in sorted(result.detectable.items())
         if mdc > tolerance
     ]

@@ -7,7 +7,7 @@ reference kernel timed between batches cannot see that (a sub-millisecond
 kernel is rarely preempted, and its minimum is exactly the uncontended speed):
 measured on a 2-core runner at load 5-8, an interpreter-loop kernel alone
 correlated 0.1-0.5 with the workload and hardly narrowed its spread
-(``scripts/noise_trials.py --drift-study``).
+(``scripts/evidence/noise_trials.py --drift-study``).
 
 What does track it is how much of the batch this thread spent runnable but not
 running. Linux reports that per thread (``/proc/self/task/<tid>/schedstat``:
@@ -35,7 +35,7 @@ batch, so one reading, a coin flip, set the whole run's correction; unchanged
 code read as -79% to +375% drift-corrected between processes. With the fastest
 reading of the pass, a spell that lasts the whole pass still shows, and a flip
 the readings happened to catch does not. In three runs of
-``scripts/drift_generate.py`` the spread of run medians between processes (log
+``scripts/evidence/drift_generate.py`` the spread of run medians between processes (log
 scale) went from 0.27, 0.11, 0.10 to 0.12, 0.08, 0.12 for ``generate()`` and
 from 0.36, 0.08, 0.08 to 0.08, 0.09, 0.07 for a forward (raw 0.23-0.59; the
 wait factor alone 0.10-0.15). What is left: the model slowed less than the loop
@@ -79,7 +79,7 @@ MIN_WINDOW_S = 0.002
 MAX_WINDOW_S = 10.0
 #: Other threads' CPU time over the measuring thread's, above which the measuring
 #: thread's run-queue wait no longer stands for the call's (intra-op workers). One
-#: thread: 0.03 at most per pass; torch's 2 threads: 0.5-1.6 (scripts/drift_generate.py).
+#: thread: 0.03 at most per pass; torch's 2 threads: 0.5-1.6 (scripts/evidence/drift_generate.py).
 MAX_OTHER_THREADS_SHARE = 0.25
 
 #: (wall ns, process CPU ns, run-queue wait ns or -1, this thread's CPU ns or -1) at the
@@ -92,7 +92,7 @@ _pass_fastest: float = math.inf
 _last_reading: tuple[int, float] | None = None
 #: A reading this recent stands for now: the core's speed states last a median 50-100 ms
 #: (see the module docstring), and a reading costs about 1 ms, which for a test of a few
-#: microseconds' rounds was most of the plugin's cost per test (scripts/scale.py). A
+#: microseconds' rounds was most of the plugin's cost per test (scripts/evidence/scale.py). A
 #: batch longer than this always gets a reading of its own after it.
 REUSE_S = 0.03
 

@@ -11,6 +11,8 @@ import functools
 import time
 from typing import Any
 
+from ..extras import missing
+
 #: Windows shorter than this span only a few counter updates.
 MIN_WINDOW_S = 0.5
 
@@ -37,6 +39,15 @@ def _nvml_handle(device: Any) -> Any | None:
         return pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
     except Exception:
         return None
+
+
+def why_no_energy(device_type: str) -> str | None:
+    """Why a CUDA run records no energy because NVML's module is missing (its extra named);
+    None where energy is not expected anyway (no NVIDIA GPU) or can be read."""
+    if device_type != "cuda":
+        return None
+    why = missing("pynvml", "energy per call")
+    return f"energy not measured: {why}" if why else None
 
 
 class EnergyMeter:

@@ -3,7 +3,7 @@
 The user's code marks each new token, by yielding it from a generator or by
 calling ``llmperf.tick`` (gpt-fast's ``callback=``). A mark costs one
 ``perf_counter_ns`` and a list append on the CPU (well under a microsecond:
-scripts/generation_trials.py); on an accelerator it records an event on the
+scripts/evidence/generation_trials.py); on an accelerator it records an event on the
 current stream, so the marks are device-synchronised without a synchronize per
 token: the events are read once, after the round loop's own synchronize.
 
@@ -15,7 +15,7 @@ percentile's value is taken over every interval of every generation (what
 vLLM's serving benchmark reports), and its samples, which the gate's
 statistical test compares, are the per-generation percentiles. A stall every 32
 tokens moves the mean 3%, within any tolerance, and p99 / p50 from about 1.3 to
-2 (scripts/generation_trials.py): the tail is where
+2 (scripts/evidence/generation_trials.py): the tail is where
 it shows, so the tail has a tolerance of its own (kind ``tail``). On a shared
 CPU the seconds of every token drift together by more than that tolerance, so
 ``itl_tail`` (p99 / p50 within each generation: the tail's shape) gates the tail

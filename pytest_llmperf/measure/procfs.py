@@ -2,7 +2,7 @@
 
 A memory pass reads ``/proc/self/status`` twice and writes ``clear_refs`` once, and
 each drift window reads the thread's ``schedstat`` twice: at 2,000 tiny tests the
-opens were a tenth of the plugin's cost per test (``scripts/scale.py``). A file
+opens were a tenth of the plugin's cost per test (``scripts/evidence/scale.py``). A file
 under ``/proc/self`` names the process that opened it, so a descriptor is kept
 per process id (a forked child reopens its own) and per thread for thread files.
 """

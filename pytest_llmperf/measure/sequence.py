@@ -13,7 +13,8 @@ modules; this one only orders them and turns what they read into metrics.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
@@ -22,7 +23,7 @@ from ..config import Policy
 from ..results import Metric, TestResult
 from . import distributed, drift
 from .device import exclusive_device
-from .oom import oom_as_status
+from .oom import OutOfMemoryResult, oom_as_status
 from .timing import CallSampler, RoundTimer, measure_rounds, unsettled_note, warm_up
 from .work import WorkSignature, add_compile_delta, compile_counters, signature_of
 
@@ -52,6 +53,14 @@ class Measurement:
     drift_refused: str = ""
     #: A generation's rounds (``generation.GenerationSampler``): its log holds the token marks.
     generation: Any = None
+    #: Calls per timed round (pytest-benchmark's ``iterations``): a call too short for the
+    #: timer is timed in a loop, and each round's time divided back to one call's.
+    iterations: int = 1
+    #: Notes the last pass said (the unsettled note, ``call_metrics``' notes) and metrics it
+    #: recorded that a later pass may leave out (MFU/MBU): a re-measurement replaces them,
+    #: so each note is said once per test and a metric never outlives its decision.
+    said: list[str] = field(default_factory=list)
+    optional: list[str] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -89,6 +98,52 @@ def uses_drift_correction(policy: Policy, device: Any) -> bool:
     return device.type == "cpu"
 
 
+def repeated(call: Callable[[], Any], n: int) -> Callable[[], Any]:
+    """``call`` n times in a row, returning the last result: one timed round of
+    ``iterations`` calls."""
+
+    def loop() -> Any:
+        out = None
+        for _ in range(n):
+            out = call()
+        return out
+
+    return loop
+
+
+@contextmanager
+def _oom_skips(result: TestResult, device: Any) -> Iterator[None]:
+    """Out of memory in a run-once test: a skip that says so (measured, it is status oom)."""
+    try:
+        with oom_as_status(result, device):
+            yield
+    except OutOfMemoryResult as exc:
+        import pytest
+
+        pytest.skip(f"out of memory running the body once (measured: status oom): {exc}")
+
+
+def measure_once(
+    m: Measurement, device: Any, result: TestResult, setup: Callable[[], Any] | None = None
+) -> Any:
+    """One round of ``m``'s call (a generation's: its tokens marked), and nothing else: no
+    warm-up, memory pass, work signature or energy. Without ``--llmperf`` each performance
+    test's body runs once this way, so it still checks the code it measures, at the cost
+    of one call (pytest-benchmark's ``--benchmark-disable``, codspeed without
+    ``--codspeed``)."""
+    assert m.call is not None
+    with _oom_skips(result, device):
+        sampler = m.generation or CallSampler(RoundTimer(device), m.call, setup)
+        m.times += sampler.sample(1)
+        return sampler.result
+
+
+def pair_once(sampler: PairSampler, device: Any, result: TestResult) -> None:
+    """One interleaved pair and nothing else: ``measure_once`` for ``llmperf.ab``."""
+    with _oom_skips(result, device):
+        sampler.sample(1)
+
+
 def measure_call(
     m: Measurement,
     policy: Policy,
@@ -107,18 +162,22 @@ def measure_call(
 
     call = m.call
     assert call is not None
+    timed = call if m.iterations == 1 else repeated(call, m.iterations)
     timer = RoundTimer(device)
     use_drift = uses_drift_correction(policy, device)
     on_cpu = device.type == "cpu"
     refs: list[drift.BatchReference] = []
     first = not m.times
+    if not first:
+        forget_last_pass(m, result)
     distributed.report_state("measuring", result.nodeid)
     with exclusive_device(device), oom_as_status(result, device):
         compiled_before = compile_counters() if first and policy.work else None
-        sampler = m.generation or CallSampler(timer, call, setup)
+        sampler = m.generation or CallSampler(timer, timed, setup)
 
         def warm() -> None:
-            m.warmup_times = warm_up(timer, call, policy.warmup, policy.max_time, setup)
+            times = warm_up(timer, timed, policy.warmup, policy.max_time, setup)
+            m.warmup_times = [t / m.iterations for t in times]
 
         prefix = f"{m.name}." if m.name else ""
         names = [f"{prefix}throughput", f"{prefix}{'e2e_latency' if m.generation else 'time'}"]
@@ -144,7 +203,7 @@ def measure_call(
         )
         energy = meter.stop()
         distributed.barrier()
-        times = distributed.slowest(rounds.values, device)
+        times = [t / m.iterations for t in distributed.slowest(rounds.values, device)]
         # CPU: RSS needs a pass of its own (see memory.peak_of_call).
         peak = peak_of_call(device, call, setup) if on_cpu else mem.stop()
         if first and policy.work:
@@ -169,8 +228,23 @@ def measure_call(
         m.energy_j = joules / max(1, len(times))
     note = unsettled_note(m.times, m.warmup_times, policy.warmup)
     if note:
-        result.note(f"{m.name}: {note}" if m.name else note)
+        note = f"{m.name}: {note}" if m.name else note
+        result.note(note)
+        m.said.append(note)
     return sampler.result
+
+
+def forget_last_pass(m: Measurement, result: TestResult) -> None:
+    """Before a re-measurement: drop what ``m``'s last pass said and the metrics it may not
+    record again, so the pooled pass decides them anew. Its unsettled note (the same
+    rounds, pooled) printed three times with three sets of numbers, and an MFU the last
+    pass left out stayed in the report beside the note that left it out."""
+    for note in m.said:
+        if note in result.notes:
+            result.notes.remove(note)
+    for name in m.optional:
+        result.metrics.pop(name, None)
+    m.said, m.optional = [], []
 
 
 def take_signature(
@@ -220,7 +294,9 @@ def call_metrics(
         )
         for key, value in fractions.items():
             metrics.append(Metric(f"{prefix}{key}", value, "", True, "efficiency", gated=False))
+            m.optional.append(f"{prefix}{key}")
         notes += [f"{prefix}{note}" for note in left_out]
+    m.said += notes  # the caller says them; a re-measurement replaces them
     return metrics, notes
 
 
@@ -274,6 +350,8 @@ def memory_metrics(m: Measurement, prefix: str, device: Any) -> list[Metric]:
     """The call's peak; beside it the allocator's reserved peak (gated) or, on the CPU, the
     absolute RSS peak (not gated: it includes whatever earlier tests left). On the CPU
     the call's own RSS peak informs and ``work.tensor_peak`` gates, where counted."""
+    if m.peak_memory is None:  # run once, unmeasured: no memory pass was taken
+        return []
     on_cpu = device.type == "cpu"
     # On the CPU the RSS growth of a call moved 10-25% between identical runs: where
     # the work signature's live tensor bytes are counted, they gate and RSS informs.

@@ -188,34 +188,46 @@ def measure_rounds(
     return out
 
 
+#: A first round this many times the median is what a cold start looks like (reference
+#: 001: warm-up 0 moved the std from 2 ms to 209 ms). Over a warm-up that had settled, a
+#: first round up to ``INTERFERENCE_FACTOR`` times the median is another process taking the
+#: core (a 1.5 ms round on a shared 2-core runner ran 3-7x slow in 18 of the shipped suite's
+#: cells after five warm-up calls), not a measurement that had not warmed up.
+COLD_FACTOR = 3.0
+INTERFERENCE_FACTOR = 10.0
+
+
 def unsettled_note(
     times: list[float], warmup_times: list[float], warmup: int | str | None = None
 ) -> str | None:
-    """A hint when the spread says the measurement had not settled (reference 001).
+    """A hint when the rounds show a cold start that more warm-up would remove (reference 001).
 
-    A cold first round (the warm-up-0 cells of reference 001: 100x the noise)
-    or many slow rounds flag it; one preempted round on a busy machine does not.
-    ``warmup`` is the policy that ran (a count or ``"auto"``; None: unknown), so
-    the hint fits it: suggesting ``warmup='auto'`` to a test that already used it
-    sends the user in a circle.
+    Only a cold first round counts: the slowest round, over ``COLD_FACTOR`` times the
+    median. Without warm-up that is what a cold start looks like. After warm-up it counts
+    only where the warm-up had not settled (its last call still over ``COLD_FACTOR`` times
+    the rounds' median) or the first round is far past interference (over
+    ``INTERFERENCE_FACTOR`` times): slow rounds scattered through a warmed measurement, or
+    one slow first round after warm-up calls that had settled, are a busy machine, which
+    more warm-up does not cure. ``warmup`` is the policy that ran (a count or ``"auto"``;
+    None: unknown), so the hint fits it: suggesting ``warmup='auto'`` to a test that
+    already used it sends the user in a circle.
     """
     if len(times) < 3:
         return None
     m = median(times)
-    if m <= 0:
+    if m <= 0 or not (times[0] > COLD_FACTOR * m and times[0] == max(times)):
         return None
-    slow = [t for t in times if t > 3 * m]
-    cold = times[0] > 3 * m and times[0] == max(times)
-    if not cold and len(slow) <= 0.1 * len(times):
+    n = len(warmup_times)
+    still_warming = n > 0 and warmup_times[-1] > COLD_FACTOR * m
+    if n and not still_warming and times[0] <= INTERFERENCE_FACTOR * m:
         return None
     mean = sum(times) / len(times)
     std = math.sqrt(sum((t - mean) ** 2 for t in times) / (len(times) - 1))
-    where = "the first round" if cold else f"{len(slow)} of {len(times)} rounds"
-    n = len(warmup_times)
+    last = f", the last still {warmup_times[-1] / m:.0f}x the median" if still_warming else ""
     return (
-        f"not settled: {where} took over 3x the median "
-        f"(std {std * 1e3:.3g} ms vs median {m * 1e3:.3g} ms) after "
-        f"{n} warm-up call(s){_warmup_advice(warmup, warmup_times)}"
+        f"not settled: the first round took over {COLD_FACTOR:g}x the median "
+        f"({times[0] / m:.0f}x; std {std * 1e3:.3g} ms vs median {m * 1e3:.3g} ms) after "
+        f"{n} warm-up call(s){last}{_warmup_advice(warmup, warmup_times)}"
     )
 
 

@@ -214,7 +214,7 @@ _COMPOSITE: dict[Any, bool] = {}
 
 def _by_name(registry: dict[Any, Any]) -> dict[str, Any]:
     """torch's FLOP formulas by operator name, built once per registry size: rebuilt for
-    every signature it was a fifth of the plugin's cost per test (scripts/scale.py)."""
+    every signature it was a fifth of the plugin's cost per test (scripts/evidence/scale.py)."""
     key = (id(registry), len(registry))
     if _REGISTRY[0] != key:
         _REGISTRY[:] = [key, {str(k): v for k, v in registry.items()}]

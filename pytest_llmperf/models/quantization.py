@@ -34,6 +34,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from ..extras import missing
+
 MODES = (
     "bf16",
     "fp32",
@@ -82,6 +84,10 @@ def make_config(mode: str) -> Any:
     if mode in REMOVED:
         raise ValueError(f"{REMOVED[mode]} (installed torchao {torchao_version()})")
     import torch
+
+    why = missing("torchao", f"quantization mode {mode!r}")
+    if why:
+        raise ImportError(why)
     from torchao.quantization import (
         Float8WeightOnlyConfig,
         Int4WeightOnlyConfig,
@@ -137,8 +143,9 @@ def unavailable_reason(mode: str, device: Any) -> str | None:
         return f"{REMOVED[mode]}; installed: {ao}"
     if mode not in MODES:
         return f"unknown quantization mode {mode!r}"
-    if ao == "torchao not installed":
-        return f"{mode} needs torchao, which is not installed"
+    why = missing("torchao", mode)
+    if why:
+        return why
     if mode.startswith("int4wo") and device.type != "cuda":
         return (
             f"{mode} (Int4WeightOnlyConfig) has no kernel {where} in {ao}: its packings "

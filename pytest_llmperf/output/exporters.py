@@ -3,17 +3,36 @@
 - :func:`write_benchmark_json`: pytest-benchmark's JSON schema, so
   ``pytest-benchmark compare PATH`` (and ``--histogram``) work on a run;
 - :func:`write_bmf`: Bencher Metric Format for continuous-benchmarking history;
-- :func:`junit_properties`: every metric as a JUnit XML ``<property>``;
+- :func:`junit_properties`: every metric as a JUnit XML ``<property>`` (naming rule below);
 - :func:`github_step_summary` / :func:`write_github_step_summary`: a verdict
   table for the GitHub Actions job summary.
 
 Every JSON file goes through ``json_report.dumps`` (strict JSON, no NaN/Infinity).
+
+JUnit property names (stable; CI dashboards key on them):
+
+- a metric's value is a plain number in the unit the metric was recorded in, never
+  scaled, and that unit ends the name: ``llmperf.<metric>_<unit>``, the unit spelled by
+  :func:`unit_suffix` (``/`` -> ``_per_``, ``%`` -> ``pct``, ``µ`` -> ``u``, any other
+  run of characters that is not a letter or digit -> ``_``, case kept):
+  ``llmperf.time_s = 0.00216804``, ``llmperf.throughput_tokens_per_s = 1.18147e+06``,
+  ``llmperf.peak_memory_B = 45056``. A dimensionless metric (a count, a fraction) has no
+  unit part: ``llmperf.work.ops = 6``, ``llmperf.mfu = 0.42``;
+- the baseline's value is the same name plus ``.baseline``:
+  ``llmperf.time_s.baseline = 0.00108402``;
+- numbers are integral values exactly, others with six significant digits, ``nan`` /
+  ``inf`` when not finite (:func:`junit_number`);
+- facts that are not numbers are strings under their own names: ``llmperf.verdict``
+  (``pass``, ``regression``, ...), ``llmperf.status`` (``ok``, ``oom``), and
+  ``llmperf.fingerprint.<key>`` = ``old -> new`` per environment difference from the
+  baseline's.
 
 No torch import here.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
@@ -250,21 +269,58 @@ def write_bmf(path: str | Path, results: list[TestResult]) -> None:
 # --------------------------------------------------------------------------- JUnit
 
 
-def junit_properties(result: TestResult) -> list[tuple[str, str]]:
-    """``(llmperf.<metric>, "value unit")`` per metric, plus verdict and status.
+#: A unit's characters that a property name spells out; any other run of characters that
+#: is not a letter or digit becomes one ``_``.
+_UNIT_WORDS = (("/", "_per_"), ("%", "pct"), ("µ", "u"), ("μ", "u"))
 
-    The plugin adds them to ``item.user_properties``, which ``--junitxml``
-    writes as ``<property>`` elements of the test case.
+
+def unit_suffix(unit: str) -> str:
+    """A unit as the tail of a JUnit property name: ``tokens/s`` -> ``tokens_per_s``,
+    ``%`` -> ``pct``, ``µs`` -> ``us``; case kept (``B``, ``GiB``, ``FLOP``); "" without
+    a unit."""
+    text = (unit or "").strip()
+    for old, new in _UNIT_WORDS:
+        text = text.replace(old, new)
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+
+
+def junit_name(metric: Metric) -> str:
+    """``llmperf.<metric name>_<unit suffix>``, or ``llmperf.<metric name>`` for a count or
+    other dimensionless metric (:func:`unit_suffix`)."""
+    suffix = unit_suffix(metric.unit)
+    return f"llmperf.{metric.name}_{suffix}" if suffix else f"llmperf.{metric.name}"
+
+
+def junit_number(value: Any) -> str:
+    """A property value a machine parses as a number: an integral value exactly (``45056``),
+    any other six significant digits (``0.00216804``, ``2.26493e+06``); ``nan``/``inf``
+    for a value that is not finite (Python's, Java's and JavaScript's parsers read them)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.6g}"
+
+
+def junit_properties(result: TestResult) -> list[tuple[str, str]]:
+    """The test's llmperf facts as JUnit XML ``(name, value)`` properties.
+
+    The plugin adds them to ``item.user_properties``, which ``--junitxml`` writes as
+    ``<property>`` elements of the test case; names and values follow the rule in this
+    module's docstring: ``llmperf.time_s = 0.00216804``, ``llmperf.time_s.baseline``,
+    ``llmperf.verdict = regression``.
     """
     props = [
         ("llmperf.verdict", str(result.verdict or "")),
         ("llmperf.status", str(result.status or "")),
     ]
     for name, m in result.metrics.items():
-        props.append((f"llmperf.{name}", units.unscaled(m.value, m.unit)))
+        key = junit_name(m)
+        props.append((key, junit_number(m.value)))
         if name in result.baseline_values:
-            baseline = units.unscaled(result.baseline_values[name], m.unit)
-            props.append((f"llmperf.{name}.baseline", baseline))
+            props.append((f"{key}.baseline", junit_number(result.baseline_values[name])))
     for key, old, new in fingerprint_changes(result):
         props.append((f"llmperf.fingerprint.{key}", f"{old} -> {new}"))
     return props
@@ -352,8 +408,11 @@ __all__ = [
     "benchmark_stats",
     "bmf",
     "github_step_summary",
+    "junit_name",
+    "junit_number",
     "junit_properties",
     "measure_slug",
+    "unit_suffix",
     "write_benchmark_json",
     "write_bmf",
     "write_github_step_summary",

@@ -74,14 +74,15 @@ def escape(text: Any) -> str:
 
 
 def _cell_classes(table: Table, j: int, cell: str) -> list[str]:
-    """Right alignment, verdict colour, a wrapping test id, the fingerprint highlight."""
+    """Right alignment, verdict colour, a wrapping test id, the fingerprint and work
+    change highlight."""
     col = table.columns[j] if j < len(table.columns) else ""
     classes = ["r"] if table.align[j] == "r" else []
     if col == "verdict":
         classes += ["v", f"v-{escape(cell)}"]
     elif col == "test":
         classes.append("test")
-    elif col == "fingerprint change" and cell != "-":
+    elif col in ("fingerprint change", "work change") and cell != "-":
         classes.append("fp")
     return classes
 

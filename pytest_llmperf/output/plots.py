@@ -21,7 +21,7 @@ from typing import Any
 from .. import units
 from ..judge.outcome import Verdict
 from ..results import Status, TestResult
-from .tables import headline_metric, metric_in, short_name, sort_key
+from .tables import headline_metric, main_metric, metric_in, short_name, sort_key
 
 #: At most this many tests in the baseline-vs-current chart (the most changed).
 MAX_BARS = 40
@@ -189,10 +189,11 @@ def _sweep_parameter(results: list[TestResult]) -> str | None:
 
 
 def generic_plots(group: str, results: list[TestResult]) -> list[Plot]:
-    """Headline metric against the first numeric parameter that varies, one line per
-    combination of the other varying parameters ([] when nothing varies)."""
+    """The main metric (``tables.main_metric``: the same whatever moved in this run) against
+    the first numeric parameter that varies, one line per combination of the other varying
+    parameters ([] when nothing varies)."""
     sweep = _sweep_parameter(results)
-    first = next((m for m in map(headline_metric, results) if m is not None), None)
+    first = next((m for m in map(main_metric, results) if m is not None), None)
     if sweep is None or first is None:
         return []
     metric_name, unit = first.name, first.unit

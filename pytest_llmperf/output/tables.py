@@ -26,11 +26,17 @@ from ..results import Metric, Status, TestResult
 #: The headline metric when nothing more specific is known, by name or suffix.
 HEADLINE_PRIORITY = ("speedup", "scale.throughput", "throughput", "time")
 
-#: Under the verdict table: what its headline column shows.
+#: Under the verdict table: what its headline and work columns show (the rule of
+#: :func:`headline_metric`).
 HEADLINE_NOTE = (
-    "Headline metric: the metric that moved most for a regression or improvement, "
-    "otherwise the test's main throughput/time metric (↑ higher is better, ↓ lower is better)."
+    "Headline: the gated metric that moved most against its baseline (the bad direction for "
+    "a regression, the good one for an improvement, either for a pass), metrics past their "
+    "tolerance first, time, throughput and memory before work counts. Work change: the work "
+    "count that changed most, the likely cause (↑ higher is better, ↓ lower is better)."
 )
+
+#: The tolerance a metric is taken to have when it records none (``judge.verdict``'s).
+DEFAULT_TOLERANCE = 0.1
 
 #: The rank of a generic section; a hook's section with a lower rank comes first.
 GENERIC_RANK = 100
@@ -177,49 +183,124 @@ def time_stats_ms(result: TestResult, name: str = "time") -> tuple[float | None,
     return statistics.fmean(xs), std
 
 
-def adverse_change(metric: Metric, baseline: float | None) -> float | None:
-    """Relative change where positive means worse (direction-aware)."""
-    rel = units.relative_change(metric.value, baseline)
-    if rel is None:
+def baseline_change(metric: Metric, baseline: float | None) -> float | None:
+    """Relative change against ``baseline``, ±inf for a change off a zero baseline (a work
+    count from 0 syncs to 2 is a change, :func:`units.change` shows it as ``from zero``);
+    None when either value is missing or not finite, or both are 0."""
+    if not (units.finite(metric.value) and units.finite(baseline)):
         return None
-    return -rel if metric.higher_is_better else rel
+    if baseline == 0:
+        return None if metric.value == 0 else math.copysign(math.inf, metric.value)
+    return units.relative_change(metric.value, baseline)
 
 
-def headline_metric(result: TestResult) -> Metric | None:
-    """The metric a one-line summary of ``result`` shows.
-
-    For a regression the gated metric that got worst against its baseline, for
-    an improvement the one that got best; otherwise by name: a speedup or
-    scale ratio, throughput, time; else the first gated metric.
-    """
+def _gated(result: TestResult) -> list[Metric]:
+    """The metrics that decide the verdict; every metric when none is gated."""
     metrics = list(result.metrics.values())
-    gated = [m for m in metrics if m.gated] or metrics
-    if not gated:
-        return None
-    if result.verdict in (Verdict.REGRESSION, Verdict.IMPROVED):
-        scored = [
-            (adverse_change(m, result.baseline_values.get(m.name)), m)
-            for m in gated
-            if m.name in result.baseline_values
-        ]
-        scored = [(s, m) for s, m in scored if s is not None]
-        if scored:
-            pick = max if result.verdict is Verdict.REGRESSION else min
-            return pick(scored, key=lambda sm: sm[0])[1]
+    return [m for m in metrics if m.gated] or metrics
+
+
+def main_metric(result: TestResult) -> Metric | None:
+    """The test's main metric, whatever moved: a speedup or scale ratio, throughput, time
+    (:data:`HEADLINE_PRIORITY`), else the first gated metric. Stable from run to run, so a
+    sweep plots the same metric every time."""
+    gated = _gated(result)
     for suffix in HEADLINE_PRIORITY:
         for m in gated:
             if m.name == suffix or m.name.endswith("." + suffix):
                 return m
-    return gated[0]
+    return gated[0] if gated else None
+
+
+def headline_key(result: TestResult, metric: Metric) -> tuple[bool, bool, float] | None:
+    """How :func:`headline_metric` ranks ``metric``, smallest first: not past its tolerance,
+    a work count, minus how far it moved. None without a baseline to move from.
+
+    "Moved" is the relative change in the direction the verdict asks about: the bad one
+    for a regression or inconclusive test (a throughput drop, a time or count rise), the
+    good one for an improvement; for any other verdict (a pass) the size of the change
+    either way, and no metric counts as past its tolerance (none decided the verdict).
+    """
+    rel = baseline_change(metric, result.baseline_values.get(metric.name))
+    if rel is None:
+        return None
+    worse = -rel if metric.higher_is_better else rel
+    if result.verdict in (Verdict.REGRESSION, Verdict.INCONCLUSIVE):
+        moved = worse
+    elif result.verdict is Verdict.IMPROVED:
+        moved = -worse
+    else:  # nothing decided the verdict: no metric is past its tolerance for it
+        return (True, metric.kind == "work", -abs(worse))
+    tolerance = metric.tolerance if metric.tolerance is not None else DEFAULT_TOLERANCE
+    return (not moved > tolerance, metric.kind == "work", -moved)
+
+
+def headline_metric(result: TestResult) -> Metric | None:
+    """The metric a one-line summary of ``result`` leads with.
+
+    The rule: among the gated metrics with a baseline, rank (:func:`headline_key`)
+
+    1. for a regression, inconclusive or improved test, metrics that moved past their
+       tolerance in that direction (any change, for a work count) before those within
+       it: the ones that decided the verdict;
+    2. user-facing metrics (time, throughput, memory, ratios) before work counts: a 2x
+       slowdown that doubles the ops leads with throughput -50%, and the count that grew
+       (:func:`work_change`) is shown beside it as the cause; a count leads only when no
+       user-facing metric moved past its tolerance (a work-only regression);
+    3. the larger relative change in the direction the verdict asks about (the bad one for
+       a regression or inconclusive test, the good one for an improvement, either for a
+       pass); a tie goes to the metric recorded first.
+
+    So a pass leads with its user-facing metric that moved most, and a count that moved
+    shows in the work change column beside it.
+
+    Without any baseline (a new test), the :func:`main_metric`.
+    """
+    gated = _gated(result)
+    ranked = sorted(
+        ((key, i, m) for i, m in enumerate(gated) if (key := headline_key(result, m)) is not None),
+        key=lambda kim: (kim[0], kim[1]),
+    )
+    if ranked:
+        return ranked[0][2]
+    return main_metric(result)
+
+
+def _work_order(metric: Metric) -> int:
+    tail = metric.name.rsplit(".", 1)[-1]
+    keys = [key for key, _ in WORK_COLUMNS]
+    return keys.index(tail) if tail in keys else len(keys)
+
+
+def work_change(result: TestResult) -> str:
+    """The work count that changed most against its baseline, as the cause of what the
+    headline shows: ``work.ops 3 → 6 (+100.0%)``, ``, +2 more`` when others changed too;
+    "" when no count changed (or none has a baseline)."""
+    changed = []
+    for m in result.metrics.values():
+        if m.kind != "work":
+            continue
+        base = result.baseline_values.get(m.name)
+        rel = baseline_change(m, base)
+        if rel is not None and rel != 0:
+            changed.append((abs(rel), -_work_order(m), m, base, rel))
+    if not changed:
+        return ""
+    _, _, m, base, rel = max(changed, key=lambda c: (c[0], c[1]))
+    text = (
+        f"{m.name} {units.quantity(base, m.unit)} → {units.quantity(m.value, m.unit)} "
+        f"({units.change(rel)})"
+    )
+    return text + (f", +{len(changed) - 1} more" if len(changed) > 1 else "")
 
 
 def efficiency_cell(metric: Metric | None) -> str:
-    """MFU/MBU as a percentage with one decimal (recorded either as a fraction or in %)."""
-    if metric is None or not units.finite(metric.value):
-        return "-"
-    unit = (metric.unit or "").strip().lower()
-    pct = metric.value if unit in ("%", "percent") else metric.value * 100.0
-    return f"{pct:.1f}%"
+    """MFU/MBU as a percentage with one decimal (recorded either as a fraction or in %), or
+    ``-`` where it is not reported: decided where the terminal's note is
+    (``roofline.calibration.recorded_efficiency``), so the outputs agree."""
+    from ..roofline.calibration import recorded_efficiency
+
+    return recorded_efficiency(metric).cell()
 
 
 def efficiency_columns(results: list[TestResult]) -> list[str]:
@@ -272,22 +353,31 @@ def fingerprint_table(session: dict) -> Table | None:
 
 
 def summary_table(results: list[TestResult]) -> Table:
-    """Test, verdict, fingerprint change (when any), headline metric, baseline, current, change.
+    """Test, verdict, fingerprint change (when any), headline metric, baseline, current,
+    change, and the work change that explains it (when any test's work changed).
 
     Rows are ordered by verdict, the most alarming first (:attr:`Verdict.severity`),
     in run order within a verdict.
     """
     with_fp = any(r.fingerprint_diff for r in results)
+    causes = [_cause(r) for r in results]
+    with_work = any(causes)
     columns = ["test", "verdict"]
     if with_fp:
         columns.append("fingerprint change")
     columns += ["headline metric", "baseline", "current", "change"]
+    if with_work:
+        columns.append("work change")
     rows = []
-    for r in sorted(results, key=_severity):
+    for i in sorted(range(len(results)), key=lambda i: _severity(results[i])):
+        r = results[i]
         row = [r.nodeid, verdict_cell(r)]
         if with_fp:
             row.append(fingerprint_text(r) or "-")
-        rows.append(row + _headline_cells(r))
+        row += _headline_cells(r)
+        if with_work:
+            row.append(causes[i] or "-")
+        rows.append(row)
     table = make_table("Verdicts", columns, rows)
     table.align[columns.index("change")] = "r"
     return table
@@ -295,6 +385,12 @@ def summary_table(results: list[TestResult]) -> Table:
 
 def _severity(result: TestResult) -> int:
     return result.verdict.severity if result.verdict is not None else len(Verdict)
+
+
+def _cause(result: TestResult) -> str:
+    """:func:`work_change` beside a headline that is not itself a work count."""
+    m = headline_metric(result)
+    return work_change(result) if m is not None and m.kind != "work" else ""
 
 
 def _headline_cells(result: TestResult) -> list[str]:
@@ -309,7 +405,7 @@ def _headline_cells(result: TestResult) -> list[str]:
         f"{m.name} {arrow}",
         units.quantity(base, m.unit) if base is not None else "-",
         "-" if oom else units.quantity(m.value, m.unit),
-        units.change(units.relative_change(m.value, base)),
+        "-" if oom else units.change(baseline_change(m, base)),
     ]
 
 
@@ -377,6 +473,12 @@ def token_table(results: list[TestResult]) -> Table | None:
         for key, title in TOKEN_COLUMNS
         if key not in _OPTIONAL_TOKEN_COLUMNS or any(key in f for _, _, f, _ in rows)
     ]
+    with_base = {
+        key
+        for key, _ in shown
+        for r, _, found, _ in rows
+        if key in found and found[key].name in r.baseline_values
+    }
     table_rows = []
     for r, name, found, record in rows:
         gens = record.get("generations") if isinstance(record, dict) else None
@@ -384,19 +486,40 @@ def token_table(results: list[TestResult]) -> Table | None:
         oom = r.status == Status.OOM
         for key, _ in shown:
             m = found.get(key)
+            if key in with_base:
+                base = r.baseline_values.get(m.name) if m is not None else None
+                cells.append("-" if base is None else units.quantity(base, m.unit))
             cells.append("-" if m is None or oom else units.quantity(m.value, m.unit))
         table_rows.append(cells)
-    columns = ["test", "measurement", "generations", *(title for _, title in shown)]
+    titles = [title for _, title in shown]
+    columns = ["test", "measurement", "generations"]
+    columns += with_baselines(titles, [title for key, title in shown if key in with_base])
     note = (
         "Per generation: TTFT from the call to the first token, TPOT the mean interval "
         "after it, ITL percentiles over every interval of every generation, tokens per "
-        "generation (median, every sequence of the batch); throughputs in tokens/s."
+        "generation (median, every sequence of the batch); throughputs in tokens/s; "
+        "a baseline beside each metric that has one."
     )
     return make_table("Token latency", columns, table_rows, note)
 
 
+def with_baselines(columns: list[str], with_base: list[str]) -> list[str]:
+    """The column names with ``<name> baseline`` before each one in ``with_base``: a
+    metric's baseline beside its current value, in every table of metrics."""
+    out: list[str] = []
+    for name in columns:
+        out += [f"{name} baseline", name] if name in with_base else [name]
+    return out
+
+
+def test_file(nodeid: str) -> str:
+    """The file part of a node id (``tests/test_mine.py``)."""
+    return nodeid.split("::", 1)[0]
+
+
 def generic_tables(results: list[TestResult]) -> list[Table]:
-    """Any group's table: the test, its params, every metric (MFU/MBU last), status,
+    """Any group's table: the test (its node id when the group spans files), its params,
+    every metric (MFU/MBU last) with its baseline before it where any test has one, status,
     verdict; a generation's token metrics in a :func:`token_table` below it."""
     params: list[str] = []
     metrics: list[str] = []
@@ -411,12 +534,20 @@ def generic_tables(results: list[TestResult]) -> list[Table]:
         ]
     eff = [m for m in metrics if m.split(".")[-1] in ("mfu", "mbu")]
     metrics = [m for m in metrics if m not in eff] + eff
-    columns = ["test"] + params + metrics + ["status", "verdict"]
+    with_base = [
+        n for n in metrics if n not in eff and any(n in r.baseline_values for r in results)
+    ]
+    unit_of = {n: m.unit for r in results for n, m in r.metrics.items()}
+    columns = ["test"] + params + with_baselines(metrics, with_base) + ["status", "verdict"]
     rows = []
+    one_file = len({test_file(r.nodeid) for r in results}) <= 1
     for r, elsewhere in zip(results, in_token_table, strict=True):
-        row = [short_name(r.nodeid)]
+        row = [short_name(r.nodeid) if one_file else r.nodeid]
         row += [units.number(r.params[p]) if p in r.params else "-" for p in params]
         for name in metrics:
+            if name in with_base:
+                base = r.baseline_values.get(name) if name not in elsewhere else None
+                row.append("-" if base is None else units.quantity(base, unit_of.get(name, "")))
             m = r.metrics.get(name) if name not in elsewhere else None
             if m is None:
                 row.append("-")
@@ -429,9 +560,17 @@ def generic_tables(results: list[TestResult]) -> list[Table]:
     return [make_table("Results", columns, rows)] + ([tokens] if tokens is not None else [])
 
 
+def ungrouped_title(results: list[TestResult]) -> str:
+    """The title of the tests in no report group: their file when they share one (the
+    user's own ``tests/test_mine.py``), else ``Performance tests``."""
+    files = {test_file(r.nodeid) for r in results}
+    return files.pop() if len(files) == 1 else "Performance tests"
+
+
 def generic_section(group: str, results: list[TestResult]) -> Section:
-    """The section of a group no hook claimed: ``Group: name`` (or the unnamed group)."""
-    title = f"Group: {group}" if group else "Other performance tests"
+    """The section of a group no hook claimed: ``Group: name``; for the tests in no group
+    :func:`ungrouped_title`."""
+    title = f"Group: {group}" if group else ungrouped_title(results)
     return Section(title=title, tables=generic_tables(results), group=group, results=results)
 
 
@@ -455,13 +594,13 @@ _ALWAYS = 6
 def work_section(results: list[TestResult]) -> Section | None:
     """Every measurement's work signature: the counts the work gate compares, and the
     operators called most, so a reader sees what a test does without a profiler."""
-    rows: list[tuple[str, str, dict[str, Metric], dict[str, int]]] = []
+    rows: list[tuple[TestResult, str, dict[str, Metric], dict[str, int]]] = []
     for r in results:
         for name in sorted(r.work):
             prefix = f"{name}.work." if name else "work."
             counts = {k[len(prefix) :]: m for k, m in r.metrics.items() if k.startswith(prefix)}
             if counts:
-                rows.append((short_name(r.nodeid), name, counts, r.work[name].get("ops", {})))
+                rows.append((r, name, counts, r.work[name].get("ops", {})))
     if not rows:
         return None
     shown = [
@@ -469,36 +608,44 @@ def work_section(results: list[TestResult]) -> Section | None:
         for i, (key, title) in enumerate(WORK_COLUMNS)
         if i < _ALWAYS or any(key in counts for _, _, counts, _ in rows)
     ]
+    # A count equal to its baseline needs no baseline beside it (counts are exact).
+    changed = {
+        key
+        for key, _ in shown
+        for r, _, counts, _ in rows
+        if key in counts and baseline_change(counts[key], r.baseline_values.get(counts[key].name))
+    }
     table_rows = []
-    for test, name, counts, ops in rows:
-        cells = [test, name or "-"]
+    for r, name, counts, ops in rows:
+        cells = [short_name(r.nodeid), name or "-"]
         for key, _ in shown:
             m = counts.get(key)
+            if key in changed:
+                base = r.baseline_values.get(m.name) if m is not None else None
+                cells.append("-" if base is None else units.quantity(base, m.unit))
             cells.append(units.quantity(m.value, m.unit) if m is not None else "-")
         top = sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
         cells.append(", ".join(f"{op.removeprefix('aten.')} x{n}" for op, n in top) or "-")
         table_rows.append(cells)
-    columns = ["test", "measurement", *(title for _, title in shown), "most called"]
+    titles = [title for _, title in shown]
+    columns = ["test", "measurement"]
+    columns += with_baselines(titles, [t for k, t in shown if k in changed]) + ["most called"]
     note = (
         "Counted in one call outside the timed rounds; the same on every machine of this "
-        "device type with the same torch, and gated exactly (any growth is a regression)."
+        "device type with the same torch, and gated exactly (any growth is a regression). "
+        "A baseline column beside each count that differs from its baseline in some test."
     )
     return Section("Work signature", [make_table("", columns, table_rows, note)])
-
-
-def _can_see(mdc: float) -> str:
-    """An infinite MDC is a baseline of too few rounds to judge (``decision.decide``)."""
-    return units.percent(mdc) if math.isfinite(mdc) else "nothing (too few rounds)"
 
 
 def detectable_section(results: list[TestResult]) -> Section | None:
     """What each timed gate could see in this run: the smallest change its samples would
     show (``judge.detectable``) beside its tolerance, the blind ones first."""
-    from ..judge.detectable import sees_line
+    from ..judge.detectable import can_see, sees_line
 
     rows = sorted(
         (
-            (mdc > tol, short_name(r.nodeid), name, mdc, tol)
+            (mdc > tol, short_name(r.nodeid), name, mdc, tol, r.detectable_why.get(name, ""))
             for r in results
             for name, (mdc, tol) in r.detectable.items()
         ),
@@ -507,14 +654,14 @@ def detectable_section(results: list[TestResult]) -> Section | None:
     if not rows:
         return None
     table_rows = [
-        [test, name, _can_see(mdc), units.percent(tol), "no" if blind else "yes"]
-        for blind, test, name, mdc, tol in rows
+        [test, name, can_see(mdc, why), units.percent(tol), "no" if blind else "yes"]
+        for blind, test, name, mdc, tol, why in rows
     ]
     note = (
         "The smallest change (80% power, one-sided 1%) that the gate's samples would show, "
         "floored by the baseline's run-to-run spread; a gate above its tolerance passes "
         "changes it cannot see (--llmperf-strict fails it). E.g. "
-        + sees_line(rows[0][3], rows[0][4])
+        + sees_line(rows[0][3], rows[0][4], rows[0][5])
         + "."
     )
     columns = ["test", "metric", "can see", "tolerance", "sees its tolerance"]
@@ -523,7 +670,11 @@ def detectable_section(results: list[TestResult]) -> Section | None:
 
 def detectable_line(results: list[TestResult]) -> str | None:
     """One summary line: how many timed gates see their tolerance, the worst one named."""
-    pairs = [(mdc, tol, r.nodeid, n) for r in results for n, (mdc, tol) in r.detectable.items()]
+    pairs = [
+        (mdc, tol, r.nodeid, n, r.detectable_why.get(n, ""))
+        for r in results
+        for n, (mdc, tol) in r.detectable.items()
+    ]
     if not pairs:
         return None
     blind = [p for p in pairs if p[0] > p[1]]
@@ -532,7 +683,7 @@ def detectable_line(results: list[TestResult]) -> str | None:
 
     return (
         f"what the timed gates can see: {len(pairs) - len(blind)} of {len(pairs)} see their "
-        f"tolerance; least: {short_name(worst[2])} {worst[3]} {sees_line(worst[0], worst[1])}"
+        f"tolerance; least: {short_name(worst[2])} {worst[3]} {sees_line(worst[0], worst[1], worst[4])}"
     )
 
 

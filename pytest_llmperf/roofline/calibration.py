@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ..measure import distributed
@@ -319,6 +320,81 @@ def _rates(achieved: float, peak: float, unit: str) -> tuple[str, str]:
     return f"{achieved / scale:.3g} {name}/s", f"{peak / scale:.3g} {name}/s"
 
 
+@dataclass(frozen=True)
+class Efficiency:
+    """One MFU or MBU as every output shows it: the fraction where it is reported, else
+    None and why not. The one decision (:func:`decide_efficiency`) behind the metric the
+    fixture records, the note the terminal prints and the cell the Markdown and HTML
+    tables show, so they cannot disagree (a test once read ``mfu not reported: (333%)``
+    in the terminal and ``mfu 70.8%`` in the HTML report)."""
+
+    name: str
+    fraction: float | None
+    why: str = ""
+
+    @property
+    def reported(self) -> bool:
+        return self.fraction is not None
+
+    def cell(self) -> str:
+        """A table cell: ``70.8%``, or ``-`` where it is not reported."""
+        return "-" if self.fraction is None else f"{self.fraction * 100.0:.1f}%"
+
+
+def decide_efficiency(
+    name: str,
+    amount: float,
+    seconds: float,
+    peak: float,
+    kind: str,
+    what: str,
+    unit: str,
+    source: str = "calibrated",
+) -> Efficiency:
+    """Whether ``amount`` (FLOPs or bytes) in ``seconds`` against ``peak`` (per second) is an
+    MFU / MBU that can be reported as a fact: a fraction from 0 to 1 of a usable peak.
+
+    A call cannot beat the device's peak, so a fraction above 1 is a fact about the peak
+    (too low) or the counts, not about the call; it is left out and ``why`` names the
+    achieved rate, the peak, where the peak came from and why it cannot be right.
+    ``kind``: "measured" or "datasheet"; ``what``: the peak's words ("peak of cpu fp32").
+    """
+    if not (peak > 0 and math.isfinite(peak)):
+        return Efficiency(name, None, f"{name} not reported: no usable {kind} {what} ({peak!r})")
+    achieved = float(amount) / seconds
+    fraction = achieved / peak
+    if not (math.isfinite(fraction) and fraction >= 0):  # a negative or unbounded count
+        return Efficiency(name, None, f"{name} not reported: {amount!r} is not a count")
+    if fraction > 1.0:
+        got, top = _rates(achieved, peak, unit)
+        what_first, _, of = what.partition(" of ")
+        return Efficiency(
+            name,
+            None,
+            f"{name} not reported: achieved {got} exceeds the {kind} {what_first} {top} "
+            f"of {of} ({fraction:.0%}); {_WHY_OVER[name, source]}",
+        )
+    return Efficiency(name, fraction)
+
+
+def recorded_efficiency(metric: Any) -> Efficiency:
+    """An MFU / MBU metric as the outputs show it (``output.tables.efficiency_cell``),
+    recorded as a fraction or in %: reported only where it is one a measurement could
+    have reported (:func:`decide_efficiency`'s bound), so a value recorded by hand or read
+    from an older report cannot show what the measuring side would have left out."""
+    name = str(getattr(metric, "name", "") or "efficiency").rsplit(".", 1)[-1]
+    value = getattr(metric, "value", None)
+    if metric is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return Efficiency(name, None, f"{name} not recorded")
+    unit = (getattr(metric, "unit", "") or "").strip().lower()
+    fraction = float(value) / 100.0 if unit in ("%", "percent") else float(value)
+    if not (math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
+        return Efficiency(
+            name, None, f"{name} not reported: {fraction:.0%} is not a fraction of a peak"
+        )
+    return Efficiency(name, fraction)
+
+
 def reportable_efficiency(
     seconds: float,
     flops: float | None = None,
@@ -327,13 +403,12 @@ def reportable_efficiency(
     dtype: Any = None,
     peaks: Peaks | None = None,
 ) -> tuple[dict[str, float], list[str]]:
-    """The MFU / MBU that can be reported as facts, and a note for each one left out.
+    """The MFU / MBU that can be reported as facts, and a note for each one left out
+    (each decided by :func:`decide_efficiency`).
 
-    A call cannot beat the device's peak, so a fraction above 1 is a fact about the
-    peak (too low) or the counts, not about the call: on a 2-core AVX2 CPU a bf16
-    model read as 138% MFU against a peak measured on a slow kernel. Such a
-    fraction is left out, and the note names the achieved rate, the peak, where the
-    peak came from and why it cannot be right. ``peaks`` skips the lookup; fractions, 0.42 = 42 %.
+    On a 2-core AVX2 CPU a bf16 model read as 138% MFU against a peak measured on a
+    slow kernel: such a fraction is left out, with a note saying why. ``peaks`` skips
+    the lookup; fractions, 0.42 = 42 %.
     """
     if (flops is None and bytes is None) or not seconds or seconds <= 0:
         return {}, []
@@ -351,20 +426,11 @@ def reportable_efficiency(
     ):
         if amount is None:
             continue
-        if not (peak > 0 and math.isfinite(peak)):
-            notes.append(f"{name} not reported: no usable {kind} {what} ({peak!r})")
-            continue
-        achieved = float(amount) / seconds
-        fraction = achieved / peak
-        if fraction > 1.0:
-            got, top = _rates(achieved, peak, unit)
-            what_first, _, of = what.partition(" of ")
-            notes.append(
-                f"{name} not reported: achieved {got} exceeds the {kind} {what_first} {top} "
-                f"of {of} ({fraction:.0%}); {_WHY_OVER[name, source]}"
-            )
-            continue
-        out[name] = fraction
+        e = decide_efficiency(name, amount, seconds, peak, kind, what, unit, source)
+        if e.fraction is not None:
+            out[name] = e.fraction
+        else:
+            notes.append(e.why)
     return out, notes
 
 

@@ -90,3 +90,32 @@ def test_list_command():
     r = _run("list")
     assert r.returncode == 0
     assert "clm-400m" in r.stdout and "RTX A5000" in r.stdout
+
+
+def test_help_lists_every_subcommand(capsys):
+    """``--help`` names every command, one line each, ``doctor`` included (issue 26)."""
+    import argparse
+
+    from pytest_llmperf.__main__ import main
+    from pytest_llmperf.roofline.cli import _parser
+
+    try:
+        status = main(["--help"])
+    except SystemExit as exc:  # argparse's own help exits
+        status = exc.code
+    assert status == 0
+    out = capsys.readouterr().out
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name in {"doctor", *sub.choices}:
+        (line,) = [ln for ln in out.splitlines() if ln.strip().startswith(name + " ")]
+        assert len(line.split()) > 2, line  # the command and its one line
+
+
+@pytest.mark.parametrize("args", [(), ("doctr",), ("--llmperf",)])
+def test_no_or_unknown_command_prints_the_usage_and_exits_2(args):
+    r = _run(*args)
+    assert r.returncode == 2, r
+    for name in ("doctor", "estimate", "list"):
+        assert f"  {name} " in r.stderr
+    said = "no command given" if not args else f"unknown command {args[0]!r}"
+    assert said in r.stderr and "Traceback" not in r.stderr

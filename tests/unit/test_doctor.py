@@ -9,6 +9,7 @@ numbers, whatever this machine's noise is.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -102,6 +103,85 @@ def test_noise_summary_an_aa_offset_floors_the_paired_gate():
 def test_noise_summary_without_measurements_is_unknown_not_zero():
     noise = doctor.noise_summary([], [])
     assert noise["stored_detectable"] is None and noise["paired_detectable"] is None
+
+
+# ----------------------------------------------------------------- too few pairs: words, not a number
+
+#: Three A/A pairs as doctor --quick once took them: far apart, so a "detectable change"
+#: computed from them is a huge number (``>= 5826.3%`` was printed).
+THREE_PAIRS = [0.2, 1.0, 5.0]
+
+
+def _report(noise: dict) -> dict:
+    """A whole doctor report around ``noise``, as ``run`` builds it, for ``_text``."""
+    workload = {"description": "w", "device": "cpu", "threads": 1, "window_s": 0.3}
+    return {
+        "noise": {**noise, "error": None},
+        **doctor.decide(noise, "compare", TOL),
+        "workload": workload,
+        "wall_s": 3.0,
+        "quick": True,
+        "facts": {},
+        "advice": [],
+    }
+
+
+def test_a_detectable_change_from_too_few_pairs_is_said_not_computed():
+    """Issue 26: from 3 pairs doctor printed ``A/B (--llmperf-compare) >= 5826.3%``; the sign
+    test cannot decide anything below MIN_PAIRS, so every place says so in the same words."""
+    from pytest_llmperf.judge.decision import MIN_PAIRS
+    from pytest_llmperf.judge.detectable import paired_detectable
+
+    assert doctor.QUICK.min_pairs >= MIN_PAIRS  # --quick takes enough pairs to say a number
+    words = f"fewer than {MIN_PAIRS} pairs (only 3)"
+    assert paired_detectable(THREE_PAIRS) == math.inf
+    noise = doctor.noise_summary([_samples(1e-3)] * 2, THREE_PAIRS)
+    assert noise["paired_detectable"] is None and noise["paired_shortfall"] == words
+    report = _report(noise)
+    assert report["gates"]["compare"]["why"] == words and report["fit"] is False
+    json.dumps(report, allow_nan=False)  # strict JSON: no Infinity
+    (line,) = [ln for ln in doctor._text(report).splitlines() if "A/B" in ln]
+    assert words in line and "%" not in line, line
+    # Enough pairs: a number again, and no words.
+    enough = doctor.noise_summary([_samples(1e-3)] * 2, [1.0, 1.01, 0.99] * MIN_PAIRS)
+    assert enough["paired_shortfall"] == "" and enough["paired_detectable"] < 0.05
+    (line,) = [ln for ln in doctor._text(_report(enough)).splitlines() if "A/B" in ln]
+    assert ">= " in line and "fewer than" not in line, line
+
+
+def test_too_few_rounds_per_process_is_said_for_the_stored_gate():
+    from pytest_llmperf.judge.decision import MIN_SAMPLES
+
+    noise = doctor.noise_summary([_samples(1e-3, n=3)] * 2, [])
+    assert noise["stored_detectable"] is None
+    assert noise["stored_shortfall"] == f"fewer than {MIN_SAMPLES} rounds (only 3)"
+    (line,) = [ln for ln in doctor._text(_report(noise)).splitlines() if "stored" in ln]
+    assert noise["stored_shortfall"] in line, line
+
+
+def test_the_per_test_blind_note_uses_the_same_words_for_too_few_pairs():
+    """A compare gate judged on 3 pairs is blind: its note says why, as doctor does."""
+    from pytest_llmperf.judge.decision import MIN_PAIRS, decide_paired
+    from pytest_llmperf.judge.outcome import Verdict
+    from pytest_llmperf.judge.verdict import Judge, strict_blind
+    from pytest_llmperf.results import Metric, TestResult
+
+    xs = [1e-3] * 9
+    r = TestResult("t.py::test_ab", tier="smoke")
+    r.add(Metric("time", 1e-3, "s", False, "time", xs, 0.1))
+    stored = {"value": 1e-3, "unit": "s", "kind": "time", "runs": [{"samples": xs}]}
+    e = {"status": "ok", "tier": "smoke", "metrics": {"time": stored}}
+    paired = decide_paired(
+        "time", ratios=THREE_PAIRS, reference=1e-3, current=1e-3, tolerance=0.1,
+        higher_is_better=False,
+    )  # fmt: skip
+    Judge(e, where="the reference", paired={"time": paired}).judge(r)
+    strict_blind(r, strict=False)
+    assert r.verdict is Verdict.PASS
+    assert r.notes == [
+        f"time: cannot judge any change: fewer than {MIN_PAIRS} pairs (only 3); "
+        "tolerance 10%: this gate cannot see its tolerance"
+    ]
 
 
 # ----------------------------------------------------------------- machine facts from files

@@ -200,16 +200,53 @@ def test_junit_properties_pairs():
     assert all(type(k) is str and type(v) is str for k, v in props)  # plain text, no enums
     d = dict(props)
     assert d["llmperf.verdict"] == "regression" and d["llmperf.status"] == "ok"
-    assert d["llmperf.time"] == "2.1 s"
-    assert d["llmperf.throughput"] == "95 tok/s"
-    assert d["llmperf.throughput.baseline"] == "107.38 tok/s"
-    assert d["llmperf.peak_memory_reserved"] == "1.388e+10 B"
-    assert d["llmperf.mbu"] == "0.69"
+    # A plain number; the unit, as recorded, ends the name.
+    assert d["llmperf.time_s"] == "2.1"
+    assert d["llmperf.time_s.baseline"] == "1.86"
+    assert d["llmperf.throughput_tok_per_s"] == "95"
+    assert d["llmperf.throughput_tok_per_s.baseline"] == "107.38"
+    assert d["llmperf.peak_memory_reserved_B"] == "13880000000"  # integral: exact
+    assert d["llmperf.mbu"] == "0.69"  # dimensionless: no unit part
     assert d["llmperf.fingerprint.torch"] == "2.12.0 -> 2.13.0"
+    assert dict(exporters.junit_properties(results()[1]))["llmperf.ab.speedup_x"] == "1.3"
     assert dict(exporters.junit_properties(results()[3])) == {
         "llmperf.verdict": "inconclusive",
         "llmperf.status": "oom",
     }
+
+
+@pytest.mark.parametrize(
+    ("unit", "suffix"),
+    [
+        ("s", "s"),
+        ("B", "B"),
+        ("tokens/s", "tokens_per_s"),
+        ("FLOP/s", "FLOP_per_s"),
+        ("GB/s", "GB_per_s"),
+        ("%", "pct"),
+        ("µs", "us"),
+        ("tok / s", "tok_per_s"),
+        ("", ""),
+    ],
+)
+def test_junit_unit_suffix(unit, suffix):
+    assert exporters.unit_suffix(unit) == suffix
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0021680412, "0.00216804"),
+        (45056.0, "45056"),
+        (3, "3"),
+        (2264930.7, "2.26493e+06"),
+        (float("nan"), "nan"),
+        (float("-inf"), "-inf"),
+    ],
+)
+def test_junit_number_is_parseable(value, text):
+    assert exporters.junit_number(value) == text
+    float(text)
 
 
 def test_junit_properties_reach_junitxml(pytester):
@@ -233,7 +270,7 @@ def test_junit_properties_reach_junitxml(pytester):
     assert props == {
         "llmperf.verdict": "pass",
         "llmperf.status": "ok",
-        "llmperf.throughput": "123.5 tok/s",
+        "llmperf.throughput_tok_per_s": "123.5",
     }
 
 

@@ -1,4 +1,5 @@
-"""--junitxml: every llmperf metric of a perf test is a <property> of its test case.
+"""--junitxml: every llmperf metric of a perf test is a <property> of its test case: a
+plain number, its unit in the property's name (``llmperf.time_s``).
 
 Real pytest runs of the plugin (pytester, in-process: torch is already imported).
 """
@@ -44,13 +45,21 @@ def test_junit_properties_of_a_perf_test(pytester: pytest.Pytester) -> None:
 
     assert props.get("llmperf.verdict") == "pass", props
     assert props.get("llmperf.status") == "ok", props
-    # "value unit": seconds per call, about the 10 ms sleep (loose: a loaded machine is slow).
-    value, unit = props["llmperf.time"].split()
-    assert unit == "s"
-    assert 0.009 < float(value) < 0.5
-    base_value, base_unit = props["llmperf.time.baseline"].split()
-    assert base_unit == "s" and 0.009 < float(base_value) < 0.5
-    assert props["llmperf.peak_memory"].endswith(" B")
+    # A plain number in the unit the property's name ends in: seconds per call, about the
+    # 10 ms sleep (loose: a loaded machine is slow); bytes; a count has no unit part.
+    assert 0.009 < float(props["llmperf.time_s"]) < 0.5
+    assert 0.009 < float(props["llmperf.time_s.baseline"]) < 0.5
+    assert int(props["llmperf.peak_memory_B"]) >= 0
+    assert int(props["llmperf.work.ops"]) == int(props["llmperf.work.ops.baseline"])
+    # Every property of a metric is a number; only the named facts are words.
+    words = {"llmperf.verdict", "llmperf.status"}
+    for name, value in props.items():
+        if name not in words:
+            float(value)  # raises on "0.01 s"
+            assert value.strip() == value and " " not in value, (name, value)
+    assert not [
+        k for k in props if k.startswith("llmperf.time") and not k.startswith("llmperf.time_s")
+    ]
 
     # A plain test gets no llmperf properties.
     assert not [k for k in _properties(xml_path, "test_plain") if k.startswith("llmperf.")]
@@ -62,5 +71,5 @@ def test_junit_properties_without_a_baseline(pytester: pytest.Pytester) -> None:
     rec.assert_outcomes(passed=2)
     props = _properties(pytester.path / "out.xml", "test_perf")
     assert props.get("llmperf.verdict") == "no-baseline", props
-    assert "llmperf.time" in props
-    assert "llmperf.time.baseline" not in props
+    assert float(props["llmperf.time_s"]) > 0
+    assert "llmperf.time_s.baseline" not in props

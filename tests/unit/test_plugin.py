@@ -70,10 +70,10 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
         assert option in out, option
 
 
-def test_plain_pytest_skips_perf_tests_with_how_to_run(project: pytest.Pytester) -> None:
-    result = project.runpytest("-rs")
+def test_llmperf_skip_skips_perf_tests_with_how_to_run(project: pytest.Pytester) -> None:
+    result = project.runpytest("-rs", "--llmperf-skip")
     result.assert_outcomes(passed=1, skipped=2)
-    result.stdout.fnmatch_lines(["*SKIPPED*run it with `pytest --llmperf`*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*measure it with `pytest --llmperf`*"])
 
 
 def test_update_then_compare_unchanged_passes(project: pytest.Pytester, monkeypatch) -> None:

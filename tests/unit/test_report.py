@@ -368,7 +368,7 @@ def test_sections_follow_the_suite_order_then_other_groups_then_the_unnamed(suit
         "Estimator vs measurement (reference 000)",
         "Group: attention",
         "Group: zeta",
-        "Other performance tests",
+        "tests/test_mine.py",  # the tests in no group, titled by their file
         "Details",
         "Fingerprint",
     ]
@@ -530,17 +530,41 @@ def test_markdown_estimator_has_the_several_device_rows_and_reference_x8(suite_h
 
 def test_generic_group_table_lists_params_metrics_and_mbu(suite_hook):
     text = render_markdown(other_results(), SESSION, suite_hook)
-    rows = _table_after(text, "## Other performance tests")
-    assert rows[0] == ["test", "n", "time", "throughput", "mbu", "status", "verdict"]
+    rows = _table_after(text, "## tests/test_mine.py")
+    # Each metric that has a baseline gets its baseline beside it.
+    assert rows[0] == [
+        "test",
+        "n",
+        "time baseline",
+        "time",
+        "throughput baseline",
+        "throughput",
+        "mbu",
+        "status",
+        "verdict",
+    ]
     assert rows[1] == [
         "test_matmul[1024]",
         "1024",
+        "1 ms",
         "1.2 ms",
+        "2.1e+12 FLOP/s",
         "1.79e+12 FLOP/s",
         "42.0%",
         "OK",
         "regression",
     ]
+    assert rows[3][2:6] == ["-", "2 ms", "-", "-"]  # no baseline: nothing beside it
+
+
+def test_tests_in_no_group_from_several_files_are_performance_tests():
+    elsewhere = TestResult("tests/test_other.py::test_matmul[1024]", verdict=Verdict.PASS)
+    elsewhere.add(Metric("time", 1e-3, "s"))
+    text = render_markdown([*other_results(), elsewhere], SESSION)
+    assert "## Performance tests" in text and "Other performance tests" not in text
+    rows = _table_after(text, "## Performance tests")
+    # Two files: the node id tells the two test_matmul[1024] apart.
+    assert [r[0] for r in rows[1:]] == [r.nodeid for r in other_results()] + [elsewhere.nodeid]
 
 
 def test_empty_session_still_renders(tmp_path):

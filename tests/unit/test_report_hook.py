@@ -69,7 +69,7 @@ def test_a_hooks_section_replaces_the_generic_table(tmp_path):
         "Verdicts",
         "Attention kernels",
         "Group: zeta",
-        "Other performance tests",
+        "tests/test_x.py",
     ]
     assert "### By length" in text
     assert re.search(r"^\| seq \| +ms \|$", text, re.M)
@@ -79,8 +79,8 @@ def test_a_hooks_section_replaces_the_generic_table(tmp_path):
 @pytest.mark.parametrize(
     ("rank", "expected"),
     [
-        (0, ["Attention kernels", "Group: zeta", "Other performance tests"]),
-        (GENERIC_RANK + 1, ["Group: zeta", "Other performance tests", "Attention kernels"]),
+        (0, ["Attention kernels", "Group: zeta", "tests/test_x.py"]),
+        (GENERIC_RANK + 1, ["Group: zeta", "tests/test_x.py", "Attention kernels"]),
     ],
 )
 def test_sections_sort_by_rank(rank, expected):
@@ -99,7 +99,7 @@ def test_the_report_fills_in_group_and_results_of_a_hooks_section():
 @pytest.mark.parametrize("hook", [None, SimpleNamespace(), relay(None, None)])
 def test_without_an_answer_every_group_is_generic(hook):
     text = render_markdown(results(), {}, hook)
-    assert headings(text)[1:] == ["Group: attention", "Group: zeta", "Other performance tests"]
+    assert headings(text)[1:] == ["Group: attention", "Group: zeta", "tests/test_x.py"]
 
 
 needs_matplotlib = pytest.mark.skipif(not matplotlib_available(), reason="matplotlib not installed")

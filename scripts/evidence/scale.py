@@ -17,8 +17,11 @@ per entry, how many tests a compare re-measured (a re-measurement that cannot
 change the outcome is waste), the verdict counts, and, with ``--profile``, the
 top functions of a compare under cProfile.
 
-    python scripts/scale.py                 # 2,000 tests, 3 repeats
-    python scripts/scale.py --tests 500 --repeat 1 --profile
+    python scripts/evidence/scale.py                 # 2,000 tests, 3 repeats
+    python scripts/evidence/scale.py --tests 500 --repeat 1 --profile
+    python scripts/evidence/scale.py --quick   # 20 tests, 1 repeat: the same runs, for CI
+
+Exits 1 when a run fails a test or a mode does not pass all of its N tests.
 """
 
 from __future__ import annotations
@@ -125,10 +128,11 @@ def remeasured(report: Path, rounds: int = 3) -> int:
     )
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tests", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="20 tests, 1 repeat (for CI)")
     ap.add_argument("--profile", action="store_true", help="cProfile one compare and refresh")
     ap.add_argument("--out", type=Path, help="write the raw figures as JSON")
     ap.add_argument(
@@ -140,6 +144,9 @@ def main() -> None:
         help="also run this plugin source tree (a checkout of an older commit), side by side",
     )
     a = ap.parse_args()
+    if a.quick:
+        a.tests, a.repeat = 20, 1
+    wrong: list[str] = []
     os.environ["OMP_NUM_THREADS"] = "1"
     plugins = {"": ""} | ({"before ": a.before} if a.before else {})
     with tempfile.TemporaryDirectory(prefix="llmperf-scale-") as tmp:
@@ -162,6 +169,8 @@ def main() -> None:
                 if mode == "compare":
                     out["remeasured"] = remeasured(root / "r.json")
                 last[label + mode] = out
+                if out["rc"] != 0 or out["counts"].get("passed") != a.tests:
+                    wrong.append(f"{label}{mode}: exit {out['rc']}, {out['counts']}")
                 walls[label + mode].append(out["wall"])
             print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls.items()))
         plain = statistics.median(walls["plain"])
@@ -205,7 +214,10 @@ def main() -> None:
                 pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(45)
         if a.out:
             a.out.write_text(json.dumps({"tests": a.tests, "figures": figures}, indent=2))
+    for line in wrong:
+        print(f"not all {a.tests} tests passed: {line}", file=sys.stderr)
+    return 1 if wrong else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,17 +1,22 @@
 """Reference 000's x8 rows beside the estimator for N devices, and how far the
 estimate moves with the workload the reference does not state.
 
-    python scripts/reference_x8.py            # the table and the sensitivity grid
+    python scripts/evidence/reference_x8.py            # the table and the sensitivity grid
+    python scripts/evidence/reference_x8.py --quick    # the same (it takes a second): for CI
+
+Exits 1 when an estimate is not a positive finite number.
 
 Torch-free: the estimator alone (datasheet RTX A5000, PCIe 4.0 x16 link).
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "benchmarks")]
 
 from reference_report import REFERENCE_WORKLOAD, REFERENCE_X8  # noqa: E402
@@ -35,6 +40,10 @@ def row(model: str, devices: int, parallel: str, prompt: int, new: int, batch: i
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="the same run: it is quick already")
+    ap.parse_args()
+    bad = []
     print(f"Assumed workload (reference_report.REFERENCE_WORKLOAD): {REFERENCE_WORKLOAD}\n")
     print(f"{'model':9} {'devices':>7} {'par':>3} {'est ms':>9} {'ref est':>9} {'ref meas':>9} "
           f"{'err %':>7} {'mem/dev':>8} {'mem all':>8} {'ref mem':>8} {'err %':>7}")  # fmt: skip
@@ -47,6 +56,8 @@ def main() -> int:
             w = REFERENCE_WORKLOAD
             est = row(model, devices, parallel, w["seq_len"], w["gen_len"], w["batch"])
             total = est.memory_gb * devices
+            if not all(math.isfinite(x) and x > 0 for x in (est.runtime_ms, total)):
+                bad.append(f"{model} x{devices} {parallel}: {est.runtime_ms} ms, {total} GB")
             print(f"{model:9} {devices:7} {parallel:>3} {est.runtime_ms:9.1f} {ref_e:9.1f} "
                   f"{ref_m:9.1f} {error_pct(ref_m, est.runtime_ms):7.1f} {est.memory_gb:8.2f} "
                   f"{total:8.2f} {ref_mem:8.2f} {error_pct(ref_mem, total):7.1f}")  # fmt: skip
@@ -68,7 +79,9 @@ def main() -> int:
                            link_latency_s=lat, **REFERENCE_WORKLOAD)  # fmt: skip
             cells.append(f"{lat * 1e6:.0f} us: {est.runtime_ms:.0f}")
         print(f"  {model}: " + ", ".join(cells))
-    return 0
+    for line in bad:
+        print("not a positive finite estimate:", line, file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -15,11 +15,15 @@ must fail with the decode regression (its work diff proves the reference ran
 REF's code). A null run (the candidate differs from REF by a comment only) must
 pass. Prints one line per run with the verdict line and the wall time.
 
-    python scripts/compare_gpt_layouts.py            # about two minutes on 2 cores
+    python scripts/evidence/compare_gpt_layouts.py            # about two minutes on 2 cores
+    python scripts/evidence/compare_gpt_layouts.py --quick    # the env layout's regression only
+
+Exits 1 when a run's verdict is not the one expected.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -179,14 +183,14 @@ def run(base: Path, layout: str, candidate, expect: str) -> bool:
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one run: the env layout's regression")
+    quick = ap.parse_args().quick
+    runs = [("env", no_cache, "fail"), ("ini", no_cache, "fail"), ("env", comment_only, "pass")]
     print("load:", os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="llmperf-gpt-layouts-") as tmp:
         base = Path(tmp)
-        results = [
-            run(base, "env", no_cache, "fail"),
-            run(base, "ini", no_cache, "fail"),
-            run(base, "env", comment_only, "pass"),
-        ]
+        results = [run(base, *r) for r in runs[: 1 if quick else None]]
     print("load:", os.getloadavg())
     return 0 if all(results) else 1
 

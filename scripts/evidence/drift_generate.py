@@ -4,7 +4,7 @@
 ``pytest_llmperf.measure.drift`` divides each batch of timed rounds by a reference:
 (wall / (wall - run-queue wait of the measuring thread)) x an interpreter-loop
 kernel. Until this study the kernel was read right after each batch, and on
-``scripts/small_gpt.py``'s ``generate()`` unchanged code read as -26% to -47%
+``scripts/evidence/small_gpt.py``'s ``generate()`` unchanged code read as -26% to -47%
 drift-corrected. This script repeats the plugin's measurement sequence (auto
 warm-up, ``drift.mark()``, adaptive rounds in growing batches within
 ``max_time``, ``drift.batch_reference()`` after each batch) for ``generate()``
@@ -24,9 +24,11 @@ forward of 8 tokens, as each step of ``generate()``, and one bf16 linear) and
 splits them by the kernel's state: how much slower each piece ran when the
 kernel read slow, and how long a state lasted.
 
-    python scripts/drift_generate.py                  # 8 processes x 2 reps, threads 1 and 2
-    python scripts/drift_generate.py --load 2         # with 2 busy processes beside it
-    python scripts/drift_generate.py --quick          # 3 processes x 1 rep, 5 s kernel study
+    python scripts/evidence/drift_generate.py                  # 8 processes x 2 reps, threads 1 and 2
+    python scripts/evidence/drift_generate.py --load 2         # with 2 busy processes beside it
+    python scripts/evidence/drift_generate.py --quick          # 2 processes x 1 rep, thread 1, 2 s study
+
+Exits 1 when a measured batch has no rounds or a reference that is not a positive number.
 
 ``--json PATH`` writes every batch's record.
 """
@@ -406,7 +408,7 @@ def drift_untrusted(batches: list[dict[str, Any]]) -> str | None:
     return drift.untrusted(as_refs(batches))
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--procs", type=int, default=8, help="fresh processes per thread count")
     ap.add_argument("--reps", type=int, default=2, help="measurements per workload per process")
@@ -414,7 +416,9 @@ def main() -> None:
     ap.add_argument("--max-time", type=float, default=0.3, help="the marker's max_time (s)")
     ap.add_argument("--kernel-study", type=float, default=20.0, help="seconds (0: skip)")
     ap.add_argument("--load", type=int, default=0, help="busy processes running beside it")
-    ap.add_argument("--quick", action="store_true", help="3 processes, 1 rep, 5 s kernel study")
+    ap.add_argument(
+        "--quick", action="store_true", help="2 processes, 1 rep, 1 thread, 2 s kernel study"
+    )
     ap.add_argument("--json", type=Path, help="write every batch record here")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--kernel-child", action="store_true", help=argparse.SUPPRESS)
@@ -422,12 +426,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         child(args)
-        return
+        return 0
     if args.kernel_child:
         kernel_child(args)
-        return
+        return 0
     if args.quick:
-        args.procs, args.reps, args.kernel_study = 3, 1, min(args.kernel_study, 5.0)
+        args.procs, args.reps, args.kernel_study = 2, 1, min(args.kernel_study, 2.0)
+        args.threads = "1"
     import multiprocessing as mp
 
     loaders = [mp.Process(target=busy, args=(1e6,), daemon=True) for _ in range(args.load)]
@@ -463,7 +468,33 @@ def main() -> None:
     print("\n\n".join(sections))
     if args.json:
         args.json.write_text(json.dumps(every))
+    bad = problems(every)
+    for line in bad:
+        print("bad record:", line, file=sys.stderr)
+    return 1 if bad else 0
+
+
+def problems(every: dict[str, Any]) -> list[str]:
+    """Batches that measured nothing, or whose reference is not a positive number."""
+    bad = []
+    for threads, results in every.items():
+        if threads == "kernel_study":
+            bad += [] if results else ["the kernel study read nothing"]
+            continue
+        for res in results:
+            for run in res["runs"]:
+                where = f"threads={threads} process {res['proc']} {run['workload']}"
+                if not run["batches"]:
+                    bad.append(f"{where}: no batch")
+                for b in run["batches"]:
+                    ok = b["times"] and all(
+                        isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+                        for x in (b["factor"], b["kernel_after"], *b["times"])
+                    )
+                    if not ok:
+                        bad.append(f"{where}: {b}")
+    return bad
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,7 +5,7 @@ self-attention on ``F.scaled_dot_product_attention``, MLP, Block, GPT with
 ``forward(idx, targets=None)`` and a re-forwarding ``generate``), in bf16 like
 an inference or mixed-precision model, at tiny sizes: a forward of 2 x 64 tokens
 takes 16-20 ms on one AVX2 core without native bf16 (2 ms in fp32), a test a
-fraction of a second. ``scripts/work_gate_trials.py`` gates it with
+fraction of a second. ``scripts/evidence/work_gate_trials.py`` gates it with
 pytest-llmperf's work signature and commits, one at a time, the regressions a
 user could commit, picked by the environment variable ``GPT_INJECT`` (read at
 import time; unset or empty: the unchanged model):
@@ -35,7 +35,7 @@ import time; unset or empty: the unchanged model):
   costs a real decode loop. An extra forward, not a sleep, so the stall scales
   with the machine's step time (and is as noisy as a step is) without
   calibration; the mean moves about 1/32 (3%), the inter-token p99 about 2x
-  (``scripts/generation_trials.py``).
+  (``scripts/evidence/generation_trials.py``).
 
 ``generate(idx, n, callback=fn)`` calls ``fn(token)`` after each new token and
 ``generate_stream(idx, n)`` yields each new token as it is chosen: the two ways a
@@ -290,36 +290,52 @@ def train_step(
     return loss.detach()
 
 
-if __name__ == "__main__":
-    # A quick look at the speed; one thread, as the trials measure.
+def main() -> int:
+    """A quick look at the speed; one thread, as the trials measure. Exits 1 when an output
+    or the loss is not finite (the model the trials copy is broken)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="the small GPT's speed on this CPU")
+    ap.add_argument("--quick", action="store_true", help="fewer timed calls (for CI)")
+    quick = ap.parse_args().quick
+    calls, steps, tokens = (3, 1, 4) if quick else (20, 5, 16)
     torch.set_num_threads(1)
     cfg = GPTConfig()
     model = make_model(cfg)
     idx, targets = make_batch(cfg, batch=2)
     with torch.inference_mode():
         for _ in range(3):
-            model(idx)
+            logits, _ = model(idx)
         t0 = time.perf_counter()
-        for _ in range(20):
+        for _ in range(calls):
             model(idx)
-        fwd = (time.perf_counter() - t0) / 20
+        fwd = (time.perf_counter() - t0) / calls
         t0 = time.perf_counter()
-        model.generate(idx[:1, :8], 16)
+        out = model.generate(idx[:1, :8], tokens)
         gen = time.perf_counter() - t0
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     idx, targets = make_batch(cfg, batch=2, length=32)
     train_step(model, opt, idx, targets)
     t0 = time.perf_counter()
-    for _ in range(5):
-        train_step(model, opt, idx, targets)
-    step = (time.perf_counter() - t0) / 5
+    for _ in range(steps):
+        loss = train_step(model, opt, idx, targets)
+    step = (time.perf_counter() - t0) / steps
     compiled = torch.compile(make_model(cfg), backend="eager")
     t0 = time.perf_counter()
     with torch.inference_mode():
         compiled(idx)
     first = time.perf_counter() - t0
     print(
-        f"GPT_INJECT={INJECT or '(none)'}: forward {fwd * 1e3:.1f} ms, generate(16) "
+        f"GPT_INJECT={INJECT or '(none)'}: forward {fwd * 1e3:.1f} ms, generate({tokens}) "
         f"{gen * 1e3:.1f} ms, train step {step * 1e3:.1f} ms, first compiled call (eager "
         f"backend) {first:.2f} s"
     )
+    ok = bool(torch.isfinite(logits.float()).all()) and bool(torch.isfinite(loss.float()))
+    ok = ok and out.shape[1] == 8 + tokens
+    if not ok:
+        print("the model's outputs are not finite, or generate() made the wrong count")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,8 +24,10 @@ against a fixed 1000-round policy. ``--drift-study S`` first measures, for S
 seconds in one process, how well candidate drift-reference kernels track the
 workload (correlation of log times; spread of workload / reference).
 
-    python scripts/noise_trials.py            # full: 20 trials per row (~25 min, 2-core CPU)
-    python scripts/noise_trials.py --quick    # smoke check (~2 min)
+    python scripts/evidence/noise_trials.py            # full: 20 trials per row (~25 min, 2-core CPU)
+    python scripts/evidence/noise_trials.py --quick    # 1 trial, pool 1, x1.0 and x1.5, short cost runs
+
+A run that errs, or a candidate run without its llmperf report, ends it with exit 1.
 """
 
 from __future__ import annotations
@@ -367,7 +369,7 @@ def junit_props(path: Path) -> dict[str, dict[str, float]]:
 
 
 def cost(args: argparse.Namespace, work_dir: Path) -> dict[str, float]:
-    tests = 10 if args.quick else 40
+    tests = 4 if args.quick else 40
     root = work_dir / "cost"
     write_project(root, COST_MODULE.format(n=200_000, tests=tests), "test_cost.py")
     env = base_env(args.threads)
@@ -397,7 +399,13 @@ def cost(args: argparse.Namespace, work_dir: Path) -> dict[str, float]:
     res["fixed_cost_per_test_mean_ms"] = (statistics.mean(fixed) - statistics.mean(plain)) * 1e3
 
     root = work_dir / "adaptive"
-    write_project(root, ADAPTIVE_MODULE, "test_adaptive.py")
+    fixed = "rounds=1000, max_rounds=1000"  # --quick: 200 (the test keeps its name)
+    module = (
+        ADAPTIVE_MODULE.replace(fixed, "rounds=200, max_rounds=200")
+        if args.quick
+        else ADAPTIVE_MODULE
+    )
+    write_project(root, module, "test_adaptive.py")
     b = f"--llmperf-baselines={root / 'b'}"
     run_pytest(root, ["--llmperf-update-baselines", b], env)
     walls: dict[str, list[float]] = {"test_adaptive": [], "test_fixed_1000": []}
@@ -525,7 +533,12 @@ def main() -> None:
     global MIN_ROUNDS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=20, help="trials per row (default 20)")
-    ap.add_argument("--quick", action="store_true", help="smoke check: 2 trials, short cost runs")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke check: 1 trial, pool 1, factors 1.0 and 1.5, min_rounds 5, short cost runs "
+        "(200 fixed rounds, not 1000)",
+    )
     ap.add_argument(
         "--pool", type=int, default=3, help="baseline runs pooled per trial (--llmperf-pool)"
     )
@@ -546,12 +559,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="", help="write raw trial rows as JSON here")
     args = ap.parse_args()
+    if args.quick:
+        given = {a.split("=")[0] for a in sys.argv[1:]}
+        args.trials = min(args.trials, 1)
+        args.drift_study = min(args.drift_study, 2.0)
+        args.pool = args.pool if "--pool" in given else 1
+        args.factors = args.factors if "--factors" in given else "1.0,1.5"
+        args.min_rounds = args.min_rounds if "--min-rounds" in given else 5
     args.factors = tuple(float(f) for f in args.factors.split(","))
     MIN_ROUNDS = args.min_rounds
-    if args.quick:
-        args.trials = min(args.trials, 2)
-        args.drift_study = min(args.drift_study, 5.0)
-    command = "python scripts/noise_trials.py " + " ".join(sys.argv[1:])
+    command = "python scripts/evidence/noise_trials.py " + " ".join(sys.argv[1:])
     rng = random.Random(args.seed)
     started = time.perf_counter()
     import torch

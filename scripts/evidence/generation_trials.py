@@ -3,7 +3,7 @@
 
 Evidence for ``llmperf.generation``, from real pytest runs (subprocesses) of a small
 project written the way the README teaches: ``tests/test_decode.py`` measures the
-small GPT of ``scripts/small_gpt.py`` (copied into the project; fp32, one intra-op
+small GPT of ``scripts/evidence/small_gpt.py`` (copied into the project; fp32, one intra-op
 thread, a 64-token prompt; ``--size brief``: 128 new tokens, ~2 ms a step, ~0.25 s a
 generation on a quiet 2-core CPU; ``--size large``: a 4-5x longer step, 64 new
 tokens) in two tests, one per way of marking tokens: ``model.generate_stream`` (a
@@ -29,11 +29,13 @@ Then:
    generator of N trivial tokens against consuming it plainly, and ``llmperf.tick``
    against a plain no-op callback (ns per mark, median of interleaved repeats).
 
-It prints a markdown table and writes the raw results as JSON (``--out``).
+It prints a markdown table and writes the raw results as JSON (``--out``; with
+``--quick`` /tmp/generation_trials_quick.json unless given). Exits 1 when a run errs or a test of a
+judged run has no verdict or no ITL p99 samples.
 
-    python scripts/generation_trials.py                  # 10 + 10 runs
-    python scripts/generation_trials.py --quick          # 3 + 3 runs
-    python scripts/generation_trials.py --size large     # a longer decode step
+    python scripts/evidence/generation_trials.py                  # 10 + 10 runs
+    python scripts/evidence/generation_trials.py --quick          # 1 + 1 runs, max_time 0.5 s
+    python scripts/evidence/generation_trials.py --size large     # a longer decode step
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from types import SimpleNamespace
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = HERE.parents[1]
 INJECT = "stall_every_32"
 ARMS = ("unchanged", "stalled")
 TESTS = ("test_stream", "test_callback")
@@ -155,7 +157,7 @@ def write_project(root: Path, max_time: float, size: str) -> None:
 def run_pytest(root: Path, label: str, args: list[str], inject: str = "") -> dict[str, Any]:
     """One pytest process: exit code, wall time, and per test the outcome (JUnit XML) and
     the verdict, verdict lines and metrics (the JSON report)."""
-    from work_gate_trials import pytest_process  # scripts/ is this script's sys.path[0]
+    from work_gate_trials import pytest_process  # this script's folder is sys.path[0]
 
     load_before = os.getloadavg()[0]
     baselines = f"--llmperf-baselines={root / 'baselines'}"
@@ -199,7 +201,7 @@ def _tests(junit: Path, report: Path, stored: dict[str, Any]) -> dict[str, dict[
     the verdict line shows), and of the per-generation samples' medians, raw and
     drift-corrected (what the decision compares with the tolerance; a regression needs
     both past it)."""
-    from work_gate_trials import junit_cases  # scripts/ is this script's sys.path[0]
+    from work_gate_trials import junit_cases  # this script's folder is sys.path[0]
 
     tests = junit_cases(junit)
     for r in json.loads(report.read_text()).get("results", []):
@@ -609,18 +611,22 @@ def _tail_tolerance() -> float:
     return DEFAULT_TOLERANCES["tail"]
 
 
-def main() -> None:
+def main() -> int:
     """Build the project, run the trials, print the table, write the JSON."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="3 + 3 runs, not 10 + 10")
-    ap.add_argument("--runs", type=int, default=None, help="runs per arm (default 10; 3 quick)")
+    ap.add_argument("--quick", action="store_true", help="1 + 1 short runs, not 10 + 10")
+    ap.add_argument("--runs", type=int, default=None, help="runs per arm (default 10; 1 quick)")
     ap.add_argument("--keep", type=Path, help="build and keep the project in this directory")
-    ap.add_argument("--out", type=Path, default=Path("/tmp/generation_trials.json"))
-    ap.add_argument("--max-time", type=float, default=2.0, help="the tests' marker max_time")
+    ap.add_argument("--out", type=Path, default=None, help="the JSON results' file")
+    ap.add_argument("--max-time", type=float, default=None, help="marker max_time (2; 0.5 quick)")
     ap.add_argument("--size", choices=sorted(SIZES), default="brief", help="model size")
-    ap.add_argument("--mark-tokens", type=int, default=100_000, help="tokens for the mark cost")
+    ap.add_argument("--mark-tokens", type=int, default=None, help="tokens for the mark cost")
     args = ap.parse_args()
-    runs = args.runs or (3 if args.quick else 10)
+    runs = args.runs or (1 if args.quick else 10)
+    args.max_time = args.max_time or (0.5 if args.quick else 2.0)
+    args.mark_tokens = args.mark_tokens or (10_000 if args.quick else 100_000)
+    if args.out is None:  # a quick run never overwrites a full run's results
+        args.out = Path(f"/tmp/generation_trials{'_quick' if args.quick else ''}.json")
 
     from work_gate_trials import project_dir, save
 
@@ -660,7 +666,25 @@ def main() -> None:
     )
     save(results, text, args.out)
     print(f"\nraw results: {args.out}")
+    bad = problems(results)
+    for line in bad:
+        print("bad run:", line, file=sys.stderr)
+    return 1 if bad else 0
+
+
+def problems(results: dict[str, Any]) -> list[str]:
+    """Judged runs that erred, and tests of them without a verdict or ITL p99 samples."""
+    bad = []
+    for arm, runs in results["runs"].items():
+        for run in runs:
+            if run["rc"] not in (0, 1):
+                bad.append(f"{arm} {run['label']}: pytest exit {run['rc']}")
+            for name in TESTS:
+                t = run["tests"].get(name, {})
+                if not t.get("verdict") or not t.get("itl_p99_samples"):
+                    bad.append(f"{arm} {run['label']} {name}: {t.get('verdict')}, no ITL p99")
+    return bad
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
