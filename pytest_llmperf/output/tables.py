@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import units
+from ..config import DEFAULT_TOLERANCES
 from ..judge.outcome import Verdict, WorkGate
 from ..results import Metric, Status, TestResult
 
@@ -34,9 +35,6 @@ HEADLINE_NOTE = (
     "tolerance first, time, throughput and memory before work counts. Work change: the work "
     "count that changed most, the likely cause (↑ higher is better, ↓ lower is better)."
 )
-
-#: The tolerance a metric is taken to have when it records none (``judge.verdict``'s).
-DEFAULT_TOLERANCE = 0.1
 
 #: The rank of a generic section; a hook's section with a lower rank comes first.
 GENERIC_RANK = 100
@@ -231,7 +229,9 @@ def headline_key(result: TestResult, metric: Metric) -> tuple[bool, bool, float]
         moved = -worse
     else:  # nothing decided the verdict: no metric is past its tolerance for it
         return (True, metric.kind == "work", -abs(worse))
-    tolerance = metric.tolerance if metric.tolerance is not None else DEFAULT_TOLERANCE
+    tolerance = metric.tolerance
+    if tolerance is None:  # recorded without one: its kind's default
+        tolerance = DEFAULT_TOLERANCES.get(metric.kind, DEFAULT_TOLERANCES["other"])
     return (not moved > tolerance, metric.kind == "work", -moved)
 
 
@@ -512,7 +512,7 @@ def with_baselines(columns: list[str], with_base: list[str]) -> list[str]:
     return out
 
 
-def test_file(nodeid: str) -> str:
+def nodeid_file(nodeid: str) -> str:
     """The file part of a node id (``tests/test_mine.py``)."""
     return nodeid.split("::", 1)[0]
 
@@ -540,7 +540,7 @@ def generic_tables(results: list[TestResult]) -> list[Table]:
     unit_of = {n: m.unit for r in results for n, m in r.metrics.items()}
     columns = ["test"] + params + with_baselines(metrics, with_base) + ["status", "verdict"]
     rows = []
-    one_file = len({test_file(r.nodeid) for r in results}) <= 1
+    one_file = len({nodeid_file(r.nodeid) for r in results}) <= 1
     for r, elsewhere in zip(results, in_token_table, strict=True):
         row = [short_name(r.nodeid) if one_file else r.nodeid]
         row += [units.number(r.params[p]) if p in r.params else "-" for p in params]
@@ -563,7 +563,7 @@ def generic_tables(results: list[TestResult]) -> list[Table]:
 def ungrouped_title(results: list[TestResult]) -> str:
     """The title of the tests in no report group: their file when they share one (the
     user's own ``tests/test_mine.py``), else ``Performance tests``."""
-    files = {test_file(r.nodeid) for r in results}
+    files = {nodeid_file(r.nodeid) for r in results}
     return files.pop() if len(files) == 1 else "Performance tests"
 
 

@@ -41,11 +41,15 @@ def test_quick_start_runs_green_and_records_what_it_says(pytester: pytest.Pytest
     assert not (pytester.path / "baselines").exists()
     first = pytester.runpytest("--llmperf", "tests/perf", "-p", "no:cacheprovider")
     first.assert_outcomes(passed=3)
-    pytester.runpytest(*commands[1].split()[1:], "-p", "no:cacheprovider").assert_outcomes(passed=3)
+    update = pytester.runpytest(*commands[1].split()[1:], "-p", "no:cacheprovider")
+    update.assert_outcomes(passed=3)
     (machine,) = (pytester.path / "baselines").glob("*.json")
     tests = json.loads(machine.read_text())["tests"]
     forward = tests["tests/perf/test_tiny_lm.py::test_forward"]["metrics"]
-    assert forward["throughput"]["unit"] == "tokens/s" and "mfu" in forward
+    assert forward["throughput"]["unit"] == "tokens/s"
+    # MFU against this machine's calibrated peak; a peak calibrated on a busy machine can
+    # put it past 100%, and then the note says why it is left out (never a wrong number).
+    assert "mfu" in forward or "mfu not reported" in update.stdout.str()
     assert "ttft" in tests["tests/perf/test_tiny_lm.py::test_generate"]["metrics"]
     weights = tests["tests/perf/test_tiny_lm.py::test_weights"]["metrics"]["weights"]
     assert weights["value"] == 4 * (512 * 256 + 256 * 256 + 256 + 256 * 512 + 512)

@@ -92,15 +92,16 @@ def test_die(llmperf):
 """
 
 
-def _processes_running(text: str) -> list[str]:
-    """Command lines of this machine's processes that contain ``text`` (Linux /proc)."""
+def _processes_running(*texts: str) -> list[str]:
+    """Command lines of this machine's processes that contain every one of ``texts``
+    (Linux /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if entry.name.isdigit() and text in cmdline:
+        if entry.name.isdigit() and all(text in cmdline for text in texts):
             found.append(cmdline)
     return found
 
@@ -158,7 +159,10 @@ def test_ranks_launched_from_an_ordinary_session(
     assert "in step" in hang.split("rank 1 stack", 1)[1], hang
     assert "waiting for it in a collective: rank 0" in hang, hang
     # No rank outlives its test (torchrun starts each in a session of its own).
-    assert not _processes_running("test_ranked.py::test_hang"), "a hung rank was left running"
+    # This run's ranks only: the same test run elsewhere on the machine is not ours.
+    assert not _processes_running("test_ranked.py::test_hang", str(pytester.path)), (
+        "a hung rank was left running"
+    )
     assert not list((pytester.path / "hang-baselines").glob("*.json")), "the hang wrote"
     # The death: rank 1 named (torchrun's root cause).
     die = out.split("test_die ___", 1)[1].split("short test summary", 1)[0]
@@ -216,7 +220,9 @@ def test_rank_exiting_0_before_reporting_is_named_within_seconds(
     assert "--- rank 1 stdout (end) ---\nrank 1: leaving without a word" in out, out
     assert "did not finish within" not in out, out
     assert took < 60, f"{took:.0f} s: the exit was noticed only at the timeout (90 s)"
-    assert not _processes_running("test_exits.py::test_exits"), "rank 0 was left running"
+    assert not _processes_running("test_exits.py::test_exits", str(pytester.path)), (
+        "rank 0 was left running"
+    )
     assert sorted(p.name for p in temp.iterdir()) == [], list(temp.iterdir())
 
 
