@@ -23,7 +23,7 @@ imported (never ``pytest_llmperf``), so a rule costs its tests, not a torch impo
 ``--jobs`` rules run at once, each on its own copy. Exit status 0 only when every
 rule was caught.
 
-    python scripts/break_rules.py                 # every rule, 2-3 minutes on 2 shared cores
+    python scripts/break_rules.py                 # every rule, about 4 minutes on 2 shared cores
     python scripts/break_rules.py pooling         # the rules whose name contains "pooling"
     python scripts/break_rules.py --list          # each rule and the tests guarding it
 """
@@ -620,6 +620,41 @@ BREAKS = [
         "return cls.INFORMED if moved else cls.EQUAL",
         "return cls.INFORMED",
         ("tests/unit/test_dispatch.py",),
+    ),
+    Break(
+        "a plain run calls each body once",
+        "pytest_llmperf/measure/sequence.py",
+        "        m.times += sampler.sample(1)\n",
+        "        m.times += sampler.sample(2)\n",
+        ("tests/unit/test_run_once.py",),
+    ),
+    Break(
+        "--llmperf-skip skips performance tests at collection",
+        "pytest_llmperf/plugin.py",
+        "        if not session.options.enabled and session.options.skip:\n            item.add_marker(skip)",
+        "        if False:\n            item.add_marker(skip)",
+        ("tests/unit/test_run_once.py",),
+    ),
+    Break(
+        "iterations: a round's time is divided back to one call's",
+        "pytest_llmperf/measure/sequence.py",
+        "times = [t / m.iterations for t in distributed.slowest(rounds.values, device)]",
+        "times = distributed.slowest(rounds.values, device)",
+        ("tests/unit/test_run_once.py",),
+    ),
+    Break(
+        "a setup's (args, kwargs) reach the call",
+        "pytest_llmperf/fixture.py",
+        "        call_args, call_kwargs = given[0]",
+        "        call_args, call_kwargs = args, kwargs",
+        ("tests/unit/test_run_once.py",),
+    ),
+    Break(
+        "an option whose extra is missing names the extra",
+        "pytest_llmperf/config.py",
+        'why = benchmark_json and missing("pytest_benchmark", name)',
+        "why = None",
+        ("tests/unit/test_extras.py",),
     ),
 ]
 

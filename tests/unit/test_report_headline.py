@@ -95,46 +95,31 @@ def _assert_leads_with_throughput(header: list[str], row: list[str]) -> None:
     assert cell["work change"] == "work.ops 3 → 9 (+200.0%), +2 more", cell
 
 
-def test_html_report_leads_a_slowdown_with_throughput_and_its_work_cause(slowed):
-    rec = slowed.runpytest(*ARGS, "--llmperf-report=out.html")
+@pytest.mark.parametrize("suffix", ["html", "md"])
+def test_report_leads_a_slowdown_with_throughput_and_its_work_cause(slowed, suffix):
+    rec = slowed.runpytest(*ARGS, f"--llmperf-report=out.{suffix}")
     rec.assert_outcomes(failed=1)
-    text = (slowed.path / "out.html").read_text()
+    text = (slowed.path / f"out.{suffix}").read_text()
+    heading = "<h2>{}</h2>" if suffix == "html" else "## {}"
+    table_after = _html_table_after if suffix == "html" else _md_table_after
 
-    header, rows = _html_table_after(text, "<h2>Verdicts</h2>")
+    header, rows = table_after(text, heading.format("Verdicts"))
     assert len(rows) == 1
     _assert_leads_with_throughput(header, rows[0])
 
     # The user's own tests under their file's name, a baseline before each current value.
-    assert "<h2>test_mine.py</h2>" in text and "Other performance tests" not in text
-    header, rows = _html_table_after(text, "<h2>test_mine.py</h2>")
+    assert heading.format("test_mine.py") in text and "Other performance tests" not in text
+    header, rows = table_after(text, heading.format("test_mine.py"))
     for name in ("time", "throughput", "peak_memory"):
         assert header.index(f"{name} baseline") + 1 == header.index(name), header
     cell = dict(zip(header, rows[0], strict=True))
     assert cell["throughput baseline"].endswith("tokens/s")
 
     # The work table: the baseline beside each count that changed.
-    header, rows = _html_table_after(text, "<h2>Work signature</h2>")
+    header, rows = table_after(text, heading.format("Work signature"))
     cell = dict(zip(header, rows[0], strict=True))
     assert (cell["ops baseline"], cell["ops"]) == ("3", "9")
     assert "syncs baseline" not in header  # 0 then and now
-
-
-def test_markdown_report_leads_a_slowdown_with_throughput_and_its_work_cause(slowed):
-    rec = slowed.runpytest(*ARGS, "--llmperf-report=out.md")
-    rec.assert_outcomes(failed=1)
-    text = (slowed.path / "out.md").read_text()
-
-    header, rows = _md_table_after(text, "## Verdicts")
-    assert len(rows) == 1
-    _assert_leads_with_throughput(header, rows[0])
-
-    assert "## test_mine.py" in text and "Other performance tests" not in text
-    header, _ = _md_table_after(text, "## test_mine.py")
-    for name in ("time", "throughput", "peak_memory"):
-        assert header.index(f"{name} baseline") + 1 == header.index(name), header
-    header, rows = _md_table_after(text, "## Work signature")
-    cell = dict(zip(header, rows[0], strict=True))
-    assert (cell["ops baseline"], cell["ops"]) == ("3", "9")
 
 
 # --------------------------------------------------------------------------- the rule
