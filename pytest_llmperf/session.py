@@ -14,6 +14,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -313,10 +314,8 @@ class LLMPerfSession:
                 f"{'them' if n != 1 else 'it'}):",
                 yellow=True,
             )
-            for nodeid, why in self.unmeasured[:SHOWN_UNMEASURED]:
-                tr.line(f"    {nodeid}: {why}", yellow=True)
-            if n > SHOWN_UNMEASURED:
-                tr.line(f"    ... and {n - SHOWN_UNMEASURED} more", yellow=True)
+            for line in named(f"{nodeid}: {why}" for nodeid, why in self.unmeasured):
+                tr.line(line, yellow=True)
         if self.results:
             against = (
                 f"compared with the reference {self.compare.tree.label}, interleaved"
@@ -466,28 +465,34 @@ class LLMPerfSession:
                 )
 
 
-#: Tests without a baseline, named in the summary (the rest counted).
-SHOWN_MISSING = 10
+#: Tests named in one list of the summary (those that measured nothing, those without a
+#: baseline); the rest are counted.
+SHOWN_TESTS = 10
 
 
-def missing_lines(results: list[TestResult], shown: int = SHOWN_MISSING) -> list[str]:
+def named(lines: Iterable[str], shown: int = SHOWN_TESTS) -> list[str]:
+    """The first ``shown`` lines, indented under their heading, then how many more."""
+    lines = list(lines)
+    out = [f"    {line}" for line in lines[:shown]]
+    if len(lines) > shown:
+        out.append(f"    ... and {len(lines) - shown} more")
+    return out
+
+
+def missing_lines(results: list[TestResult], shown: int = SHOWN_TESTS) -> list[str]:
     """The tests a baseline file lacked, by name, those with no baseline at all first: a
-    summary that said ``1 no-baseline`` left the reader to search the report for which.
-    The first ``shown``, then how many more."""
-    missing = [r for r in results if r.missing_baselines]
-    missing.sort(key=lambda r: r.verdict is not Verdict.NO_BASELINE)
-    lines = [
-        f"    {r.nodeid}: no {' or '.join(r.missing_baselines)} baseline" for r in missing[:shown]
-    ]
-    if len(missing) > shown:
-        lines.append(f"    ... and {len(missing) - shown} more")
-    return lines
+    summary that said ``1 no-baseline`` left the reader to search the report for which."""
+    missing = sorted(
+        (r for r in results if r.missing_baselines),
+        key=lambda r: r.verdict is not Verdict.NO_BASELINE,
+    )
+    return named(
+        (f"{r.nodeid}: no {' or '.join(r.missing_baselines)} baseline" for r in missing), shown
+    )
 
 
 #: A note this many tests share is said once in the terminal summary, with its count.
 SHARED_NOTE_TESTS = 4
-#: Tests that measured nothing, listed by name in the summary (the rest counted).
-SHOWN_UNMEASURED = 10
 
 
 def summary_lines(results: list[TestResult]) -> list[str]:

@@ -360,7 +360,8 @@ def summary_table(results: list[TestResult]) -> Table:
     in run order within a verdict.
     """
     with_fp = any(r.fingerprint_diff for r in results)
-    causes = [_cause(r) for r in results]
+    heads = [headline_metric(r) for r in results]
+    causes = [_cause(r, m) for r, m in zip(results, heads, strict=True)]
     with_work = any(causes)
     columns = ["test", "verdict"]
     if with_fp:
@@ -374,7 +375,7 @@ def summary_table(results: list[TestResult]) -> Table:
         row = [r.nodeid, verdict_cell(r)]
         if with_fp:
             row.append(fingerprint_text(r) or "-")
-        row += _headline_cells(r)
+        row += _headline_cells(r, heads[i])
         if with_work:
             row.append(causes[i] or "-")
         rows.append(row)
@@ -387,15 +388,14 @@ def _severity(result: TestResult) -> int:
     return result.verdict.severity if result.verdict is not None else len(Verdict)
 
 
-def _cause(result: TestResult) -> str:
+def _cause(result: TestResult, headline: Metric | None) -> str:
     """:func:`work_change` beside a headline that is not itself a work count."""
-    m = headline_metric(result)
-    return work_change(result) if m is not None and m.kind != "work" else ""
+    return work_change(result) if headline is not None and headline.kind != "work" else ""
 
 
-def _headline_cells(result: TestResult) -> list[str]:
-    """Headline metric with its direction, baseline, current value and change."""
-    m = headline_metric(result)
+def _headline_cells(result: TestResult, m: Metric | None) -> list[str]:
+    """Headline metric ``m`` (:func:`headline_metric`) with its direction, baseline, current
+    value and change."""
     if m is None:
         return ["-", "-", "-", "-"]
     base = result.baseline_values.get(m.name)
