@@ -10,7 +10,6 @@ objects the call uses are still alive.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,8 @@ from statistics import median
 from types import GeneratorType
 from typing import Any
 
-from .config import DEFAULT_TOLERANCES, Policy, parse_float, parse_tolerance, shown
+from .config import Policy, parse_float, parse_tolerance
+from .fixture_inputs import arguments_from_setup, checked_count, finite
 from .judge.verdict import Judge
 from .measure import distributed
 from .measure.sequence import (
@@ -32,7 +32,8 @@ from .measure.sequence import (
     pair_once,
 )
 from .measure.timing import RoundTimer
-from .results import Metric, TestResult
+from .metrics import Kind, Metric
+from .results import TestResult
 
 
 @dataclass
@@ -143,13 +144,13 @@ class LLMPerf:
             if warmup is not None:
                 raise TypeError(f"{where}: warmup and warmup_rounds are the same; pass one")
             warmup = warmup_rounds
-        iterations = _count(iterations, f"{where}(iterations=...)", 1)
+        iterations = checked_count(iterations, f"{where}(iterations=...)", 1)
         if iterations > 1 and setup is not None:
             raise ValueError(
                 f"{where}: iterations={iterations} with setup: setup runs once per round, "
                 "so the rounds' later calls would run without it; drop one of them"
             )
-        call, setup = _arguments_from_setup(fn, args, kwargs or {}, setup, where)
+        call, setup = arguments_from_setup(fn, args, kwargs or {}, setup, where)
         policy = self._with_call_arguments(
             "llmperf.pedantic",
             warmup=warmup,
@@ -236,11 +237,11 @@ class LLMPerf:
         from .measure.generation import GenerationLog, GenerationSampler
 
         log = GenerationLog(
-            batch=_count(batch, f"{where}(batch=...)", 1),
+            batch=checked_count(batch, f"{where}(batch=...)", 1),
             prompt_tokens=(
                 None
                 if prompt_tokens is None
-                else _count(prompt_tokens, f"{where}(prompt_tokens=...)", 0)
+                else checked_count(prompt_tokens, f"{where}(prompt_tokens=...)", 0)
             ),
         )
         sampler = GenerationSampler(RoundTimer(self.device), self._token_clock(), call, log, setup)
@@ -285,7 +286,6 @@ class LLMPerf:
         """Measure for the first time, then re-measure (pooling rounds) while this
         measurement's metrics are past the tolerance but unclear: done here, while the
         objects the call uses are alive."""
-        m.rerun = run
         self.measurements.append(m)
         self.last = m
         run()
@@ -343,7 +343,7 @@ class LLMPerf:
         value: float,
         unit: str = "",
         *,
-        higher_is_better: bool = False,
+        higher_is_better: bool | None = None,
         kind: str = "other",
         tolerance: float | str | None = None,
         samples: list[float] | None = None,
@@ -351,39 +351,46 @@ class LLMPerf:
     ) -> None:
         """Add a metric that is gated like the measured ones.
 
+        Its direction comes from its kind (``metrics.Kind``: a time is lower-is-better, a
+        throughput higher); a kind whose direction depends on the metric (``other``,
+        ``ratio``, ``tail``) takes ``higher_is_better``, lower is better unless it says.
+
         Bad input is an error naming the test and the metric, raised here so the user's
         line is in the traceback: a name that is not a non-empty str or that the test
         already has, a value or sample that is not a finite number (a bool is not one),
-        an unknown kind.
+        an unknown kind, a direction its kind contradicts.
         """
         if not isinstance(name, str) or not name.strip():
             raise TypeError(
                 f"{self._where('llmperf.record')}: the name must be a non-empty str, got {name!r}"
             )
         where = self._where(f"llmperf.record({name!r})")
-        value = _finite(value, f"{where}: value")
-        if kind not in DEFAULT_TOLERANCES:
-            raise ValueError(
-                f"{where}: unknown kind {kind!r}; one of {', '.join(DEFAULT_TOLERANCES)}"
-            )
+        value = finite(value, f"{where}: value")
+        if kind not in set(Kind):
+            raise ValueError(f"{where}: unknown kind {kind!r}; one of {', '.join(Kind)}")
+        if higher_is_better is None and Kind(kind).higher_is_better is None:
+            higher_is_better = False
         if not isinstance(unit, str):
             raise TypeError(f"{where}: unit must be a str, got {unit!r}")
         if samples is not None and (
             isinstance(samples, (str, bytes)) or not isinstance(samples, Iterable)
         ):
             raise TypeError(f"{where}: samples must be a list of numbers, got {samples!r}")
-        values = [_finite(s, f"{where}: samples[{i}]") for i, s in enumerate(samples or ())]
+        values = [finite(s, f"{where}: samples[{i}]") for i, s in enumerate(samples or ())]
         tol = None if tolerance is None else parse_tolerance(tolerance, where)
-        metric = Metric(
-            name,
-            value,
-            unit,
-            bool(higher_is_better),
-            kind,
-            values,
-            tolerance=tol,
-            gated=bool(gated),
-        )
+        try:
+            metric = Metric(
+                name,
+                value,
+                unit,
+                higher_is_better=None if higher_is_better is None else bool(higher_is_better),
+                kind=Kind(kind),
+                samples=values,
+                tolerance=tol,
+                gated=bool(gated),
+            )
+        except ValueError as exc:  # a direction its kind contradicts
+            raise ValueError(f"{where}: {exc}") from None
         self._record([metric], self.policy)
 
     # -- A/B ---------------------------------------------------------------------------
@@ -514,7 +521,6 @@ class LLMPerf:
         """Forget the measured callables once the verdict is given."""
         for m in self.measurements:
             m.call = None
-            m.rerun = None
         self.owners.clear()
 
     # -- diagnosis ---------------------------------------------------------------------
@@ -526,72 +532,3 @@ class LLMPerf:
         if not calls:
             return None
         return profile_call(calls[0], self.device, directory, self.result.nodeid, memory=memory)
-
-
-#: The largest count a call takes (``batch``, ``prompt_tokens``): every count up to it
-#: is exact as a float, so the rates computed from it cannot overflow or round.
-MAX_COUNT = 2**53
-
-
-def _arguments_from_setup(
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    setup: Callable[[], Any] | None,
-    where: str,
-) -> tuple[Callable[[], Any], Callable[[], Any] | None]:
-    """The call, and the setup that runs untimed before each round. As in pytest-benchmark,
-    a setup may return ``(args, kwargs)``: that round's call then takes them (fresh inputs
-    per round), and ``args``/``kwargs`` must not be given as well."""
-    if setup is None:
-        return (lambda: fn(*args, **kwargs)), None
-    given: list[Any] = [None]
-
-    def run_setup() -> None:
-        returned = setup()
-        if returned is None:
-            given[0] = None
-            return
-        if not (isinstance(returned, tuple) and len(returned) == 2):
-            raise TypeError(
-                f"{where}: setup returned {shown(returned)}; it returns nothing, or "
-                "(args, kwargs) for the call"
-            )
-        if args or kwargs:
-            raise TypeError(
-                f"{where}: setup returned the call's arguments, so args=/kwargs= cannot be "
-                "given as well"
-            )
-        given[0] = (tuple(returned[0]), dict(returned[1] or {}))
-
-    def call() -> Any:
-        if given[0] is None:
-            return fn(*args, **kwargs)
-        call_args, call_kwargs = given[0]
-        return fn(*call_args, **call_kwargs)
-
-    return call, run_setup
-
-
-def _count(value: Any, where: str, least: int) -> int:
-    """An int from ``least`` to MAX_COUNT (a bool is not one), or an error naming ``where``;
-    checked as an int, before any float arithmetic (``batch=10**400`` overflowed there)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{where}: expected an int >= {least}, got {shown(value)}")
-    if value > MAX_COUNT:
-        raise ValueError(f"{where}: must be <= 2**53, got {shown(value)}")
-    return value
-
-
-def _finite(value: Any, where: str) -> float:
-    """``value`` as a finite float: what a baseline can store (strict JSON has no NaN or
-    Infinity) and a verdict can compare. A bool or a str is no number here."""
-    if isinstance(value, (bool, str, bytes)):
-        raise TypeError(f"{where} must be a finite number, got {shown(value)}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise TypeError(f"{where} must be a finite number, got {shown(value)}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"{where} must be a finite number, got {x!r}")
-    return x

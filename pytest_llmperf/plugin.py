@@ -15,21 +15,20 @@ from typing import Any
 
 import pytest
 
-from .config import OPTIONS, Policy, RunOptions, marker_help
+from .config import OPTIONS, Policy, RunOptions, flag, marker_help
+from .marks import MARKER_ERROR, is_perf_test, marker_error, unmeasured_why
 from .measure.distributed import STATE_DIR_ENV as RANK_STATE_DIR_ENV
 from .results import Status, TestResult
 from .session import LLMPerfSession
 
 SKIP_REASON = (
-    "performance test, skipped by --llmperf-skip (llmperf_skip): measure it with "
-    "`pytest --llmperf`, or drop the option to run its body once"
+    f"performance test, skipped by {flag('skip')} (llmperf_skip): measure it with "
+    f"`pytest {flag('')}`, or drop the option to run its body once"
 )
 
 SESSION = pytest.StashKey[LLMPerfSession]()
 PERF = pytest.StashKey[Any]()
 POLICY = pytest.StashKey[Policy]()
-#: Why a test's ``llmperf`` marker cannot be used: that test's error in setup.
-MARKER_ERROR = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -87,34 +86,6 @@ def _start_comparing(config: pytest.Config, session: LLMPerfSession) -> None:
     os.environ[TREE_ENV] = tree.to_environment()
     session.compare = CompareController(config, session, tree, owner)
     config.pluginmanager.register(session.compare, "llmperf-compare")
-
-
-def is_perf_test(item: pytest.Item) -> bool:
-    """Whether ``item`` is measured: it uses the fixture or carries the marker, and its
-    marker can be read (a test with a bad marker only errors, in every mode, so the
-    ``--llmperf-compare`` controller leaves it to pytest's own run)."""
-    return MARKER_ERROR not in item.stash and (
-        "llmperf" in getattr(item, "fixturenames", ())
-        or item.get_closest_marker("llmperf") is not None
-    )
-
-
-def unmeasured_why(item: pytest.Item) -> str:
-    """Why a performance test that passed measured nothing."""
-    if "llmperf" in getattr(item, "fixturenames", ()):
-        return "no llmperf(...), llmperf.pedantic(...) or llmperf.record(...) call"
-    return "marked @pytest.mark.llmperf but does not use the llmperf fixture"
-
-
-def marker_error(item: pytest.Item, exc: Exception) -> str:
-    """The setup error of a test whose marker cannot be used: names the test, the keyword
-    and the value (``config`` puts them in the ValueError)."""
-    if isinstance(exc, ValueError):
-        return f"llmperf: {exc}"
-    return (  # anything else a value could raise: still this test's error, not the run's
-        f"llmperf: {item.nodeid}: @pytest.mark.llmperf could not be read: "
-        f"{type(exc).__name__}: {exc}"
-    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

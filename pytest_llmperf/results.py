@@ -1,4 +1,4 @@
-"""What one performance test produced: metrics with their samples, status and verdict.
+"""What one performance test produced: its metrics (``metrics.Metric``), status and verdict.
 
 Plain dataclasses with no torch import, so reports, exporters and baselines can
 handle results in any process (the xdist controller included).
@@ -10,44 +10,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .judge.outcome import Status, Verdict
+from .metrics import Kind, Metric
 
-__all__ = ["Metric", "Status", "TestResult", "Verdict"]
-
-
-@dataclass
-class Metric:
-    """One gated (or informational) number of a test.
-
-    ``value`` is the central value (median of ``samples`` when there are any);
-    ``samples`` are per-round values that the statistical decision uses.
-    """
-
-    name: str
-    value: float
-    unit: str = ""
-    higher_is_better: bool = False
-    kind: str = "other"
-    samples: list[float] = field(default_factory=list)
-    tolerance: float | None = None
-    gated: bool = True
-    #: Set on time-like metrics when drift correction ran: the same samples
-    #: divided by the interleaved reference kernel's time (dimensionless).
-    normalized_samples: list[float] = field(default_factory=list)
-    #: Why the drift correction was refused for these samples ("": it was not).
-    drift_refused: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict; lists are copied (``asdict`` deep-copied every value, a third of
-        the plugin's cost per test at 2,000 tests: scripts/evidence/scale.py)."""
-        return {
-            k: list(v) if isinstance(v, list) else v
-            for k, v in ((f, getattr(self, f)) for f in _METRIC_FIELDS)
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Metric:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+__all__ = ["Kind", "Metric", "Status", "TestResult", "Verdict"]
 
 
 @dataclass
@@ -122,5 +87,4 @@ class TestResult:
         return cls(**kwargs)
 
 
-_METRIC_FIELDS = tuple(f.name for f in fields(Metric))
 _RESULT_FIELDS = tuple(f.name for f in fields(TestResult))

@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 
 from .baselines import BaselineError, BaselineFile, Project
-from .config import Policy, RunOptions
+from .config import Policy, RunOptions, flag
 from .judge.outcome import Verdict
-from .judge.verdict import Judge
+from .judge.verdict import Judge, failure_text, strict_blind
+from .metrics import Kind
 from .results import Status, TestResult
 
 
@@ -177,54 +178,49 @@ class LLMPerfSession:
     def conclude(
         self, item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, perf: Any
     ) -> None:
-        """Turn what the test measured into its verdict, and a regression into its failure."""
-        from .measure.oom import forget_last_error, is_oom, record_oom
-
+        """Turn what the test measured into its verdict, and a regression into its failure:
+        the steps below in order; one that settles the test ends it."""
         result: TestResult = perf.result
         result.duration_s = round(call.duration, 3)
-        if call.excinfo is not None:
-            if not is_oom(call.excinfo.value):
-                return  # the test failed on its own: no verdict
-            record_oom(result, call.excinfo.value)
-            report.outcome = "passed"
-            report.longrepr = None
-            forget_last_error()
+        if call.excinfo is not None and not _ran_out_of_memory(call.excinfo.value, report, result):
+            return  # the test failed on its own: no verdict
         if report.outcome == "skipped" or (not result.metrics and result.status is Status.OK):
             return  # nothing was measured: nothing to judge or store
-        if result.status is Status.OK:  # after an OOM its metrics are not all known
-            from .config import unmatched_marker_names
+        if _marker_typo(item, report, result):
+            return
+        self._judge(perf, result)
+        self._fail_on_verdict(report, perf, result)
+        attach_result(report, result)
+        self._add_junit_properties(item, result)
 
-            kinds = {name: m.kind for name, m in result.metrics.items()}
-            typo = unmatched_marker_names(result.nodeid, item.iter_markers("llmperf"), kinds)
-            if typo:  # a typo in gate= or a tolerance key: the test could never fail
-                report.outcome = "failed"
-                report.longrepr = typo
-                return
+    def _judge(self, perf: Any, result: TestResult) -> None:
+        """The judge's verdict (a gate blind to its tolerance is said, or under strict
+        inconclusive); "recorded" when there is nothing to compare with."""
         if perf.judge is None:
             result.verdict = Verdict.RECORDED
             result.verdict_lines = [f"recorded into {self.baseline_path}"]
-        else:
-            from .judge.verdict import strict_blind
+            return
+        perf.judge.judge(result)
+        strict_blind(result, perf.policy.strict)
 
-            perf.judge.judge(result)
-            strict_blind(result, perf.policy.strict)
-        if result.verdict.fails(perf.policy.strict) and not self.options.update:
-            report.outcome = "failed"
-            report.longrepr = self._failure_text(perf, result)
-        # JSON-safe: xdist (execnet) cannot send params such as a torch.dtype to the controller.
-        report.llmperf = json.loads(json.dumps(result.to_dict(), default=str))  # type: ignore[attr-defined]
+    def _fail_on_verdict(self, report: pytest.TestReport, perf: Any, result: TestResult) -> None:
+        """A verdict that fails (under strict, one that could not judge too) is the test's
+        failure, with the trace or snapshot --llmperf-profile-on-failure took; a refresh
+        fails nothing."""
+        if not result.verdict.fails(perf.policy.strict) or self.options.update:
+            return
+        profile = [self._profile(perf, result)] if self.options.profile_on_failure else []
+        report.outcome = "failed"
+        report.longrepr = failure_text(result, f"on {self.device_info['name']}", profile)
+
+    def _add_junit_properties(self, item: pytest.Item, result: TestResult) -> None:
+        """junitxml writes the properties of the teardown report, copied from the item. A
+        compare worker's result is not the verdict: its controller adds the judged one's."""
+        from . import compare
         from .output.exporters import junit_properties
 
-        # junitxml writes the properties of the teardown report, copied from the item.
-        item.user_properties.extend(junit_properties(result))
-
-    def _failure_text(self, perf: Any, result: TestResult) -> str:
-        lines = [f"llmperf: {result.verdict} in {result.nodeid} on {self.device_info['name']}"]
-        lines += ["  " + line for line in result.verdict_lines]
-        lines += ["  note: " + n for n in result.notes]
-        if self.options.profile_on_failure:
-            lines.append("  " + self._profile(perf, result))
-        return "\n".join(lines)
+        if not compare.in_worker:
+            item.user_properties.extend(junit_properties(result))
 
     def _profile(self, perf: Any, result: TestResult) -> str:
         memory = any(
@@ -273,7 +269,7 @@ class LLMPerfSession:
             report.outcome = "failed"
             report.longrepr = (
                 f"llmperf: {item.nodeid} measured nothing: {why}; a performance test under "
-                "--llmperf-strict must measure (llmperf(fn), llmperf.pedantic or llmperf.record)"
+                f"{flag('strict')} must measure (llmperf(fn), llmperf.pedantic or llmperf.record)"
             )
 
     @pytest.hookimpl(trylast=True)
@@ -298,7 +294,7 @@ class LLMPerfSession:
             n = len(self.ran_once)
             terminalreporter.write_line(
                 f"llmperf: {n} performance test{'s' if n != 1 else ''} ran once, unmeasured "
-                "(`pytest --llmperf` measures and gates them; --llmperf-skip skips them)"
+                f"(`pytest {flag('')}` measures and gates them; {flag('skip')} skips them)"
             )
         if not self.options.enabled or not self._is_controller():
             return
@@ -310,7 +306,7 @@ class LLMPerfSession:
             n = len(self.unmeasured)
             tr.line(
                 f"{n} performance test{'s' if n != 1 else ''} measured nothing, so "
-                f"{'they gate' if n != 1 else 'it gates'} nothing (--llmperf-strict fails "
+                f"{'they gate' if n != 1 else 'it gates'} nothing ({flag('strict')} fails "
                 f"{'them' if n != 1 else 'it'}):",
                 yellow=True,
             )
@@ -434,16 +430,16 @@ class LLMPerfSession:
         info = self.info()
         outputs = (
             (
-                "--llmperf-report",
+                flag("report"),
                 self.options.report,
                 lambda p: write_report(p, self.results, info, hook=self.config.hook),
             ),
             (
-                "--llmperf-benchmark-json",
+                flag("benchmark-json"),
                 self.options.benchmark_json,
                 lambda p: exporters.write_benchmark_json(p, self.results, info),
             ),
-            ("--llmperf-bmf", self.options.bmf, lambda p: exporters.write_bmf(p, self.results)),
+            (flag("bmf"), self.options.bmf, lambda p: exporters.write_bmf(p, self.results)),
             (
                 "$GITHUB_STEP_SUMMARY",
                 os.environ.get("GITHUB_STEP_SUMMARY"),
@@ -529,8 +525,8 @@ def split_by_file(results: list[TestResult]) -> tuple[list[TestResult], list[Tes
     does (work metrics and their by-name counts); a status with no metrics goes to both."""
     machine, work = [], []
     for r in results:
-        counted = {k: m for k, m in r.metrics.items() if m.kind == "work"}
-        rest = {k: m for k, m in r.metrics.items() if m.kind != "work"}
+        counted = {k: m for k, m in r.metrics.items() if m.kind is Kind.WORK}
+        rest = {k: m for k, m in r.metrics.items() if m.kind is not Kind.WORK}
         machine.append(replace(r, metrics=rest, work={}))
         if counted or not r.metrics:
             work.append(replace(r, metrics=counted))
@@ -538,7 +534,7 @@ def split_by_file(results: list[TestResult]) -> tuple[list[TestResult], list[Tes
 
 
 #: Options of a comparing run that a refresh does not need (with their values).
-_NOT_FOR_REFRESH = ("--llmperf-gate", "--llmperf-report", "--junitxml")
+_NOT_FOR_REFRESH = (flag("gate"), flag("report"), "--junitxml")
 
 
 def refresh_args(args: tuple[str, ...] | list[str]) -> list[str]:
@@ -546,5 +542,42 @@ def refresh_args(args: tuple[str, ...] | list[str]) -> list[str]:
     comparing run needs, plus ``--llmperf-update-baselines``."""
     from .config import without_options
 
-    kept = without_options(args, _NOT_FOR_REFRESH, ["--llmperf-strict"])
-    return [*kept, "--llmperf-update-baselines"]
+    kept = without_options(args, _NOT_FOR_REFRESH, [flag("strict")])
+    return [*kept, flag("update-baselines")]
+
+
+# -- the steps of ``LLMPerfSession.conclude`` that need no session ------------------------
+def _ran_out_of_memory(error: BaseException, report: pytest.TestReport, result: TestResult) -> bool:
+    """Whether the test's error is running out of memory: then that is its result (status
+    oom, judged like any other), not its failure."""
+    from .measure.oom import forget_last_error, is_oom, record_oom
+
+    if not is_oom(error):
+        return False
+    record_oom(result, error)
+    report.outcome = "passed"
+    report.longrepr = None
+    forget_last_error()
+    return True
+
+
+def _marker_typo(item: pytest.Item, report: pytest.TestReport, result: TestResult) -> bool:
+    """Whether a name in the marker's gate= or tolerance keys matches no metric: the test
+    could never fail on it, so that is its failure. After an OOM its metrics are not all
+    known: not checked."""
+    if result.status is not Status.OK:
+        return False
+    from .config import unmatched_marker_names
+
+    kinds = {name: m.kind for name, m in result.metrics.items()}
+    typo = unmatched_marker_names(result.nodeid, item.iter_markers("llmperf"), kinds)
+    if typo:  # a typo in gate= or a tolerance key: the test could never fail
+        report.outcome = "failed"
+        report.longrepr = typo
+    return bool(typo)
+
+
+def attach_result(report: pytest.TestReport, result: TestResult) -> None:
+    """The result on its call report, where the session collects it, JSON-safe: xdist
+    (execnet) and a compare worker's channel cannot send params such as a torch.dtype."""
+    report.llmperf = json.loads(json.dumps(result.to_dict(), default=str))  # type: ignore[attr-defined]

@@ -46,10 +46,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: Copied into the scratch directory; nothing else of the repository is used.
-COPIED = ("pytest_llmperf", "tests", "baselines", "pyproject.toml")
+COPIED = ("pytest_llmperf", "tests", "baselines", "docs", "pyproject.toml")
 #: Imported once here, before forking (what ``tests/unit/conftest.py`` imports).
 PRELOAD = ("numpy", "scipy.stats", "torch", "torch._dynamo", "pytest")
-PYTEST_ARGS = ("-q", "-p", "no:cacheprovider")
+#: ``-m ""``: a rule names its catching tests, the multiprocess ones too (addopts leave them out).
+PYTEST_ARGS = ("-q", "-p", "no:cacheprovider", "-m", "")
 ENV_SCRATCH = "BREAK_RULES_SCRATCH"
 IMPORTS_LOG = ".imports.log"
 
@@ -135,8 +136,8 @@ BREAKS = [
     Break(
         "memory slack (changes under 4 MiB never regress)",
         "pytest_llmperf/judge/verdict.py",
-        '"abs_slack": MEMORY_ABS_SLACK if metric.kind == "memory"',
-        '"abs_slack": 0.0 if metric.kind == "memory"',
+        '"abs_slack": MEMORY_ABS_SLACK if metric.kind is Kind.MEMORY',
+        '"abs_slack": 0.0 if metric.kind is Kind.MEMORY',
         ("tests/unit/test_verdict.py",),
     ),
     Break(
@@ -176,63 +177,63 @@ BREAKS = [
     ),
     Break(
         "baseline pooling (--llmperf-pool)",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/entries.py",
         "    if previous is not None and pool > 1:\n",
         "    if False:\n",
         ("tests/unit/test_baselines.py",),
     ),
     Break(
         "pooling never mixes tiers",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/entries.py",
         'same = previous is not None and previous.get("tier") == result.tier',
         "same = previous is not None",
         ("tests/unit/test_baselines.py",),
     ),
     Break(
         "a refresh of a subset keeps the other entries",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/writing.py",
         "        tests = dict(existing.tests) if existing else {}\n",
         "        tests = {}\n",
         ("tests/unit/test_baselines.py",),
     ),
     Break(
         "another tier's entry does not count",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/schema.py",
         'if e is None or (tier and e.get("tier", tier) != tier):',
         "if e is None:",
         ("tests/unit/test_baselines.py",),
     ),
     Break(
         "a foreign device's file is refused",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/reading.py",
         'if device_key is not None and device.get("key") != device_key:',
         "if False:",
         ("tests/unit/test_baselines.py",),
     ),
     Break(
         "malformed metrics are refused on load",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/checks.py",
         '    if not _is_number(m.get("value")):\n',
         "    if False:\n",
         ("tests/unit/test_baselines.py",),
     ),
     Break(
         "unknown marker keywords are an error",
-        "pytest_llmperf/config.py",
+        "pytest_llmperf/config/policy.py",
         "        if unknown:\n",
         "        if False:\n",
         ("tests/unit/test_config.py",),
     ),
     Break(
         "rounds must be at least 1",
-        "pytest_llmperf/config.py",
+        "pytest_llmperf/config/policy.py",
         "_keyword(_count(1, True, MAX_ROUNDS))",
         "_keyword(_count(0, True, MAX_ROUNDS))",
         ("tests/unit/test_config.py",),
     ),
     Break(
         "a marker's tolerances merge with the run's",
-        "pytest_llmperf/config.py",
+        "pytest_llmperf/config/policy.py",
         "            parsed = {**self.tolerances, **parsed}\n",
         "            pass\n",
         ("tests/unit/test_config.py",),
@@ -260,7 +261,7 @@ BREAKS = [
     ),
     Break(
         "work is exact (a bare tolerance loosens it)",
-        "pytest_llmperf/config.py",
+        "pytest_llmperf/config/tolerances.py",
         "return {kind: tol for kind in MEASURED_KINDS}",
         "return {kind: tol for kind in DEFAULT_TOLERANCES}",
         ("tests/unit/test_config.py",),
@@ -268,7 +269,7 @@ BREAKS = [
     Break(
         "a count is decided on its value, not on pooled samples",
         "pytest_llmperf/judge/verdict.py",
-        '    if metric.kind == "work":  # a count is exact: its value decides, not samples\n'
+        "    if metric.kind is Kind.WORK:  # a count is exact: its value decides, not samples\n"
         "        return decide(metric.name, **common)\n",
         "",
         ("tests/unit/test_rules_guarded.py",),
@@ -386,16 +387,16 @@ BREAKS = [
     ),
     Break(
         "compare pairs each candidate batch with its own pair's reference batch",
-        "pytest_llmperf/compare/controller.py",
-        "ratios.append(values[cand] / values[ref] if values[ref] > 0 else math.inf)",
-        'ratios.append(values[cand] / self.__dict__.setdefault("_first", values[ref]))',
+        "pytest_llmperf/compare/pairing.py",
+        "self.ratios.append(c / r if r > 0 else math.inf)",
+        'self.ratios.append(c / self.__dict__.setdefault("_first", r))',
         ("tests/unit/test_compare_pairing.py",),
     ),
     Break(
         "compare takes the minimum pairs even when the time budget is spent",
-        "pytest_llmperf/compare/controller.py",
-        "            if spent and len(ratios) >= MIN_PAIRS:",
-        "            if spent:",
+        "pytest_llmperf/compare/pairing.py",
+        "        if spent and len(pairs.ratios) >= MIN_PAIRS:",
+        "        if spent:",
         ("tests/unit/test_compare_pairing.py",),
     ),
     Break(
@@ -407,35 +408,35 @@ BREAKS = [
     ),
     Break(
         "the run's --llmperf-gate narrows what decides",
-        "pytest_llmperf/config.py",
-        "if self.run_gate is not None and not set(_keys(name, kind)) & set(self.run_gate):",
+        "pytest_llmperf/config/policy.py",
+        "if self.run_gate is not None and not set(metric_keys(name, kind)) & set(self.run_gate):",
         "if False:",
         ("tests/unit/test_work.py",),
     ),
     Break(
         "a non-finite number in a baseline is refused",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/checks.py",
         "        return math.isfinite(x)\n    except OverflowError:",
         "        return True\n    except OverflowError:",
         ("tests/unit/test_baseline_files.py",),
     ),
     Break(
         "a refresh writes through a symlinked baseline",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/writing.py",
         "    target = Path(os.path.realpath(path))\n",
         "    target = path\n",
         ("tests/unit/test_baseline_files.py",),
     ),
     Break(
         "a read-only baseline is left untouched",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/writing.py",
         "        _refuse_read_only(path, target)\n",
         "",
         ("tests/unit/test_baseline_files.py",),
     ),
     Break(
         "a killed write's temporary is removed by the next write",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/writing.py",
         "            _remove_stale_temporaries(target)\n",
         "            pass\n",
         ("tests/unit/test_baseline_files.py",),
@@ -463,7 +464,7 @@ BREAKS = [
     ),
     Break(
         "marker counts have an upper bound",
-        "pytest_llmperf/config.py",
+        "pytest_llmperf/config/values.py",
         "    if n > maximum:",
         "    if False:",
         ("tests/unit/test_bad_input.py",),
@@ -478,8 +479,8 @@ BREAKS = [
     Break(
         "a marker's gate or tolerance name must match a metric",
         "pytest_llmperf/session.py",
-        "            if typo:  # a typo in gate= or a tolerance key",
-        "            if False:  # a typo in gate= or a tolerance key",
+        "    if typo:  # a typo in gate= or a tolerance key",
+        "    if False:  # a typo in gate= or a tolerance key",
         ("tests/unit/test_bad_input.py",),
     ),
     Break(
@@ -552,7 +553,7 @@ BREAKS = [
     Break(
         "ITL percentiles pooled over generations",
         "pytest_llmperf/measure/generation.py",
-        'add(f"itl_{label}", quantile(pooled, q), series[f"itl_{label}"], kind=kind)',
+        'add(f"itl_{label}", percentile(pooled, q), series[f"itl_{label}"], kind=kind)',
         'add(f"itl_{label}", median(series[f"itl_{label}"]), series[f"itl_{label}"], kind=kind)',
         ("tests/unit/test_generation.py",),
     ),
@@ -579,8 +580,8 @@ BREAKS = [
     ),
     Break(
         "--llmperf-compare pairs a generation's token statistics",
-        "pytest_llmperf/compare/controller.py",
-        '            _pair_series(by_name, replies[ref].get("series"), replies[cand].get("series"))\n',
+        "pytest_llmperf/compare/pairing.py",
+        "        self._add_series(ref.series, cand.series)\n",
         "",
         (
             "tests/unit/test_compare.py::test_a_stalling_generation_fails_on_its_paired_token_latency",
@@ -602,7 +603,7 @@ BREAKS = [
     ),
     Break(
         "a refresh under another dispatch context keeps the others' entries",
-        "pytest_llmperf/baselines.py",
+        "pytest_llmperf/baselines/writing.py",
         'contexts = dict(tests.get(r.nodeid, {}).get("contexts", {}))',
         "contexts = {}",
         ("tests/unit/test_dispatch.py",),
@@ -644,17 +645,223 @@ BREAKS = [
     ),
     Break(
         "a setup's (args, kwargs) reach the call",
-        "pytest_llmperf/fixture.py",
+        "pytest_llmperf/fixture_inputs.py",
         "        call_args, call_kwargs = given[0]",
         "        call_args, call_kwargs = args, kwargs",
         ("tests/unit/test_run_once.py",),
     ),
     Break(
         "an option whose extra is missing names the extra",
-        "pytest_llmperf/config.py",
+        "pytest_llmperf/config/run.py",
         'why = benchmark_json and missing("pytest_benchmark", name)',
         "why = None",
         ("tests/unit/test_extras.py",),
+    ),
+    # -- issue 27: the six rules a reviewer broke that no test caught, and more of their kinds
+    Break(
+        "work is exact by default (no default tolerance)",
+        "pytest_llmperf/metrics.py",
+        'WORK = ("work", False, "counts", 0.0)',
+        'WORK = ("work", False, "counts", 0.01)',
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "a higher-is-better baseline is moved toward worse by the tolerance",
+        "pytest_llmperf/judge/decision.py",
+        "shifted = [b / factor for b in baseline]",
+        "shifted = [b * factor for b in baseline]",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "a gate is blind as soon as it cannot see its tolerance (not past twice it)",
+        "pytest_llmperf/judge/verdict.py",
+        "        if mdc > tolerance\n",
+        "        if mdc > 2 * tolerance\n",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "the words of a blind gate follow the same rule",
+        "pytest_llmperf/judge/detectable.py",
+        'verdict = "" if mdc <= tolerance else',
+        'verdict = "" if mdc <= 2 * tolerance else',
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "an out-of-memory result reaches the work file",
+        "pytest_llmperf/session.py",
+        "if counted or not r.metrics:",
+        "if counted:",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "the message shows the numbers that decided (samples' medians, not a pooled value)",
+        "pytest_llmperf/judge/decision.py",
+        "            d.baseline, d.current, d.change = mb, mc, relative_change(mb, mc)\n",
+        "            pass\n",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "a metric's direction cannot contradict its kind's",
+        "pytest_llmperf/metrics.py",
+        "        elif bool(self.higher_is_better) is not own:",
+        "        elif False:",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "a kind whose direction depends on the metric must be told it",
+        "pytest_llmperf/metrics.py",
+        "            if self.higher_is_better is None:\n                raise ValueError(",
+        "            if False:\n                raise ValueError(",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "record() takes the direction of its kind",
+        "pytest_llmperf/fixture.py",
+        "        if higher_is_better is None and Kind(kind).higher_is_better is None:",
+        "        if higher_is_better is None:",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "memory's default tolerance is tight (and documented)",
+        "pytest_llmperf/metrics.py",
+        'MEMORY = ("memory", False, "bytes", 0.05)',
+        'MEMORY = ("memory", False, "bytes", 0.10)',
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "a tail's default tolerance is wide (and documented)",
+        "pytest_llmperf/metrics.py",
+        'TAIL = ("tail", None, "seconds or ratio", 0.25)',
+        'TAIL = ("tail", None, "seconds or ratio", 0.10)',
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "an improvement needs its samples to show it",
+        "pytest_llmperf/judge/decision.py",
+        "d.outcome = Verdict.IMPROVED if d.p_value < ALPHA else Verdict.PASS",
+        "d.outcome = Verdict.IMPROVED",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "percentiles interpolate linearly (numpy's default)",
+        "pytest_llmperf/metrics.py",
+        "    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)\n",
+        "    return xs[lo]\n",
+        ("tests/unit/test_generation.py",),
+    ),
+    Break(
+        "ITL p99 is a tail (its wider tolerance)",
+        "pytest_llmperf/metrics.py",
+        '("p99", 99.0, Kind.TAIL)',
+        '("p99", 99.0, Kind.TIME)',
+        ("tests/unit/test_generation.py",),
+    ),
+    Break(
+        "MIN_SAMPLES is the fewest rounds a side that can reach ALPHA",
+        "pytest_llmperf/judge/thresholds.py",
+        "MIN_SAMPLES = 5\n",
+        "MIN_SAMPLES = 4\n",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "MIN_PAIRS is the fewest pairs whose interval can reach ALPHA",
+        "pytest_llmperf/judge/thresholds.py",
+        "MIN_PAIRS = 7\n",
+        "MIN_PAIRS = 5\n",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "significance is the documented p < 0.01",
+        "pytest_llmperf/judge/thresholds.py",
+        "ALPHA = 0.01\n",
+        "ALPHA = 0.05\n",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "a throughput's worse ratio is baseline over current",
+        "pytest_llmperf/judge/decision.py",
+        "        return baseline / current\n",
+        "        return current / baseline\n",
+        ("tests/unit/test_decision.py",),
+    ),
+    Break(
+        "a paired improvement needs its interval past the tolerance",
+        "pytest_llmperf/judge/decision.py",
+        "d.outcome = Verdict.IMPROVED if hi < 1.0 / factor else Verdict.PASS",
+        "d.outcome = Verdict.IMPROVED",
+        ("tests/unit/test_rules_guarded.py",),
+    ),
+    Break(
+        "pairing goes on while the interval straddles the tolerance",
+        "pytest_llmperf/judge/decision.py",
+        "    return lo > 1.0 + tolerance or hi < 1.0 + tolerance\n",
+        "    return True\n",
+        ("tests/unit/test_decision.py",),
+    ),
+    Break(
+        "raw improved and corrected pass (or the reverse) is a pass",
+        "pytest_llmperf/judge/decision.py",
+        "    else:  # one says improved, the other pass\n        raw.outcome = Verdict.PASS\n",
+        "    else:  # one says improved, the other pass\n        raw.outcome = Verdict.IMPROVED\n",
+        ("tests/unit/test_decision.py",),
+    ),
+    Break(
+        "a paired gate below MIN_PAIRS sees nothing (infinite MDC)",
+        "pytest_llmperf/judge/detectable.py",
+        "    if len(logs) < MIN_PAIRS:\n",
+        "    if len(logs) < 2:\n",
+        ("tests/unit/test_decision.py", "tests/unit/test_doctor.py"),
+    ),
+    Break(
+        "the stored gate's MDC needs MIN_SAMPLES a side",
+        "pytest_llmperf/judge/detectable.py",
+        "    if len(current) < MIN_SAMPLES or len(base) < MIN_SAMPLES:\n",
+        "    if len(current) < 2 or len(base) < 2:\n",
+        ("tests/unit/test_decision.py",),
+    ),
+    Break(
+        "a blind gate never turns a regression into inconclusive",
+        "pytest_llmperf/judge/verdict.py",
+        "result.verdict not in (Verdict.PASS, Verdict.IMPROVED)",
+        "result.verdict is None",
+        ("tests/unit/test_verdict.py", "tests/unit/test_rules_guarded.py"),
+    ),
+    Break(
+        "a kind's default tolerance is its own, not other's",
+        "pytest_llmperf/config/policy.py",
+        "        return DEFAULT_TOLERANCES.get(kind, DEFAULT_TOLERANCES[Kind.OTHER])\n",
+        "        return DEFAULT_TOLERANCES[Kind.OTHER]\n",
+        ("tests/unit/test_config.py", "tests/unit/test_rules_guarded.py"),
+    ),
+    Break(
+        "compare orients each ratio to the metric's direction",
+        "pytest_llmperf/compare/pairing.py",
+        "oriented = [1 / r if metric.higher_is_better != hib else r for r in ratios if r > 0]",
+        "oriented = [r for r in ratios if r > 0]",
+        ("tests/unit/test_compare_pairing.py",),
+    ),
+    Break(
+        "compare stops at MAX_PAIRS",
+        "pytest_llmperf/compare/pairing.py",
+        "spent = len(pairs.ratios) >= MAX_PAIRS or clock() - start > budget",
+        "spent = clock() - start > budget",
+        ("tests/unit/test_compare_pairing.py",),
+    ),
+    Break(
+        "a metric without a tolerance of its own takes its kind's",
+        "pytest_llmperf/judge/verdict.py",
+        "else Kind(metric.kind).tolerance",
+        "else 0.1",
+        ("tests/unit/test_compare_pairing.py",),
+    ),
+    Break(
+        "compare reports are the candidate worker's own, with the verdict applied",
+        "pytest_llmperf/compare/controller.py",
+        'reports = rebuilt(self.config, ran.cand["reports"])',
+        'reports = made(item, "passed", None, start)',
+        (
+            "tests/unit/test_compare.py::test_the_candidates_own_reports_come_through_with_the_verdict",
+        ),
     ),
 ]
 

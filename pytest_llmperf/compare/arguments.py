@@ -17,14 +17,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import flag, without_options
 from .worktree import Worktree
 
-#: Options of the run a worker must not see: the controller's own, and parallelism.
+#: Options of the run a worker must not see: the controller's own (comparing, reports,
+#: pytest's JUnit XML) and parallelism (pytest-xdist's).
 _DROP_WITH_VALUE = {
-    "--llmperf-compare",
-    "--llmperf-report",
-    "--llmperf-benchmark-json",
-    "--llmperf-bmf",
+    *(flag(suffix) for suffix in ("compare", "report", "benchmark-json", "bmf")),
     "--junitxml",
     "--junit-xml",
     "-n",
@@ -33,18 +32,16 @@ _DROP_WITH_VALUE = {
     "--maxprocesses",
     "--tx",
 }
-_DROP_FLAGS = {"--llmperf-update-baselines", "--llmperf-strict", "--looponfail", "-f"}
+_DROP_FLAGS = {flag("update-baselines"), flag("strict"), "--looponfail", "-f"}
 
 
 def worker_args(args: Iterable[str]) -> list[str]:
     """The run's arguments for a worker: its selection and options, without what only the
     controller does (comparing, reports, xdist), collection errors reported, not fatal."""
-    from ..config import without_options
-
     kept = without_options(args, _DROP_WITH_VALUE, _DROP_FLAGS)
     # -n2, -nauto: xdist's short form with its value attached
     kept = [a for a in kept if not (len(a) > 2 and a[:2] == "-n" and a[2:].isalnum())]
-    return [*kept, "--llmperf", "--continue-on-collection-errors"]
+    return [*kept, flag(""), "--continue-on-collection-errors"]
 
 
 def _cache_off(args: Sequence[str]) -> bool:

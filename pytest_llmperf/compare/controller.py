@@ -4,42 +4,72 @@ It takes over the run of each performance test (``pytest_runtest_protocol``):
 both workers start the test; at each measurement the controller warms each side
 up in turn, then times batches of rounds in pairs, the order within a pair drawn
 at random (A B, B A, ...), until the interval of the median ratio (candidate /
-reference) clears the tolerance or the time budget is spent. The candidate's
-result, with the paired decisions and the reference's memory and work signature
-as its baseline, gets its verdict from the same ``Judge`` as a stored baseline;
-the report pytest prints is built here from what the workers said.
+reference) clears the tolerance or the time budget is spent (``pairing``). The
+candidate's result, with the paired decisions and the reference's result as the
+side compared with, gets its verdict from the same ``Judge`` as a stored
+baseline; the reports pytest prints are the candidate worker's own, with that
+verdict (``reports``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import subprocess
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import median
 from typing import Any
 
 import pytest
 
+from ..judge.outcome import Verdict
+from ..judge.verdict import Judge, Reference, failure_text, strict_blind
+from ..marks import is_perf_test, unmeasured_why
+from ..results import TestResult
 from .arguments import Side, candidate_side, reference_side
 from .channel import Channel, ChannelClosed
+from .pairing import Pairs, WorkerSide, drive, paired_decisions
+from .reports import apply_verdict, call_report, made, rebuilt
 from .worker import ENV, error_line
 from .worktree import TREE_ENV, Worktree
-
-#: Pairs before the interval can be tight enough; the cap; a batch's share of max_time.
-MIN_PAIRS = 7
-MAX_PAIRS = 60
-BATCH_SHARE = 1 / 20
 
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
     "from pytest_llmperf.compare.worker import main; del sys.path[0]; sys.exit(main())"
 )
+
+
+@dataclass
+class Refused:
+    """A test with no worker report to show: the candidate's worker died or did not collect
+    it, or the comparison was refused (``outcome`` "error"). Its reports are made here."""
+
+    outcome: str
+    longrepr: str
+
+
+@dataclass
+class Ran:
+    """Both trees' run of one test: each side's last message ("done", with the candidate's
+    reports), and the ratios of each paired measurement (by the names it reported) and of
+    each per-round statistic of a generation (by metric name)."""
+
+    policy: Any
+    cand: dict[str, Any] = field(default_factory=dict)
+    ref: dict[str, Any] | None = None
+    pairs: dict[tuple[str, ...], tuple[list[float], bool]] = field(default_factory=dict)
+    series: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, names: list[str], hib: bool, got: Pairs) -> None:
+        """One paired measurement's ratios; its per-round statistics under its prefix."""
+        self.pairs[tuple(names)] = (got.ratios, hib)
+        prefix = names[0].rpartition(".")[0]
+        for key, values in got.series.items():
+            self.series[f"{prefix}.{key}" if prefix else key] = values
 
 
 class Worker:
@@ -241,158 +271,128 @@ class CompareController:
     # -- the run of one test ---------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-        from ..plugin import is_perf_test, unmeasured_why
-
         if not is_perf_test(item):
             return None
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        start = time.time()
-        outcome, longrepr, result = self._compare(item, nextitem)
-        if result is not None:  # both trees' run of the test, pairs included
-            result.duration_s = round(time.time() - start, 3)
-        for report in self._reports(item, outcome, longrepr, result, start):
-            if report.when == "call" and result is None and outcome == "passed":
-                self.session.measured_nothing(item, report, unmeasured_why(item))
+        for report in self._reports(item, nextitem):
             ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 
-    def _compare(self, item: pytest.Item, nextitem: pytest.Item | None) -> tuple[str, Any, Any]:
-        from ..measure.device import exclusive_device
+    def _reports(self, item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.TestReport]:
+        """The candidate's own reports with the comparison's verdict, or, where its worker
+        made none, reports made here (``reports.made``)."""
+        start = time.time()
+        ran = self._compare(item, nextitem)
+        if isinstance(ran, Refused):
+            reports = made(item, ran.outcome, ran.longrepr, start)
+        else:
+            reports = rebuilt(self.config, ran.cand["reports"])
+            self._conclude(item, reports, ran, start)
+        ref = self.workers[0] if self.workers else None
+        if ref is not None and not ref.failure and not self.said_only:
+            self.said_only = True  # once per process: pytest_runtest_logreport gathers them
+            only = sorted(ref.collected - self._selected())
+            reports[0].llmperf_reference_only = only  # type: ignore[attr-defined]
+        return reports
 
+    def _compare(self, item: pytest.Item, nextitem: pytest.Item | None) -> Ran | Refused:
+        """Both trees' run of the test, each measurement both make alike paired; Refused
+        where there is nothing (or nothing trustworthy) to compare."""
         ref, cand = self._start()
         if cand.failure:
-            return "failed", cand.failure, None
+            return Refused("failed", cand.failure)
         why = self.broken or self._foreign()
         if why:
-            return "error", why, None
+            return Refused("error", why)
         nodeid = item.nodeid
         sides = [w for w in (ref, cand) if not w.failure and nodeid in w.collected]
         if cand not in sides:
-            return "failed", f"the candidate's worker did not collect {nodeid}", None
-        policy = self.session.policy_for(item)
+            return Refused("failed", f"the candidate's worker did not collect {nodeid}")
+        ran = Ran(self.session.policy_for(item))
+        events = self._measure(item, nextitem, sides, ran)
+        why = self._foreign()  # imported while the test ran: the worker's reports measured
+        if why:  # one tree against itself
+            return Refused("error", why)
+        ran.cand, ran.ref = events[cand], events.get(ref)
+        if "reports" not in ran.cand:  # the candidate's worker died running it
+            return Refused("failed", ran.cand["longrepr"])
+        return ran
+
+    def _measure(
+        self, item: pytest.Item, nextitem: pytest.Item | None, sides: list[Any], ran: Ran
+    ) -> dict[Any, dict[str, Any]]:
+        """Run the test on each side; each measurement both make alike is paired, one only
+        one side makes (or names otherwise) is measured alone. Each side's last message."""
+        ref, cand = self._start()
+        nxt = nextitem.nodeid if nextitem is not None else None
         for w in sides:
-            nxt = nextitem.nodeid if nextitem is not None else None
-            w.send(cmd="run", nodeid=nodeid, next=nxt if nxt in w.collected else None)
+            w.send(cmd="run", nodeid=item.nodeid, next=nxt if nxt in w.collected else None)
         events = {w: w.recv() for w in sides}
-        pairs: dict[tuple[str, ...], tuple[list[float], bool]] = {}
-        #: A generation's per-round statistics (TTFT, TPOT, ITL), paired by the same batches.
-        series: dict[str, list[float]] = {}
         while any(e["event"] == "measure" for e in events.values()):
             measuring = [w for w in sides if events[w]["event"] == "measure"]
             if len(measuring) == 2 and events[ref]["names"] == events[cand]["names"]:
-                first = events[cand]
-                device = self.session.device if os.environ.get("PYTEST_XDIST_WORKER") else None
-                with exclusive_device(device) if device is not None else nullcontext():
-                    ratios, failed, by_name = self._drive(ref, cand, first, policy)
-                pairs[tuple(first["names"])] = (ratios, first["higher_is_better"])
-                prefix = first["names"][0].rpartition(".")[0]
-                for key, values in by_name.items():
-                    series[f"{prefix}.{key}" if prefix else key] = values
-                for w in (ref, cand):
-                    if w not in failed:
-                        w.send(cmd="end")
-                    events[w] = w.recv()
+                self._pair(events, ran)
             else:
                 for w in measuring:
                     w.send(cmd="solo")
                 for w in measuring:
                     events[w] = w.recv()
-        why = self._foreign()  # imported while the test ran
-        if why:
-            return "error", why, None
-        return self._verdict(item, policy, events.get(ref), events[cand], pairs, series)
+        return events
 
-    def _drive(
-        self, ref: Worker, cand: Worker, event: dict[str, Any], policy: Any
-    ) -> tuple[list[float], set[Worker], dict[str, list[float]]]:
-        """Warm-up of each side in turn, then pairs of batches until the decision is settled:
-        the per-pair ratios (candidate / reference of the batch medians), and for a
-        generation the same ratios of each per-round statistic both sides reported."""
-        from ..judge.decision import paired_settled
+    def _pair(self, events: dict[Any, dict[str, Any]], ran: Ran) -> None:
+        """One measurement of both sides, paired (``pairing.drive``), then ended on each."""
+        from ..measure.device import exclusive_device
 
-        hib = bool(event["higher_is_better"])
-        names = event["names"]
-        tolerance = policy.tolerance_for(names[-1], "ratio" if hib else "time")
-        order = [ref, cand]
-        self.rng.shuffle(order)
+        ref, cand = self._start()
+        names, hib = events[cand]["names"], bool(events[cand]["higher_is_better"])
+        device = self.session.device if os.environ.get("PYTEST_XDIST_WORKER") else None
+        sides = (WorkerSide(ref), WorkerSide(cand))
+        with exclusive_device(device) if device is not None else nullcontext():
+            got = drive(*sides, names, hib, ran.policy, self.rng)
+        ran.add(names, hib, got)
+        for w, side in zip((ref, cand), sides, strict=True):
+            if not side.failed:
+                w.send(cmd="end")
+            events[w] = w.recv()
 
-        def ask(w: Worker, **cmd: Any) -> dict[str, Any] | None:
-            w.send(**cmd)
-            reply = w.recv()
-            if reply["event"] != "ok":
-                failed.add(w)
-                return None
-            return reply
+    def _conclude(
+        self, item: pytest.Item, reports: list[pytest.TestReport], ran: Ran, start: float
+    ) -> None:
+        """The verdict of a test the candidate ran, on its call report, as a run of one tree
+        gives it (``LLMPerfSession.conclude``). A call that failed or skipped (an xfail too)
+        keeps its own outcome and is not judged; one that measured nothing is said."""
+        call = call_report(reports)
+        if call is None:
+            return
+        data = call.__dict__.pop("llmperf", None)  # the worker's result, not yet judged
+        if call.outcome != "passed":
+            return
+        if not data:
+            self.session.measured_nothing(item, call, unmeasured_why(item))
+            return
+        result = TestResult.from_dict(data)
+        result.duration_s = round(time.time() - start, 3)  # both trees' run, pairs included
+        apply_verdict(reports, result, self._verdict(item.nodeid, ran, result))
 
-        failed: set[Worker] = set()
-        by_name: dict[str, list[float]] = {}
-        for w in order:
-            if ask(w, cmd="warmup") is None:
-                return [], failed, by_name
-        per_value = []
-        for w in order:  # one round each, not kept: how long a round takes now
-            reply = ask(w, cmd="rounds", n=1, keep=False)
-            if reply is None:
-                return [], failed, by_name
-            per_value.append(reply["seconds"])
-        batch = max(1, min(1000, round(policy.max_time * BATCH_SHARE / max(max(per_value), 1e-9))))
-        budget = 4 * policy.max_time
-        ratios: list[float] = []
-        start = time.perf_counter()
-        while True:
-            self.rng.shuffle(order)
-            values: dict[Worker, float] = {}
-            replies: dict[Worker, dict[str, Any]] = {}
-            for w in order:
-                reply = ask(w, cmd="rounds", n=batch)
-                if reply is None:
-                    return ratios, failed, by_name
-                values[w] = median(reply["values"])
-                replies[w] = reply
-            ratios.append(values[cand] / values[ref] if values[ref] > 0 else math.inf)
-            _pair_series(by_name, replies[ref].get("series"), replies[cand].get("series"))
-            spent = len(ratios) >= MAX_PAIRS or time.perf_counter() - start > budget
-            if spent and len(ratios) >= MIN_PAIRS:
-                break
-            if paired_settled(ratios, tolerance, hib):
-                break
-        return ratios, failed, by_name
-
-    def _verdict(
-        self,
-        item: pytest.Item,
-        policy: Any,
-        ref_event: dict[str, Any] | None,
-        cand_event: dict[str, Any],
-        pairs: dict[tuple[str, ...], tuple[list[float], bool]],
-        series: dict[str, list[float]],
-    ) -> tuple[str, Any, Any]:
-        from ..judge.outcome import Verdict
-        from ..results import TestResult
-
-        if cand_event["outcome"] != "passed":
-            outcome = "skipped" if cand_event["outcome"] == "skipped" else "failed"
-            return outcome, cand_event["longrepr"], None
-        if not cand_event.get("result"):
-            return "passed", None, None
-        result = TestResult.from_dict(cand_event["result"])
+    def _verdict(self, nodeid: str, ran: Ran, result: TestResult) -> str:
+        """Judge the candidate's result against the reference's; the failure it makes ("" for
+        none)."""
         result.verdict_lines = []
-        why = self._no_reference(item.nodeid, ref_event)
+        why = self._no_reference(nodeid, ran.ref)
         if why:
             result.verdict = Verdict.NO_BASELINE
             result.verdict_lines = [why]
             result.note(why)  # said in the summary, where a missing baseline is only counted
         else:
-            assert ref_event is not None
-            self._judge(result, TestResult.from_dict(ref_event["result"]), pairs, series)
-        from ..judge.verdict import strict_blind
-
-        strict_blind(result, policy.strict)
-        if result.verdict is not None and result.verdict.fails(policy.strict):
-            return "failed", self._failure_text(result), result
-        return "passed", None, result
+            assert ran.ref is not None
+            self._judge(result, TestResult.from_dict(ran.ref["result"]), ran)
+        strict_blind(result, ran.policy.strict)
+        if result.verdict is None or not result.verdict.fails(ran.policy.strict):
+            return ""
+        where = f"against the reference {self.tree.label}, on {self.session.device_info['name']}"
+        return failure_text(result, where)
 
     def _no_reference(self, nodeid: str, event: dict[str, Any] | None) -> str:
         """Why the reference cannot be compared with ("" when it can)."""
@@ -417,107 +417,21 @@ class CompareController:
             return f"not compared: the test measured nothing in the {ref.label}"
         return ""
 
-    def _judge(
-        self,
-        result: Any,
-        reference: Any,
-        pairs: dict[tuple[str, ...], Any],
-        series: dict[str, list[float]],
-    ) -> None:
-        """The stored-baseline judge, with the reference's result as the baseline entry and
-        the paired decisions for the timed metrics (a generation's token metrics too)."""
-        from ..baselines import test_entry
-        from ..judge.verdict import Judge
-
+    def _judge(self, result: TestResult, reference: TestResult, ran: Ran) -> None:
+        """The stored-baseline judge, with the reference's result as the side compared with
+        and the paired decisions for the timed metrics (a generation's token metrics too)."""
         label = f"reference {self.tree.label}"
-        paired = {}
-
-        def pair(name: str, ratios: list[float], hib: bool) -> None:
-            metric = result.metrics.get(name)
-            if metric is None or not metric.gated or name not in reference.metrics or not ratios:
-                return
-            paired[name] = _paired_decision(metric, reference.metrics[name], ratios, hib, label)
-
-        for names, (ratios, hib) in pairs.items():
-            name = next((n for n in names if n in result.metrics and result.metrics[n].gated), None)
-            if name is not None:
-                pair(name, ratios, hib)
-        from ..measure.generation import RATES
-
-        for name, ratios in series.items():
-            pair(name, ratios, False)  # seconds: lower is better
-            # Prefill and decode throughput are TTFT's and TPOT's inverses, pair by pair.
-            prefix, _, key = name.rpartition(".")
-            if key in RATES:
-                pair(f"{prefix}.{RATES[key]}" if prefix else RATES[key], ratios, False)
-        entry = test_entry(reference, None, 1)
+        paired = paired_decisions(result, reference, ran.pairs, ran.series, label)
+        stored = Reference.from_result(reference)
         Judge(
-            entry,
+            stored,
             where=f"the {label}",
-            work_entry=entry,
+            work_entry=stored,
             work_where=f"the {label}",
             paired=paired,
         ).judge(result)
 
-    def _failure_text(self, result: Any) -> str:
-        lines = [
-            f"llmperf: {result.verdict} in {result.nodeid} against the reference "
-            f"{self.tree.label}, on {self.session.device_info['name']}"
-        ]
-        lines += ["  " + line for line in result.verdict_lines]
-        lines += ["  note: " + n for n in result.notes]
-        return "\n".join(lines)
-
-    def _reports(
-        self, item: pytest.Item, outcome: str, longrepr: Any, result: Any, start: float
-    ) -> list[pytest.TestReport]:
-        """setup, call and teardown reports as pytest would have made them."""
-        from ..output.exporters import junit_properties
-
-        stop = time.time()
-        when_failed = "call"
-        if outcome == "skipped":
-            longrepr = (str(item.path), (item.location[1] or 0) + 1, f"Skipped: {longrepr}")
-            when_failed = "setup"
-        elif outcome == "error":  # pytest's ERROR: the comparison itself cannot be trusted
-            outcome, when_failed = "failed", "setup"
-        extra: dict[str, Any] = {}
-        if result is not None:
-            item.user_properties.extend(junit_properties(result))
-            extra["llmperf"] = json.loads(json.dumps(result.to_dict(), default=str))
-        ref = self.workers[0] if self.workers else None
-        if ref is not None and not ref.failure and not self.said_only:
-            self.said_only = True
-            extra["llmperf_reference_only"] = sorted(ref.collected - self._selected())
-        reports = []
-        for when in ("setup", "call", "teardown"):
-            if when_failed == "setup" and when == "call":
-                continue
-            this = outcome if when == when_failed else "passed"
-            reports.append(
-                pytest.TestReport(
-                    item.nodeid,
-                    item.location,
-                    {k: 1 for k in item.keywords},
-                    this,
-                    longrepr if when == when_failed else None,
-                    when,
-                    duration=stop - start if when == "call" else 0.0,
-                    start=start,
-                    stop=stop,
-                    user_properties=list(item.user_properties),
-                    **(
-                        extra
-                        if when == "call" or (when_failed == "setup" and when == "setup")
-                        else {}
-                    ),
-                )
-            )
-        return reports
-
     def _selected(self) -> set[str]:
-        from ..plugin import is_perf_test
-
         items = getattr(self.config, "_llmperf_items", None) or []
         return {i.nodeid for i in items if is_perf_test(i)}
 
@@ -556,36 +470,3 @@ class CompareController:
                 w.stop()
         if self.owner:
             self.tree.remove()
-
-
-def _pair_series(
-    by_name: dict[str, list[float]],
-    ref: dict[str, list[float]] | None,
-    cand: dict[str, list[float]] | None,
-) -> None:
-    """One pair's ratio (candidate / reference of the batch medians) of each per-round
-    statistic both sides reported."""
-    for key in sorted(set(ref or {}) & set(cand or {})):
-        r, c = median(ref[key]), median(cand[key])  # type: ignore[index]
-        if r > 0:
-            by_name.setdefault(key, []).append(c / r)
-
-
-def _paired_decision(
-    metric: Any, reference: Any, ratios: list[float], hib: bool, label: str
-) -> Any:
-    """The paired decision of one metric from ratios of values of direction ``hib`` (seconds,
-    or an A/B speedup); a throughput is their inverse."""
-    from ..judge.decision import decide_paired
-
-    oriented = [1 / r if metric.higher_is_better != hib else r for r in ratios if r > 0]
-    return decide_paired(
-        metric.name,
-        ratios=oriented,
-        reference=reference.value,
-        current=metric.value,
-        tolerance=metric.tolerance if metric.tolerance is not None else 0.1,
-        higher_is_better=metric.higher_is_better,
-        unit=metric.unit,
-        reference_name=label,
-    )

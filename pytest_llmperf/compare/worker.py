@@ -9,7 +9,9 @@ same plugin. It collects the run's selection, says which
 performance tests it has, then runs one test per command. Inside a test, each
 measurement asks the controller what to do (``Remote.measure``): warm up, time
 a batch of rounds, end; the controller alternates the two workers batch by
-batch, so a pair's two batches see the same machine.
+batch, so a pair's two batches see the same machine. When the test is done,
+it sends its reports (``reports.serialized``): the controller shows the
+candidate's as they are, with its verdict.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from typing import Any
 
 import pytest
 
+from ..marks import is_perf_test
 from .channel import Channel
 from .provenance import Provenance, Trees, install_redirect, moved_paths
+from .reports import serialized
 
 #: The environment variable that carries the worker's spec (JSON) from the controller.
 ENV = "LLMPERF_COMPARE_WORKER"
@@ -130,8 +134,6 @@ class WorkerPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from ..plugin import is_perf_test
-
         self.items = {item.nodeid: item for item in session.items}
         perf = [item.nodeid for item in session.items if is_perf_test(item)]
         self.channel.send(
@@ -161,7 +163,7 @@ class WorkerPlugin:
 
     def _run(self, nodeid: str, next_id: str | None) -> None:
         item = self.items.get(nodeid)
-        if item is None:
+        if item is None:  # no reports: the controller makes the test's
             self.channel.send(event="done", outcome="missing", longrepr="", result=None)
             return
         self.reports = []
@@ -173,10 +175,13 @@ class WorkerPlugin:
         shown = failed or skipped
         self.channel.send(
             event="done",
+            # What the controller says of the reference's run ...
             outcome=shown.outcome if shown else "passed",
             when=shown.when if shown else "call",
             longrepr=_text(shown.longrepr) if shown else "",
             result=getattr(call, "llmperf", None),
+            # ... and the candidate's reports, which it shows as pytest made them here.
+            reports=[serialized(item.config, r) for r in self.reports],
             foreign=self.provenance.check(),
         )
 

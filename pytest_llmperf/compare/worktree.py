@@ -15,6 +15,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import flag
+
+#: The option, as messages name it.
+_OPTION = flag("compare")
 #: Hands the worktree made by the xdist controller to its workers.
 TREE_ENV = "LLMPERF_COMPARE_TREE"
 
@@ -27,7 +31,7 @@ def _git(cwd: Path, *args: str) -> str:
     try:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise CompareError("--llmperf-compare needs git, which is not on PATH") from None
+        raise CompareError(f"{_OPTION} needs git, which is not on PATH") from None
     if done.returncode != 0:
         raise CompareError(done.stderr.strip() or f"git {' '.join(args)} failed")
     return done.stdout.strip()
@@ -102,9 +106,7 @@ def repository_root(path: Path) -> Path:
     try:
         return Path(_git(path, "rev-parse", "--show-toplevel")).resolve()
     except CompareError as exc:
-        raise CompareError(
-            f"--llmperf-compare: {path} is not inside a git repository ({exc})"
-        ) from None
+        raise CompareError(f"{_OPTION}: {path} is not inside a git repository ({exc})") from None
 
 
 #: The directory each run makes for its worktree, and the file that names its owner.
@@ -182,7 +184,7 @@ def _check_out_submodules(repo: Path, into: Path, sha: str, subs: list[list[str]
             _git(checkout, "cat-file", "-e", f"{commit}^{{commit}}")
         except CompareError:
             raise CompareError(
-                f"--llmperf-compare: the submodule {name} is at commit {commit[:10]} in REF, "
+                f"{_OPTION}: the submodule {name} is at commit {commit[:10]} in REF, "
                 f"which its checkout {checkout} does not have (git -C {checkout} fetch)"
             ) from None
         target = into / name
@@ -200,9 +202,7 @@ def check_out(ref: str, inside: Path) -> Worktree:
     except CompareError:
         sha = ""
     if not sha:
-        raise CompareError(
-            f"--llmperf-compare={ref}: not a branch, tag or commit of the repository {top}"
-        )
+        raise CompareError(f"{_OPTION}={ref}: not a branch, tag or commit of the repository {top}")
     prune_left_behind(top)
     parent = Path(os.path.realpath(tempfile.mkdtemp(prefix=PREFIX)))
     tree = Worktree(ref, sha, top, parent / "reference")
@@ -212,7 +212,7 @@ def check_out(ref: str, inside: Path) -> Worktree:
         _git(top, "worktree", "add", "--detach", "--quiet", str(tree.path), sha)
     except CompareError as exc:
         _remove(top, tree.path, tree.subs)
-        raise CompareError(f"--llmperf-compare={ref}: git worktree add failed: {exc}") from None
+        raise CompareError(f"{_OPTION}={ref}: git worktree add failed: {exc}") from None
     try:
         _check_out_submodules(top, tree.path, sha, tree.subs)
     except CompareError:

@@ -17,12 +17,12 @@ import math
 from dataclasses import dataclass
 from statistics import median
 
+from .detectable import paired_detectable, paired_shortfall
 from .outcome import Verdict
+from .thresholds import ALPHA, MIN_PAIRS, MIN_SAMPLES
 
-#: One-sided significance for "clearly past the tolerance".
-ALPHA = 0.01
-#: Below this many samples per side the test cannot reach ALPHA: decide on values.
-MIN_SAMPLES = 5
+__all__ = ["ALPHA", "MIN_PAIRS", "MIN_SAMPLES", "Decision", "decide", "decide_paired"]
+
 #: Where the drift correction is refused (measure/drift.py ``untrusted``: intra-op threads
 #: spinning for a core), raw times cannot tell a regression from drift, so a raw regression
 #: is inconclusive, unless it is far past any drift seen: the current median this many
@@ -75,6 +75,13 @@ def worse_ratio(baseline: float, current: float, higher_is_better: bool) -> floa
     return current / baseline
 
 
+def relative_change(baseline: float, current: float) -> float:
+    """(current - baseline) / baseline, signed; from zero, infinite (0 for 0 -> 0)."""
+    if baseline:
+        return (current - baseline) / baseline
+    return 0.0 if current == 0 else math.inf
+
+
 def clearly_worse(
     baseline: list[float], current: list[float], factor: float, higher_is_better: bool
 ) -> float:
@@ -110,23 +117,19 @@ def decide(
     ``noise_floor`` is the relative spread between the baseline's pooled runs:
     a gate tighter than the baseline's own run-to-run spread would flap.
     """
-    change = (current - baseline) / baseline if baseline else (0.0 if current == 0 else math.inf)
-    effective = tolerance
-    note = ""
-    if noise_floor > tolerance:
-        effective = noise_floor
-        note = f"widened to {noise_floor:.0%}: the baseline's runs spread that much"
     d = Decision(
         metric,
         Verdict.PASS,
         baseline,
         current,
-        change,
-        effective,
+        relative_change(baseline, current),
+        tolerance,
         unit,
         higher_is_better,
-        tolerance_note=note,
     )
+    if noise_floor > tolerance:
+        d.tolerance = noise_floor
+        d.tolerance_note = f"widened to {noise_floor:.0%}: the baseline's runs spread that much"
     bs, cs = baseline_samples or [], current_samples or []
     use_samples = len(bs) >= MIN_SAMPLES and len(cs) >= MIN_SAMPLES
     # A sampled metric (a time, say) with too few rounds on either side cannot be
@@ -149,24 +152,39 @@ def decide(
         # Compare the samples' own centres so drift-corrected units stay consistent.
         mb, mc = median(bs), median(cs)
         ratio = worse_ratio(mb, mc, higher_is_better)
-        if drift_corrected and mb:
-            d.drift_corrected_change = (mc - mb) / mb
+        if drift_corrected:
+            d.drift_corrected_change = (mc - mb) / mb if mb else None
+        else:
+            # The message shows the numbers that decided: a pooled value (ITL p99 over every
+            # interval) can differ from the median of its per-round samples (each
+            # generation's p99), and "+10%, tolerance 25%" must not head a regression.
+            d.baseline, d.current, d.change = mb, mc, relative_change(mb, mc)
     else:
         ratio = worse_ratio(baseline, current, higher_is_better)
-    factor = 1.0 + effective
+    return _outcome(d, ratio, bs, cs, too_few)
+
+
+def _outcome(
+    d: Decision, ratio: float, bs: list[float], cs: list[float], too_few: bool
+) -> Decision:
+    """Past the tolerance one way or the other: on samples, only where they show it (a
+    regression that is not clear is inconclusive); on values alone, unless they are too few
+    rounds to tell from noise."""
+    use_samples = len(bs) >= MIN_SAMPLES and len(cs) >= MIN_SAMPLES
+    factor = 1.0 + d.tolerance
     if ratio > factor:
         if not use_samples:
             d.outcome = Verdict.INCONCLUSIVE if too_few else Verdict.REGRESSION
             if too_few:
                 d.tolerance_note = f"fewer than {MIN_SAMPLES} rounds on a side: too few to judge"
             return d
-        d.p_value = clearly_worse(bs, cs, factor, higher_is_better)
+        d.p_value = clearly_worse(bs, cs, factor, d.higher_is_better)
         d.outcome = Verdict.REGRESSION if d.p_value < ALPHA else Verdict.INCONCLUSIVE
     elif ratio < 1.0 / factor:
         if not use_samples:
             d.outcome = Verdict.PASS if too_few else Verdict.IMPROVED
             return d
-        d.p_value = clearly_worse(cs, bs, factor, higher_is_better)
+        d.p_value = clearly_worse(cs, bs, factor, d.higher_is_better)
         d.outcome = Verdict.IMPROVED if d.p_value < ALPHA else Verdict.PASS
     return d
 
@@ -206,10 +224,6 @@ def combine(raw: Decision, corrected: Decision) -> Decision:
     return raw
 
 
-#: A paired decision needs this many pairs before its interval can reach ALPHA (2**-7 < 0.01).
-MIN_PAIRS = 7
-
-
 def median_interval(values: list[float], alpha: float = ALPHA) -> tuple[float, float]:
     """Distribution-free interval for the median (sign test): order statistics k and n-1-k,
     each side missing the median with probability at most ``alpha``."""
@@ -247,15 +261,13 @@ def decide_paired(
         Verdict.PASS,
         reference,
         current,
-        (current - reference) / reference if reference else 0.0,
+        relative_change(reference, current),
         tolerance,
         unit,
         higher_is_better,
         pairs=len(worse),
         reference=reference_name,
     )
-    from .detectable import paired_detectable, paired_shortfall
-
     # Below MIN_PAIRS the interval is unbounded: blind, said in words, not a number.
     d.detectable, d.detectable_why = paired_detectable(worse), paired_shortfall(worse)
     if len(worse) < 2:

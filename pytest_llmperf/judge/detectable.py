@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from statistics import NormalDist, median
 
-from .decision import ALPHA
+from .thresholds import ALPHA, MIN_PAIRS, MIN_SAMPLES
 
 #: The power at which a change counts as detectable.
 POWER = 0.8
@@ -51,8 +51,6 @@ def stored_detectable(
     """MDC of the stored gate: ``current`` samples against ``baseline`` samples (the current
     ones stand in for a baseline not recorded yet), floored by the baseline's run spread.
     None: too few samples to test at all (the gate decides on values)."""
-    from .decision import MIN_SAMPLES
-
     base = baseline if baseline else current
     if len(current) < MIN_SAMPLES or len(base) < MIN_SAMPLES:
         return None
@@ -66,8 +64,6 @@ def paired_detectable(ratios: list[float]) -> float | None:
     infinite below ``MIN_PAIRS``, where the sign test cannot reach ``ALPHA`` whatever the
     ratios (``decision.median_interval``): a number from 3 pairs (doctor --quick printed
     ``>= 5826.3%``) would read as a measurement, and the gate sees nothing."""
-    from .decision import MIN_PAIRS
-
     logs = [math.log(r) for r in ratios if r > 0 and math.isfinite(r)]
     if not logs:
         return None
@@ -90,16 +86,12 @@ def too_few(have: int | None, needed: int, what: str) -> str:
 
 def paired_shortfall(ratios: list[float]) -> str:
     """:func:`too_few` for the paired gate's ratios ("" when there are enough)."""
-    from .decision import MIN_PAIRS
-
     have = sum(1 for r in ratios if r > 0 and math.isfinite(r))
     return too_few(have, MIN_PAIRS, "pairs")
 
 
 def stored_shortfall(current: list[float], baseline: list[float] | None = None) -> str:
     """:func:`too_few` for the stored gate, on the side with fewer rounds ("" when enough)."""
-    from .decision import MIN_SAMPLES
-
     have = min(len(current), len(baseline if baseline is not None else current))
     return too_few(have, MIN_SAMPLES, "rounds")
 
@@ -108,7 +100,6 @@ def can_see(mdc: float | None, why: str = "") -> str:
     """The smallest change a gate can see, as every place shows it: ``>= 12%``, or why it
     sees none (``why``, from :func:`too_few`) rather than a number."""
     from .. import units
-    from .decision import MIN_SAMPLES
 
     if why:
         return why

@@ -12,22 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from .. import units
+from ..measure.work import TOTALS
 from .decision import Decision
 
 #: Operators listed by name before the rest are summed up.
 MAX_NAMES = 6
-#: The words for each total, and the by-name counts that explain it.
-_TOTALS = {
-    "flops": ("flops", None),
-    "bytes": ("bytes", None),
-    "syncs": ("syncs", "syncs"),
-    "copies": ("device copies", "copies"),
-    "tensor_peak": ("tensor peak", None),
-    "graphs": ("graphs", None),
-    "graph_breaks": ("graph breaks", "graph_breaks"),
-    "recompiles": ("recompiles", "recompiles"),
-    "kernels": ("kernels", "kernels"),
-}
+#: The words for each total, and the by-name counts that explain it (``ops``, worded by
+#: name before the rest, is not listed).
+_TOTALS = {t.name: (t.label, t.detail) for t in TOTALS if t.name != "ops"}
 
 
 def by_name(old: dict[str, int], new: dict[str, int], limit: int = MAX_NAMES) -> list[str]:

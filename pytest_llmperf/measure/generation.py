@@ -28,7 +28,6 @@ test fails, its marks and tokens dropped (an endless generator under
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -38,12 +37,10 @@ from itertools import islice
 from statistics import median
 from typing import Any
 
-from ..results import Metric
+from ..metrics import ITL_PERCENTILES, Kind, Metric, percentile
 from .oom import OutOfMemoryResult, is_oom, oom_message
 from .timing import RoundTimer
 
-#: Percentiles of the inter-token latency, and the kind each is gated as.
-ITL_PERCENTILES = (("p50", 50.0, "time"), ("p90", 90.0, "time"), ("p99", 99.0, "tail"))
 #: The throughput that is each latency's inverse: prefill = batch x prompt / TTFT, decode =
 #: batch / TPOT (a paired ratio of one is the other's, inverted).
 RATES = {"ttft": "prefill_throughput", "tpot": "decode_throughput"}
@@ -259,17 +256,6 @@ class GenerationSampler:
         del self.log.marks[len(self.log.marks) - n :]
 
 
-def quantile(sorted_values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) by linear interpolation (numpy's default)."""
-    n = len(sorted_values)
-    if n == 0:
-        return math.nan
-    pos = (n - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
 def intervals(marks: list[float]) -> list[float]:
     """Inter-token latencies: the gaps between consecutive token marks (not the start)."""
     return [b - a for a, b in zip(marks[1:-1], marks[2:], strict=True)]
@@ -285,7 +271,7 @@ def per_round_series(generations: list[list[float]]) -> dict[str, list[float]]:
             continue
         out.setdefault("tpot", []).append((g[-1] - g[1]) / len(gaps))
         for label, q, _ in ITL_PERCENTILES:
-            out.setdefault(f"itl_{label}", []).append(quantile(gaps, q))
+            out.setdefault(f"itl_{label}", []).append(percentile(gaps, q))
         out.setdefault("itl_max", []).append(gaps[-1])
     return out
 
@@ -303,101 +289,127 @@ def generation_metrics(
     is missing. ``times`` are the end-to-end round times, ``normalized`` their
     drift-corrected twins (empty where none): each generation's own statistics are
     corrected by its round's factor."""
-    gens = log.marks
     factors = [n / t if t > 0 else 1.0 for n, t in zip(normalized, times, strict=False)]
-    if len(factors) != len(gens):
+    if len(factors) != len(log.marks):
         factors = []
-    series = per_round_series(gens)
-    metrics: list[Metric] = []
-    all_gated = gated
+    series = per_round_series(log.marks)
+    out = _TokenMetrics(prefix, drift_refused, gated, factors)
+    _first_token(out, log, series["ttft"])
+    notes: list[str] = []
+    if "tpot" in series:
+        _inter_token(out, log, series)
+    else:
+        notes.append(
+            f"{prefix}one token per generation: no inter-token latency (TPOT, ITL) to report"
+        )
+    _end_to_end(out, log, times)
+    return out.metrics, notes
+
+
+class _TokenMetrics:
+    """The token metrics of one measurement as they are added, each per-round series
+    drift-corrected by its round's factor (``factors``: none where not corrected)."""
+
+    def __init__(self, prefix: str, drift_refused: str, gated: bool, factors: list[float]):
+        self.prefix, self.drift_refused, self.gated = prefix, drift_refused, gated
+        self.factors = factors
+        self.metrics: list[Metric] = []
 
     def add(
+        self,
         name: str,
         value: float,
         samples: list[float],
         *,
         unit: str = "s",
-        kind: str = "time",
-        hib: bool = False,
+        kind: Kind = Kind.TIME,
         gated: bool = True,
         per_round: bool = True,
     ) -> None:
+        factors = self.factors
         corrected: list[float] = []
         if factors and per_round and len(samples) == len(factors):
             # seconds scale with the factor, rates inversely
+            # (a tail here is a latency's: lower is better, like seconds)
+            hib = bool(kind.higher_is_better)
             corrected = [s / f if hib else s * f for s, f in zip(samples, factors, strict=True)]
-        metrics.append(
+        self.metrics.append(
             Metric(
-                f"{prefix}{name}",
+                f"{self.prefix}{name}",
                 value,
                 unit,
-                hib,
-                kind,
-                list(samples),
+                higher_is_better=False if kind is Kind.TAIL else None,
+                kind=kind,
+                samples=list(samples),
                 normalized_samples=corrected,
-                drift_refused=drift_refused,
-                gated=gated and all_gated,
+                drift_refused=self.drift_refused,
+                gated=gated and self.gated,
             )
         )
 
-    rate = "tokens/s"
-    batch = log.batch
-    ttft = series["ttft"]
+
+#: The unit of every token rate.
+_RATE = "tokens/s"
+
+
+def _first_token(out: _TokenMetrics, log: GenerationLog, ttft: list[float]) -> None:
+    """TTFT and, with the prompt's length known, the prefill throughput."""
+    add = out.add
     add("ttft", median(ttft), ttft)
     if log.prompt_tokens:
-        prefill = [batch * log.prompt_tokens / t for t in ttft if t > 0]
+        prefill = [log.batch * log.prompt_tokens / t for t in ttft if t > 0]
         if len(prefill) == len(ttft):
-            add(
-                RATES["ttft"],
-                median(prefill),
-                prefill,
-                unit=rate,
-                kind="throughput",
-                hib=True,
-            )
-    notes: list[str] = []
-    if "tpot" in series:
-        tpot = series["tpot"]
-        add("tpot", median(tpot), tpot)
-        decode = [batch / t for t in tpot if t > 0]
-        if len(decode) == len(tpot):
-            add(RATES["tpot"], median(decode), decode, unit=rate, kind="throughput", hib=True)
-        pooled = sorted(gap for g in gens for gap in intervals(g))
-        for label, q, kind in ITL_PERCENTILES:
-            add(f"itl_{label}", quantile(pooled, q), series[f"itl_{label}"], kind=kind)
-        # The tail's shape: p99 over p50 within each generation. A periodic stall doubles
-        # it; machine drift, which slows every token of a generation alike, does not move
-        # it, so it gates where seconds on a shared CPU drift past any tail tolerance.
-        tails = [
-            hi / lo for hi, lo in zip(series["itl_p99"], series["itl_p50"], strict=True) if lo > 0
-        ]
-        p50 = quantile(pooled, 50.0)
-        if tails and p50 > 0:
-            add(
-                "itl_tail",
-                quantile(pooled, 99.0) / p50,
-                tails,
-                unit="x",
-                kind="tail",
-                per_round=False,
-            )
-        # One preempted token sets the maximum: reported, never gated.
-        add("itl_max", pooled[-1], series["itl_max"], kind="tail", gated=False)
-    else:
-        notes.append(
-            f"{prefix}one token per generation: no inter-token latency (TPOT, ITL) to report"
+            add(RATES["ttft"], median(prefill), prefill, unit=_RATE, kind=Kind.THROUGHPUT)
+
+
+def _inter_token(out: _TokenMetrics, log: GenerationLog, series: dict[str, list[float]]) -> None:
+    """TPOT, decode throughput, the ITL percentiles pooled over every generation, the
+    tail's shape and the largest interval."""
+    add = out.add
+    tpot = series["tpot"]
+    add("tpot", median(tpot), tpot)
+    decode = [log.batch / t for t in tpot if t > 0]
+    if len(decode) == len(tpot):
+        add(RATES["tpot"], median(decode), decode, unit=_RATE, kind=Kind.THROUGHPUT)
+    pooled = sorted(gap for g in log.marks for gap in intervals(g))
+    for label, q, kind in ITL_PERCENTILES:
+        add(f"itl_{label}", percentile(pooled, q), series[f"itl_{label}"], kind=kind)
+    # The tail's shape: p99 over p50 within each generation. A periodic stall doubles
+    # it; machine drift, which slows every token of a generation alike, does not move
+    # it, so it gates where seconds on a shared CPU drift past any tail tolerance.
+    tails = [hi / lo for hi, lo in zip(series["itl_p99"], series["itl_p50"], strict=True) if lo > 0]
+    p50 = percentile(pooled, 50.0)
+    if tails and p50 > 0:
+        add(
+            "itl_tail",
+            percentile(pooled, 99.0) / p50,
+            tails,
+            unit="x",
+            kind=Kind.TAIL,
+            per_round=False,
         )
+    # One preempted token sets the maximum: reported, never gated.
+    add("itl_max", pooled[-1], series["itl_max"], kind=Kind.TAIL, gated=False)
+
+
+def _end_to_end(out: _TokenMetrics, log: GenerationLog, times: list[float]) -> None:
+    """End-to-end latency, tokens per second and the tokens each generation gave."""
+    add = out.add
     add("e2e_latency", median(times), times, gated=False, per_round=False)
-    counts = [batch * (len(g) - 1) for g in gens]
+    counts = [log.batch * (len(g) - 1) for g in log.marks]
     rates = [c / t for c, t in zip(counts, times, strict=False) if t > 0]
     if len(rates) == len(counts):
-        add("throughput", median(rates), rates, unit=rate, kind="throughput", hib=True)
-    metrics.append(
+        add("throughput", median(rates), rates, unit=_RATE, kind=Kind.THROUGHPUT)
+    out.metrics.append(
         Metric(
-            f"{prefix}output_tokens", float(median(counts)), "tokens", True, "other", gated=False
+            f"{out.prefix}output_tokens",
+            float(median(counts)),
+            "tokens",
+            higher_is_better=True,
+            kind=Kind.OTHER,
+            gated=False,
         )
     )
-    return metrics, notes
 
 
 def histogram_intervals(log: GenerationLog) -> list[float]:
@@ -426,19 +438,27 @@ def paired_token_metrics(
         if per_token:
             itl.append(median(per_token))
         if gaps_ref and gaps_cand:
-            tail_ref = quantile(sorted(gaps_ref), 99.0)
-            tail_cand = quantile(sorted(gaps_cand), 99.0)
+            tail_ref = percentile(gaps_ref, 99.0)
+            tail_cand = percentile(gaps_cand, 99.0)
             if tail_cand > 0:
                 p99.append(tail_ref / tail_cand)
     out = []
     for key, values, kind, tol in (
-        ("ttft_speedup", ttft, "ratio", tolerance),
-        ("itl_speedup", itl, "ratio", tolerance),
-        ("itl_p99_speedup", p99, "tail", None),
+        ("ttft_speedup", ttft, Kind.RATIO, tolerance),
+        ("itl_speedup", itl, Kind.RATIO, tolerance),
+        ("itl_p99_speedup", p99, Kind.TAIL, None),
     ):
         if values:
             out.append(
-                Metric(f"{name}.{key}", median(values), "x", True, kind, values, tolerance=tol)
+                Metric(
+                    f"{name}.{key}",
+                    median(values),
+                    "x",
+                    higher_is_better=True,  # a speedup, of a tail too
+                    kind=kind,
+                    samples=values,
+                    tolerance=tol,
+                )
             )
     return out
 

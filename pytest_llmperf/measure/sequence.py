@@ -20,7 +20,8 @@ from statistics import median
 from typing import Any
 
 from ..config import Policy
-from ..results import Metric, TestResult
+from ..metrics import Kind, Metric
+from ..results import TestResult
 from . import distributed, drift
 from .device import exclusive_device
 from .oom import OutOfMemoryResult, oom_as_status
@@ -45,8 +46,6 @@ class Measurement:
     energy_window_s: float = 0.0
     #: What the call asks PyTorch to do, counted once (None: not taken).
     work: WorkSignature | None = None
-    #: Runs the sequence once more and records again (set while the test is alive).
-    rerun: Callable[[], None] | None = None
     #: The call itself, kept for profiling a failure.
     call: Callable[[], Any] | None = None
     #: Why the CPU drift correction was refused ("": it was not); then no pass is corrected.
@@ -157,16 +156,11 @@ def measure_call(
     token marks logged), else the call's. An out-of-memory error ends the test with
     status ``oom`` (``oom_as_status``).
     """
-    from .energy import EnergyMeter
-    from .memory import PeakMemory, peak_of_call
-
     call = m.call
     assert call is not None
     timed = call if m.iterations == 1 else repeated(call, m.iterations)
     timer = RoundTimer(device)
     use_drift = uses_drift_correction(policy, device)
-    on_cpu = device.type == "cpu"
-    refs: list[drift.BatchReference] = []
     first = not m.times
     if not first:
         forget_last_pass(m, result)
@@ -174,64 +168,127 @@ def measure_call(
     with exclusive_device(device), oom_as_status(result, device):
         compiled_before = compile_counters() if first and policy.work else None
         sampler = m.generation or CallSampler(timer, timed, setup)
-
-        def warm() -> None:
-            times = warm_up(timer, timed, policy.warmup, policy.max_time, setup)
-            m.warmup_times = [t / m.iterations for t in times]
-
-        prefix = f"{m.name}." if m.name else ""
-        names = [f"{prefix}throughput", f"{prefix}{'e2e_latency' if m.generation else 'time'}"]
-        driven = remote.measure(names, sampler, warm, False) if first and remote else None
-        if first and driven is None:
-            warm()
-        mem = PeakMemory(device)
-        meter = EnergyMeter(device)
-        if not on_cpu:
-            mem.start()
-        distributed.barrier()
-        meter.start()
-        if use_drift:
-            drift.mark()  # the first batch's drift window starts here
-        rounds = driven or measure_rounds(
-            sampler,
-            rounds=policy.rounds,
-            min_rounds=policy.min_rounds,
-            max_rounds=policy.max_rounds,
-            max_time=policy.max_time,
-            precision=policy.tolerance_for("time", "time") / 4,
-            between_batches=(lambda: refs.append(drift.batch_reference())) if use_drift else None,
-        )
-        energy = meter.stop()
-        distributed.barrier()
-        times = [t / m.iterations for t in distributed.slowest(rounds.values, device)]
-        # CPU: RSS needs a pass of its own (see memory.peak_of_call).
-        peak = peak_of_call(device, call, setup) if on_cpu else mem.stop()
+        driven = _warm_up(m, policy, timer, timed, sampler, setup) if first else None
+        taken = _timed_pass(m, policy, device, sampler, driven, use_drift, setup)
         if first and policy.work:
             take_signature(m, device, result, compiled_before, setup)
     distributed.report_state("measured", result.nodeid)
-    m.times += times
+    _pool(m, taken, policy, result, use_drift)
+    return sampler.result
+
+
+@dataclass
+class _Pass:
+    """What one pass of the rounds read, before it is pooled into the measurement."""
+
+    #: One call's time per round (the slowest rank's).
+    times: list[float]
+    batch_sizes: list[int]
+    #: The drift references taken between batches (none without drift correction).
+    refs: list[drift.BatchReference]
+    peak: Any
+    #: (joules, window in seconds) where NVML counted them.
+    energy: tuple[float, float] | None
+
+
+def _warm_up(
+    m: Measurement,
+    policy: Policy,
+    timer: RoundTimer,
+    timed: Callable[[], Any],
+    sampler: Any,
+    setup: Callable[[], Any] | None,
+) -> Any:
+    """The first pass's warm-up; in a compare worker the controller drives it and the
+    rounds, which are returned (None: the rounds are still to be timed here)."""
+
+    def warm() -> None:
+        times = warm_up(timer, timed, policy.warmup, policy.max_time, setup)
+        m.warmup_times = [t / m.iterations for t in times]
+
+    prefix = f"{m.name}." if m.name else ""
+    names = [f"{prefix}throughput", f"{prefix}{'e2e_latency' if m.generation else 'time'}"]
+    driven = remote.measure(names, sampler, warm, False) if remote else None
+    if driven is None:
+        warm()
+    return driven
+
+
+def _timed_pass(
+    m: Measurement,
+    policy: Policy,
+    device: Any,
+    sampler: Any,
+    driven: Any,
+    use_drift: bool,
+    setup: Callable[[], Any] | None,
+) -> _Pass:
+    """The rounds (``driven``: already timed), between the ranks' barriers, with the energy
+    counter and the memory peak around them."""
+    from .energy import EnergyMeter
+    from .memory import PeakMemory, peak_of_call
+
+    on_cpu = device.type == "cpu"
+    refs: list[drift.BatchReference] = []
+    mem = PeakMemory(device)
+    meter = EnergyMeter(device)
+    if not on_cpu:
+        mem.start()
+    distributed.barrier()
+    meter.start()
     if use_drift:
-        why = m.drift_refused or drift.untrusted(refs)
-        if why:
-            if not m.drift_refused:
-                text = f"drift correction not applied: {why}"
-                result.note(f"{m.name}: {text}" if m.name else text)
-            m.drift_refused, m.normalized = why, []
-        else:
-            m.normalized += drift.normalize_batches(times, rounds.batch_sizes, refs)
+        drift.mark()  # the first batch's drift window starts here
+    rounds = driven or measure_rounds(
+        sampler,
+        rounds=policy.rounds,
+        min_rounds=policy.min_rounds,
+        max_rounds=policy.max_rounds,
+        max_time=policy.max_time,
+        precision=policy.tolerance_for("time", Kind.TIME) / 4,
+        between_batches=(lambda: refs.append(drift.batch_reference())) if use_drift else None,
+    )
+    energy = meter.stop()
+    distributed.barrier()
+    times = [t / m.iterations for t in distributed.slowest(rounds.values, device)]
+    # CPU: RSS needs a pass of its own (see memory.peak_of_call).
+    peak = peak_of_call(device, m.call, setup) if on_cpu else mem.stop()
+    return _Pass(times, rounds.batch_sizes, refs, peak, energy)
+
+
+def _pool(
+    m: Measurement, taken: _Pass, policy: Policy, result: TestResult, use_drift: bool
+) -> None:
+    """A pass's rounds, drift-corrected times, memory peak and energy pooled into ``m``,
+    and the note that says its rounds had not settled."""
+    m.times += taken.times
+    if use_drift:
+        _pool_drift(m, taken, result)
+    peak = taken.peak
     m.peak_memory = peak.peak if m.peak_memory is None else max(m.peak_memory, peak.peak)
     if peak.reserved is not None:
         m.peak_memory_reserved = max(m.peak_memory_reserved or 0, peak.reserved)
     m.peak_exact = peak.exact
-    if energy is not None:
-        joules, m.energy_window_s = energy
-        m.energy_j = joules / max(1, len(times))
+    if taken.energy is not None:
+        joules, m.energy_window_s = taken.energy
+        m.energy_j = joules / max(1, len(taken.times))
     note = unsettled_note(m.times, m.warmup_times, policy.warmup)
     if note:
         note = f"{m.name}: {note}" if m.name else note
         result.note(note)
         m.said.append(note)
-    return sampler.result
+
+
+def _pool_drift(m: Measurement, taken: _Pass, result: TestResult) -> None:
+    """The pass's drift-normalized times, or, where its references are not trusted, none
+    for the whole measurement (said once)."""
+    why = m.drift_refused or drift.untrusted(taken.refs)
+    if why:
+        if not m.drift_refused:
+            text = f"drift correction not applied: {why}"
+            result.note(f"{m.name}: {text}" if m.name else text)
+        m.drift_refused, m.normalized = why, []
+    else:
+        m.normalized += drift.normalize_batches(taken.times, taken.batch_sizes, taken.refs)
 
 
 def forget_last_pass(m: Measurement, result: TestResult) -> None:
@@ -293,7 +350,7 @@ def call_metrics(
             m.median, flops=policy.flops, bytes=policy.bytes, device=device, dtype=dtype
         )
         for key, value in fractions.items():
-            metrics.append(Metric(f"{prefix}{key}", value, "", True, "efficiency", gated=False))
+            metrics.append(Metric(f"{prefix}{key}", value, "", kind=Kind.EFFICIENCY, gated=False))
             m.optional.append(f"{prefix}{key}")
         notes += [f"{prefix}{note}" for note in left_out]
     m.said += notes  # the caller says them; a re-measurement replaces them
@@ -321,9 +378,8 @@ def speed_metrics(
             f"{prefix}time",
             m.median,
             "s",
-            False,
-            "time",
-            list(m.times),
+            kind=Kind.TIME,
+            samples=list(m.times),
             normalized_samples=list(m.normalized),
             drift_refused=m.drift_refused,
             gated=gated and not items,
@@ -335,9 +391,8 @@ def speed_metrics(
                 f"{prefix}throughput",
                 items / m.median,
                 f"{item_unit}/s",
-                True,
-                "throughput",
-                [items / t for t in m.times if t > 0],
+                kind=Kind.THROUGHPUT,
+                samples=[items / t for t in m.times if t > 0],
                 normalized_samples=[items / t for t in m.normalized if t > 0],
                 drift_refused=m.drift_refused,
                 gated=gated,
@@ -361,8 +416,7 @@ def memory_metrics(m: Measurement, prefix: str, device: Any) -> list[Metric]:
             f"{prefix}peak_memory",
             float(m.peak_memory or 0),
             "B",
-            False,
-            "memory",
+            kind=Kind.MEMORY,
             gated=m.peak_exact and not counted,
         )
     ]
@@ -373,8 +427,7 @@ def memory_metrics(m: Measurement, prefix: str, device: Any) -> list[Metric]:
                 f"{prefix}{name}",
                 float(m.peak_memory_reserved),
                 "B",
-                False,
-                "memory",
+                kind=Kind.MEMORY,
                 gated=not on_cpu,
             )
         )
@@ -393,8 +446,7 @@ def work_metrics(m: Measurement, prefix: str) -> list[Metric]:
             f"{prefix}work.{name}",
             value,
             unit,
-            False,
-            "work",
+            kind=Kind.WORK,
             gated=m.work.complete and name not in m.work.unsteady,
         )
         for name, value, unit in m.work.totals()
@@ -415,7 +467,7 @@ def energy_metrics(m: Measurement, prefix: str) -> tuple[list[Metric], list[str]
             f"energy window {m.energy_window_s:.2f} s is shorter than {MIN_WINDOW_S} s "
             "(NVML updates every 20-100 ms): reported, not gated; raise max_time or rounds"
         )
-    return [Metric(f"{prefix}energy", m.energy_j, "J", False, "energy", gated=long_enough)], notes
+    return [Metric(f"{prefix}energy", m.energy_j, "J", kind=Kind.ENERGY, gated=long_enough)], notes
 
 
 # --------------------------------------------------------------------------- A/B
@@ -469,7 +521,7 @@ def measure_pairs(
             min_rounds=policy.min_rounds,
             max_rounds=policy.max_rounds,
             max_time=2 * policy.max_time,
-            precision=policy.tolerance_for(metric, "ratio") / 4,
+            precision=policy.tolerance_for(metric, Kind.RATIO) / 4,
         )
         if first and policy.work:
             # Both sides compiled in one window: the reference's signature carries it.
@@ -495,7 +547,15 @@ def pair_metrics(
         metrics += work_metrics(m, f"{m.name}.")
     ratios = list(sampler.ratios)
     metrics.append(
-        Metric(speedup_name, median(ratios), "x", True, "ratio", ratios, tolerance=tolerance)
+        Metric(
+            speedup_name,
+            median(ratios),
+            "x",
+            higher_is_better=True,  # reference / candidate: > 1, the candidate is faster
+            kind=Kind.RATIO,
+            samples=ratios,
+            tolerance=tolerance,
+        )
     )
     if ref.generation is not None and cand.generation is not None:
         from .generation import paired_token_metrics

@@ -102,35 +102,57 @@ class WorkSignature:
     unsteady: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def totals(self) -> list[tuple[str, float, str]]:
-        """(name, value, unit) of every gated quantity this signature has."""
-        out = [
-            ("ops", sum(self.ops.values()), ""),
-            ("flops", self.flops, "FLOP"),
-            ("bytes", self.bytes, "B"),
-            ("syncs", sum(self.syncs.values()), ""),
-            ("copies", sum(self.copies.values()), ""),
-            ("tensor_peak", self.tensor_peak, "B"),
-        ]
-        if self.graphs is not None:
-            out += [
-                ("graphs", self.graphs, ""),
-                ("graph_breaks", sum(self.graph_breaks.values()), ""),
-                ("recompiles", sum(self.recompiles.values()), ""),
-            ]
-        if self.kernels is not None:
-            out.append(("kernels", sum(self.kernels.values()), ""))
-        return [(name, float(value), unit) for name, value, unit in out]
+        """(name, value, unit) of every gated quantity this signature has (``TOTALS``)."""
+        out = []
+        for total in TOTALS:
+            if total.needs is not None and getattr(self, total.needs) is None:
+                continue
+            value = getattr(self, total.name)
+            if isinstance(value, dict):  # by-name counts: their sum is the total
+                value = sum(value.values())
+            out.append((total.name, float(value), total.unit))
+        return out
 
     def detail(self) -> dict[str, Any]:
         """The by-name counts, JSON-ready, kept beside the totals to explain a diff."""
         out: dict[str, Any] = {"ops": dict(sorted(self.ops.items()))}
-        for key in ("syncs", "copies", "graph_breaks", "recompiles"):
-            counts = getattr(self, key)
+        for total in TOTALS:
+            if total.detail is None or total.detail == "ops":
+                continue
+            counts = getattr(self, total.detail)
             if counts:
-                out[key] = dict(sorted(counts.items()))
-        if self.kernels:
-            out["kernels"] = dict(sorted(self.kernels.items()))
+                out[total.detail] = dict(sorted(counts.items()))
         return out
+
+
+@dataclass(frozen=True)
+class WorkTotal:
+    """One gated total of a signature: its field, its unit, the words a diff says it in,
+    and the field of by-name counts that explains a change of it (None: no names do)."""
+
+    name: str
+    unit: str
+    label: str
+    detail: str | None
+    #: A field that is None where this total was not taken (nothing compiled: no compile
+    #: totals; no profiler on the device: no kernels); None: always taken.
+    needs: str | None = None
+
+
+#: Every total a signature gates, in the order they are listed and a diff words them: the
+#: one list that ``WorkSignature`` and the verdict's wording (``judge.workdiff``) read.
+TOTALS = (
+    WorkTotal("ops", "", "ops", "ops"),
+    WorkTotal("flops", "FLOP", "flops", None),
+    WorkTotal("bytes", "B", "bytes", None),
+    WorkTotal("syncs", "", "syncs", "syncs"),
+    WorkTotal("copies", "", "device copies", "copies"),
+    WorkTotal("tensor_peak", "B", "tensor peak", None),
+    WorkTotal("graphs", "", "graphs", None, needs="graphs"),
+    WorkTotal("graph_breaks", "", "graph breaks", "graph_breaks", needs="graphs"),
+    WorkTotal("recompiles", "", "recompiles", "recompiles", needs="graphs"),
+    WorkTotal("kernels", "", "kernels", "kernels", needs="kernels"),
+)
 
 
 # --------------------------------------------------------------------------- the counters
@@ -224,11 +246,10 @@ def _by_name(registry: dict[Any, Any]) -> dict[str, Any]:
 _REGISTRY: list[Any] = [None, {}]
 
 
-def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool], device: Any) -> Any:
-    """A TorchDispatchMode that counts into ``sig`` (built lazily: it imports torch)."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils.flop_counter import flop_registry, sdpa_backward_flop_count, sdpa_flop_count
+def _extra_flop_formulas() -> dict[str, Callable[..., int]]:
+    """FLOP formulas for operators ``torch.utils.flop_counter`` has none for (the CPU's
+    flash attention), by operator name."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
 
     def _sdpa_cpu(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
         return sdpa_flop_count(query.shape, key.shape, value.shape)
@@ -236,103 +257,132 @@ def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool], device: An
     def _sdpa_cpu_backward(grad: Any, query: Any, key: Any, value: Any, *a: Any, **k: Any) -> int:
         return sdpa_backward_flop_count(grad.shape, query.shape, key.shape, value.shape)
 
-    extra_flops: dict[str, Callable[..., int]] = {
+    return {
         "aten._scaled_dot_product_flash_attention_for_cpu": _sdpa_cpu,
         "aten._scaled_dot_product_flash_attention_for_cpu_backward": _sdpa_cpu_backward,
     }
-    registry = _by_name(flop_registry)
-    composite = _COMPOSITE
 
-    def decomposes(func: Any) -> bool:
+
+class _OpCounter:
+    """Counts one operator call into ``sig``: its name, FLOPs, syncs and copies, bytes and
+    the live tensor bytes it allocated (built lazily: it imports torch)."""
+
+    def __init__(self, sig: WorkSignature, host_read: list[bool], device: Any) -> None:
+        import torch
+        from torch.utils.flop_counter import flop_registry
+
+        self.sig, self.host_read, self.device = sig, host_read, device
+        self.live = _LiveBytes()
+        self.registry = _by_name(flop_registry)
+        self.extra_flops = _extra_flop_formulas()
+        self._implicit = torch._C.DispatchKey.CompositeImplicitAutograd
+        self._bool = torch.bool
+
+    def decomposes(self, func: Any) -> bool:
         """A composite operator (``aten.linear``) reaches the mode undecomposed only under
         ``inference_mode``; decomposed, it counts as under ``no_grad`` (``aten.addmm``)."""
+        composite = _COMPOSITE
         if func not in composite:
-            key = torch._C.DispatchKey.CompositeImplicitAutograd
-            composite[func] = _name(func) not in registry and func.has_kernel_for_dispatch_key(key)
+            composite[func] = _name(func) not in self.registry and (
+                func.has_kernel_for_dispatch_key(self._implicit)
+            )
         return composite[func]
+
+    def count(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
+        name = _name(func)
+        if func.is_view or name in _ALIASING:
+            return
+        self.sig.ops[name] += 1
+        inputs = _tensors((args, kwargs))
+        outputs = _tensors(out)
+        self._flops(name, args, kwargs, out, inputs, outputs)
+        self._syncs(name, args, inputs)
+        self._copies(name, kwargs, inputs, outputs)
+        self._bytes(name, inputs, outputs)
+
+    def _flops(self, name, args, kwargs, out, inputs, outputs) -> None:  # noqa: ANN001
+        sig, registry = self.sig, self.registry
+        if name in registry:
+            sig.flops += int(registry[name](*args, **kwargs, out_val=out))
+        elif name in self.extra_flops:
+            sig.flops += int(self.extra_flops[name](*args, **kwargs))
+        elif name in _MATMUL_LIKE and inputs and outputs:
+            sig.flops += 2 * inputs[0].numel() * outputs[0].shape[-1]
+        elif not name.startswith(("aten.", "prims.")) and outputs:
+            note = f"{name}: a custom operator, counted by name only (no FLOP formula)"
+            if note not in sig.uncounted:
+                sig.uncounted.append(note)
+
+    def _syncs(self, name: str, args: Any, inputs: list[Any]) -> None:
+        if _on_host(inputs, self.device):
+            return
+        if name in SYNC_OPS:
+            self.sig.syncs[name] += 1
+        elif name in ("aten.index", "aten.index_put", "aten.index_put_"):
+            # A boolean mask makes the output's shape (or the write's) depend on the data.
+            index = args[1] if len(args) > 1 else ()
+            if any(t is not None and t.dtype == self._bool for t in _tensors(index)):
+                self.sig.syncs[f"{name} (boolean mask)"] += 1
+
+    def _copies(self, name: str, kwargs: Any, inputs: list[Any], outputs: list[Any]) -> None:
+        if name in ("aten._to_copy", "aten.copy_") and inputs and outputs:
+            src = inputs[-1] if name == "aten.copy_" else inputs[0]
+            dst = outputs[0]
+            if src.device.type != dst.device.type:
+                self.sig.copies[f"{src.device.type}->{dst.device.type}"] += 1
+                blocking = not kwargs.get("non_blocking", False)
+                if dst.device.type == "cpu" and blocking and not self.host_read[0]:
+                    self.sig.syncs["copy to host"] += 1
+
+    def _bytes(self, name: str, inputs: list[Any], outputs: list[Any]) -> None:
+        sig = self.sig
+        seen = set()
+        for t in inputs:
+            key = _storage_key(t)
+            if key is None:
+                self._subclass(name, t)
+                continue
+            seen.add(key[1])
+            sig.bytes += t.nbytes
+        for t in outputs:
+            key = _storage_key(t)
+            if key is None:
+                self._subclass(name, t)
+                continue
+            sig.bytes += t.nbytes
+            if key[1] not in seen:  # not an input written in place: a new allocation
+                self.live.allocated(*key)
+
+    def _subclass(self, name: str, t: Any) -> None:
+        note = f"{type(t).__name__} tensors (no storage) left out of bytes and tensor_peak"
+        if note not in self.sig.uncounted:
+            self.sig.uncounted.append(note)
+
+
+def _make_dispatch_counter(sig: WorkSignature, host_read: list[bool], device: Any) -> Any:
+    """A TorchDispatchMode that counts into ``sig`` (built lazily: it imports torch)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counter = _OpCounter(sig, host_read, device)
 
     class DispatchCounter(TorchDispatchMode):
         def __init__(self) -> None:
             super().__init__()
-            self.live = _LiveBytes()
+            self.live = counter.live
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
             kwargs = kwargs or {}
-            if decomposes(func):
+            if counter.decomposes(func):
                 with self:
                     out = func.decompose(*args, **kwargs)
                 if out is not NotImplemented:
                     return out
             out = func(*args, **kwargs)
             try:
-                self._count(func, args, kwargs, out)
+                counter.count(func, args, kwargs, out)
             except Exception as exc:  # counting must never break the user's call
                 sig.uncounted.append(f"{_name(func)}: not counted ({type(exc).__name__}: {exc})")
             return out
-
-        def _count(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
-            name = _name(func)
-            if func.is_view or name in _ALIASING:
-                return
-            sig.ops[name] += 1
-            inputs = _tensors((args, kwargs))
-            outputs = _tensors(out)
-            self._flops(name, args, kwargs, out, inputs, outputs)
-            self._syncs(name, func, args, kwargs, inputs, outputs)
-            self._bytes(name, inputs, outputs)
-
-        def _flops(self, name, args, kwargs, out, inputs, outputs) -> None:  # noqa: ANN001
-            if name in registry:
-                sig.flops += int(registry[name](*args, **kwargs, out_val=out))
-            elif name in extra_flops:
-                sig.flops += int(extra_flops[name](*args, **kwargs))
-            elif name in _MATMUL_LIKE and inputs and outputs:
-                sig.flops += 2 * inputs[0].numel() * outputs[0].shape[-1]
-            elif not name.startswith(("aten.", "prims.")) and outputs:
-                note = f"{name}: a custom operator, counted by name only (no FLOP formula)"
-                if note not in sig.uncounted:
-                    sig.uncounted.append(note)
-
-        def _syncs(self, name, func, args, kwargs, inputs, outputs) -> None:  # noqa: ANN001
-            on_host = _on_host(inputs, device)
-            if name in SYNC_OPS and not on_host:
-                sig.syncs[name] += 1
-            elif name in ("aten.index", "aten.index_put", "aten.index_put_") and not on_host:
-                # A boolean mask makes the output's shape (or the write's) depend on the data.
-                index = args[1] if len(args) > 1 else ()
-                if any(t is not None and t.dtype == torch.bool for t in _tensors(index)):
-                    sig.syncs[f"{name} (boolean mask)"] += 1
-            if name in ("aten._to_copy", "aten.copy_") and inputs and outputs:
-                src = inputs[-1] if name == "aten.copy_" else inputs[0]
-                dst = outputs[0]
-                if src.device.type != dst.device.type:
-                    sig.copies[f"{src.device.type}->{dst.device.type}"] += 1
-                    blocking = not kwargs.get("non_blocking", False)
-                    if dst.device.type == "cpu" and blocking and not host_read[0]:
-                        sig.syncs["copy to host"] += 1
-
-        def _bytes(self, name, inputs, outputs) -> None:  # noqa: ANN001
-            seen = set()
-            for t in inputs:
-                key = _storage_key(t)
-                if key is None:
-                    self._subclass(name, t)
-                    continue
-                seen.add(key[1])
-                sig.bytes += t.nbytes
-            for t in outputs:
-                key = _storage_key(t)
-                if key is None:
-                    self._subclass(name, t)
-                    continue
-                sig.bytes += t.nbytes
-                if key[1] not in seen:  # not an input written in place: a new allocation
-                    self.live.allocated(*key)
-
-        def _subclass(self, name: str, t: Any) -> None:
-            note = f"{type(t).__name__} tensors (no storage) left out of bytes and tensor_peak"
-            if note not in sig.uncounted:
-                sig.uncounted.append(note)
 
     return DispatchCounter()
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import units
 from ..judge.outcome import Verdict
+from ..metrics import ITL_PERCENTILES, percentile
 from ..results import Status, TestResult
 from .tables import headline_metric, main_metric, metric_in, short_name, sort_key
 
@@ -233,23 +234,11 @@ def generic_plots(group: str, results: list[TestResult]) -> list[Plot]:
 
 #: At most this many ITL histograms per report group (one per test); the rest are counted.
 MAX_HISTOGRAMS = 24
-#: The percentiles marked on an ITL histogram: (label, percentile, line style).
-ITL_MARKERS = (("p50", 50.0, "--"), ("p99", 99.0, ":"))
+#: The line style of each ITL percentile marked on a histogram (of ``ITL_PERCENTILES``).
+ITL_MARKERS = {"p50": "--", "p99": ":"}
 _HIST_BINS = 40
 _AB_SIDES = ("reference", "candidate")
 _SERIES_COLORS = ("#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#57606a")
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The ``q``-th percentile (0..100) by linear interpolation, as the ITL metrics take
-    it (``measure.generation.quantile``, numpy's default); None for no values."""
-    xs = sorted(values)
-    if not xs:
-        return None
-    pos = (len(xs) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def itl_markers(itl_s: list[float]) -> list[tuple[str, float]]:
@@ -258,7 +247,9 @@ def itl_markers(itl_s: list[float]) -> list[tuple[str, float]]:
     values = [float(x) for x in itl_s if units.finite(x) and x >= 0]
     if not values:
         return []
-    return [(label, percentile(values, q)) for label, q, _ in ITL_MARKERS]  # type: ignore[misc]
+    return [
+        (label, percentile(values, q)) for label, q, _ in ITL_PERCENTILES if label in ITL_MARKERS
+    ]
 
 
 def itl_unit(itl_s: list[float]) -> str:
@@ -326,7 +317,7 @@ def _draw_itl(ax: Any, title: str, series: list[tuple[str, list[float]]]) -> Non
             lw=1.4,
             label=plain(f"{name}{len(xs)} intervals"),
         )
-        styles = {lab: ls for lab, _, ls in ITL_MARKERS}
+        styles = ITL_MARKERS
         for mark, seconds in itl_markers(raw):
             ax.axvline(
                 units.convert(seconds, "s", unit),

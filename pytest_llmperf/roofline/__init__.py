@@ -4,7 +4,8 @@
 ``device_specs`` the datasheet peaks of common accelerators, ``calibration`` the
 peaks measured on this machine and the MFU / MBU the fixture records, and
 ``estimator`` charges each op ``max(FLOPs / peak FLOP/s, bytes / bandwidth)`` to
-estimate runtime, memory and energy; ``cli`` puts the estimator on the command line
+estimate runtime, memory and energy (its parts: ``workload``, ``ops``, ``phases``,
+``memory``, ``hardware``, ``interconnect``); ``cli`` puts the estimator on the command line
 (``python -m pytest_llmperf estimate``). Only ``calibration`` imports torch, and only
 when it measures, so a datasheet estimate runs without it.
 """

@@ -76,14 +76,8 @@ def non_negative_float(maximum: float) -> Callable[[str], float]:
     return arg_type(parse_float, "number", minimum=0.0, maximum=maximum)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pytest_llmperf", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    est = sub.add_parser(
-        "estimate",
-        help="estimate runtime, energy, memory and FLOPs of a model workload",
-        description="Roofline estimate: per op max(FLOPs / peak FLOP/s, bytes / bandwidth), summed.",
-    )
+def _add_workload_options(est: argparse.ArgumentParser) -> None:
+    """The model, device and workload options of ``estimate``."""
     est.add_argument(
         "--model", required=True, help="e.g. opt-1.3b, clm-60m, llama-3-8b, cs336-small"
     )
@@ -128,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="board power in W for the energy",
     )
+
+
+def _add_split_options(est: argparse.ArgumentParser) -> None:
+    """The options that spread the workload over several devices, and their link."""
     est.add_argument(
         "--devices",
         type=positive_int(MAX_DEVICES),
@@ -160,6 +158,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="pipeline parallel: micro-batches of the batch (default: one sequence each)",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pytest_llmperf", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    est = sub.add_parser(
+        "estimate",
+        help="estimate runtime, energy, memory and FLOPs of a model workload",
+        description="Roofline estimate: per op max(FLOPs / peak FLOP/s, bytes / bandwidth), summed.",
+    )
+    _add_workload_options(est)
+    _add_split_options(est)
     est.add_argument("--json", action="store_true", help="print the estimate as JSON")
     est.add_argument("--ops", action="store_true", help="also list the per-op breakdown")
     sub.add_parser("list", help="list the known models and devices")

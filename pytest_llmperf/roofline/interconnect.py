@@ -7,7 +7,6 @@ al., "Optimization of collective communication operations in MPICH"):
 
 * all-reduce of ``n`` bytes over ``N`` devices: ``2 (N-1)`` steps, each moving
   ``n / N`` bytes: ``2 (N-1)/N x n / bandwidth + 2 (N-1) x latency``;
-* all-gather / reduce-scatter: half of that (``N-1`` steps);
 * point to point (a pipeline stage boundary): ``n / bandwidth + latency``.
 
 The datasheet links are the theoretical per-direction rates (PCIe: 0.985, 1.969,
@@ -95,14 +94,6 @@ def all_reduce_s(nbytes: float, devices: int, link: Link) -> float:
     if devices <= 1 or nbytes <= 0:
         return 0.0
     steps = 2 * (devices - 1)
-    return steps / devices * nbytes / link.bytes_per_s + steps * link.latency_s
-
-
-def all_gather_s(nbytes: float, devices: int, link: Link) -> float:
-    """Seconds of a ring all-gather (or reduce-scatter) whose full result is ``nbytes``."""
-    if devices <= 1 or nbytes <= 0:
-        return 0.0
-    steps = devices - 1
     return steps / devices * nbytes / link.bytes_per_s + steps * link.latency_s
 
 

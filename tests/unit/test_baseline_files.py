@@ -136,7 +136,7 @@ def test_1e999_and_non_finite_facts_are_refused(tmp_path: Path) -> None:
 def _timed(nodeid: str, value: float, samples: list[float], **kw: Any) -> TestResult:
     r = TestResult(nodeid, tier="smoke", params=kw.pop("params", {}))
     kw.setdefault("tolerance", 0.1)
-    r.add(Metric("time", value, "s", False, "time", samples, **kw))
+    r.add(Metric("time", value, "s", higher_is_better=False, kind="time", samples=samples, **kw))
     return r
 
 
@@ -342,10 +342,26 @@ def test_a_write_removes_stale_temporaries_of_its_own_file_only(tmp_path: Path) 
 def _two_metrics(n: int) -> TestResult:
     ts = [0.0123456 + i * 1e-5 for i in range(n)]
     r = TestResult("t.py::a", tier="smoke", group="g", params={"batch": 1})
-    r.add(Metric("time", ts[n // 2], "s", False, "time", ts, 0.1, gated=False))
     r.add(
         Metric(
-            "throughput", 128 / ts[n // 2], "tokens/s", True, "throughput", [128 / t for t in ts]
+            "time",
+            ts[n // 2],
+            "s",
+            higher_is_better=False,
+            kind="time",
+            samples=ts,
+            tolerance=0.1,
+            gated=False,
+        )
+    )
+    r.add(
+        Metric(
+            "throughput",
+            128 / ts[n // 2],
+            "tokens/s",
+            higher_is_better=True,
+            kind="throughput",
+            samples=[128 / t for t in ts],
         )
     )
     return r
@@ -368,7 +384,9 @@ def test_an_entry_with_an_old_summary_judges_the_same(tmp_path: Path) -> None:
     write(path, device=DEVICE, fingerprint={}, results=[_two_metrics(5)])
     new = load(path, KEY).tests["t.py::a"]["metrics"]["time"]
     old = dict(new, summary={k: float(v) for k, v in baselines.summarize([0.01] * 5).items()})
-    current = Metric("time", 0.05, "s", False, "time", [0.05] * 5, 0.1)
+    current = Metric(
+        "time", 0.05, "s", higher_is_better=False, kind="time", samples=[0.05] * 5, tolerance=0.1
+    )
     assert metric_samples(old) == metric_samples(new) and run_spread(old) == run_spread(new)
     assert decide_metric(current, old) == decide_metric(current, new)
     path.write_text(path.read_text().replace('"runs"', '"summary": {"n": 5.0}, "runs"', 1))

@@ -19,7 +19,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 def timed(nodeid: str, seconds: float, tier: str = "smoke", n: int = 5) -> TestResult:
     r = TestResult(nodeid, tier=tier, group="g", params={"size": 1})
-    r.add(Metric("time", seconds, "s", False, "time", [seconds] * n, 0.1))
+    r.add(
+        Metric(
+            "time",
+            seconds,
+            "s",
+            higher_is_better=False,
+            kind="time",
+            samples=[seconds] * n,
+            tolerance=0.1,
+        )
+    )
     return r
 
 
@@ -78,8 +88,8 @@ def test_pooling_never_mixes_tiers_or_statuses(tmp_path: Path):
 def test_samples_are_sketched_and_rounded(tmp_path: Path):
     r = TestResult("t.py::a", tier="smoke")
     xs = [0.001 + i * 1.234567891e-7 for i in range(1000)]
-    r.add(Metric("time", xs[500], "s", False, "time", xs))
-    r.add(Metric("weights", 4 * 2**20, "B", False, "memory"))
+    r.add(Metric("time", xs[500], "s", higher_is_better=False, kind="time", samples=xs))
+    r.add(Metric("weights", 4 * 2**20, "B", higher_is_better=False, kind="memory"))
     data = write_results(tmp_path / "b.json", r)["tests"]["t.py::a"]["metrics"]
     samples = data["time"]["runs"][0]["samples"]
     assert len(samples) == baselines.SKETCH_SIZE and samples == sorted(samples)

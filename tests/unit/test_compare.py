@@ -75,6 +75,45 @@ def test_plain():
 @pytest.mark.llmperf(warmup=1, max_time=0.5)
 def test_decode(llmperf):
     llmperf.generation(mypkg.decode, args=(torch.randn(96, 96),))
+
+
+@pytest.fixture
+def broken_setup():
+    raise RuntimeError("setup broke")
+
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+
+@FAST
+def test_setup_error(broken_setup, llmperf):
+    llmperf(mypkg.same, torch.randn(4, 4))
+
+
+@FAST
+def test_teardown_error(broken_teardown, llmperf):
+    llmperf(mypkg.same, torch.randn(4, 4))
+
+
+@FAST
+def test_skipped_in_body(llmperf):
+    pytest.skip("not on this machine")
+
+
+@FAST
+@pytest.mark.xfail(reason="known broken", strict=True)
+def test_xfail(llmperf):
+    assert False
+
+
+@FAST
+def test_says(llmperf, record_property):
+    print(f"said with MATMULS={mypkg.MATMULS}")
+    record_property("owner", "perf-team")
+    llmperf(mypkg.same, torch.randn(4, 4))
 """
 
 TESTS_REF = (
@@ -167,6 +206,7 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
             # runner made calls 1000x slower for seconds at a time (spinning barriers).
             "--llmperf-threads=1",
             "--llmperf-report=report.json",
+            "--junitxml=junit.xml",
             "-rA",
             "tests",
         ],
@@ -238,6 +278,37 @@ def test_no_baseline_is_read_or_written_and_the_worktree_is_removed(compared) ->
     assert verdicts["test_changed"] == "regression"
     assert verdicts["test_same"] == "pass"
     assert verdicts["test_new"] == "no-baseline"
+
+
+def test_the_candidates_own_reports_come_through_with_the_verdict(compared) -> None:
+    """pytest's reports as the candidate's worker made them (serialized as xdist does):
+    a skip in the body, an xfail, an error in setup or teardown, the test's properties
+    and its captured output; the comparison adds its verdict and properties only."""
+    import xml.etree.ElementTree as ET
+
+    root, done = compared
+    out = done.stdout
+    assert "ERROR tests/test_perf.py::test_setup_error - RuntimeError: setup broke" in out
+    assert "ERROR tests/test_perf.py::test_teardown_error - RuntimeError: teardown broke" in out
+    assert "PASSED tests/test_perf.py::test_teardown_error" in out  # its call, judged
+    assert "SKIPPED [1] tests/test_perf.py:" in out and ": not on this machine" in out
+    assert "XFAIL tests/test_perf.py::test_xfail - known broken" in out
+    assert "said with MATMULS=30" in out  # the candidate's captured output, and only its
+    assert "said with MATMULS=1\n" not in out
+    report = json.loads((root / "report.json").read_text())
+    verdicts = {r["nodeid"].split("::")[-1]: r["verdict"] for r in report["results"]}
+    assert verdicts["test_says"] == "pass"
+    # its call passed and is judged, as in a run of one tree; the reference's teardown failed
+    assert verdicts["test_teardown_error"] == "no-baseline"
+    assert "not compared: the test failed in teardown in the reference main" in out
+    assert not {"test_setup_error", "test_skipped_in_body", "test_xfail"} & set(verdicts)
+    cases = {c.get("name"): c for c in ET.parse(root / "junit.xml").iter("testcase")}
+    props = [(p.get("name"), p.get("value")) for p in cases["test_says"].iter("property")]
+    assert props[0] == ("owner", "perf-team")  # the test's own, then the comparison's
+    assert ("llmperf.verdict", "pass") in props
+    assert cases["test_xfail"].find("skipped").get("type") == "pytest.xfail"
+    assert cases["test_skipped_in_body"].find("skipped").get("message") == "not on this machine"
+    assert "failed on setup" in cases["test_setup_error"].find("error").get("message")
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,7 @@ def test_nearest_takes_the_same_context_else_the_fewest_differences():
 
 def _result(ops: float) -> TestResult:
     r = TestResult("t.py::a", tier="smoke")
-    r.add(Metric("work.ops", ops, "", False, "work", tolerance=0.0))
+    r.add(Metric("work.ops", ops, "", higher_is_better=False, kind="work", tolerance=0.0))
     r.work = {"": {"ops": {"aten.mm": int(ops)}}}
     return r
 

@@ -121,6 +121,7 @@ def _launch(root: Path) -> list[tuple[int, str]]:
     return out
 
 
+@pytest.mark.multiprocess
 def test_two_gloo_ranks(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_dist=MODULE)
     root = pytester.path

@@ -168,7 +168,7 @@ def test_the_per_test_blind_note_uses_the_same_words_for_too_few_pairs():
 
     xs = [1e-3] * 9
     r = TestResult("t.py::test_ab", tier="smoke")
-    r.add(Metric("time", 1e-3, "s", False, "time", xs, 0.1))
+    r.add(Metric("time", 1e-3, "s", higher_is_better=False, kind="time", samples=xs, tolerance=0.1))
     stored = {"value": 1e-3, "unit": "s", "kind": "time", "runs": [{"samples": xs}]}
     e = {"status": "ok", "tier": "smoke", "metrics": {"time": stored}}
     paired = decide_paired(

@@ -43,10 +43,28 @@ def results() -> list[TestResult]:
         baseline_values={"throughput": 107.38, "time": 1.86},
         fingerprint_diff={"torch": ["2.12.0", "2.13.0"]},
     )
-    decode.add(Metric("time", 2.1, "s", False, "time", samples=[2.08, 2.1, 2.12, 2.11, 2.3]))
-    decode.add(Metric("throughput", 95.0, "tok/s", True, "throughput", samples=[96.0, 95.0, 94.3]))
-    decode.add(Metric("peak_memory_reserved", 13.88e9, "B", False, "memory"))
-    decode.add(Metric("mbu", 0.69, "", True, "efficiency", gated=False))
+    decode.add(
+        Metric(
+            "time",
+            2.1,
+            "s",
+            higher_is_better=False,
+            kind="time",
+            samples=[2.08, 2.1, 2.12, 2.11, 2.3],
+        )
+    )
+    decode.add(
+        Metric(
+            "throughput",
+            95.0,
+            "tok/s",
+            higher_is_better=True,
+            kind="throughput",
+            samples=[96.0, 95.0, 94.3],
+        )
+    )
+    decode.add(Metric("peak_memory_reserved", 13.88e9, "B", higher_is_better=False, kind="memory"))
+    decode.add(Metric("mbu", 0.69, "", higher_is_better=True, kind="efficiency", gated=False))
 
     ab = TestResult(
         nodeid="tests/benchmarks/test_batched_generation.py::test_ab[N4-P512]",
@@ -55,12 +73,45 @@ def results() -> list[TestResult]:
         verdict=Verdict.PASS,
         baseline_values={"ab.speedup": 1.27},
     )
-    ab.add(Metric("ab.reference.time", 2.6, "s", samples=[2.6, 2.65, 2.62], gated=False))
-    ab.add(Metric("ab.candidate.time", 2.0, "s", samples=[2.0, 2.05, 2.02], gated=False))
-    ab.add(Metric("ab.speedup", 1.3, "x", True, "ratio", samples=[1.3, 1.29, 1.3]))
+    ab.add(
+        Metric(
+            "ab.reference.time",
+            2.6,
+            "s",
+            samples=[2.6, 2.65, 2.62],
+            gated=False,
+            kind="other",
+            higher_is_better=False,
+        )
+    )
+    ab.add(
+        Metric(
+            "ab.candidate.time",
+            2.0,
+            "s",
+            samples=[2.0, 2.05, 2.02],
+            gated=False,
+            kind="other",
+            higher_is_better=False,
+        )
+    )
+    ab.add(
+        Metric(
+            "ab.speedup", 1.3, "x", higher_is_better=True, kind="ratio", samples=[1.3, 1.29, 1.3]
+        )
+    )
 
     plain = TestResult(nodeid="tests/test_x.py::test_plain", verdict=Verdict.NO_BASELINE)
-    plain.add(Metric("time", 1.5e-3, "s", False, "time", samples=[1.4e-3, 1.5e-3, 1.6e-3, 1.5e-3]))
+    plain.add(
+        Metric(
+            "time",
+            1.5e-3,
+            "s",
+            higher_is_better=False,
+            kind="time",
+            samples=[1.4e-3, 1.5e-3, 1.6e-3, 1.5e-3],
+        )
+    )
 
     oom = TestResult(
         nodeid="tests/test_x.py::test_oom[big]",
@@ -69,7 +120,7 @@ def results() -> list[TestResult]:
         verdict_lines=["status: baseline ok, current oom, once in three tries"],
     )
     recorded = TestResult(nodeid="tests/test_x.py::test_recorded_only", verdict=Verdict.RECORDED)
-    recorded.add(Metric("accuracy", 0.91, "", True))
+    recorded.add(Metric("accuracy", 0.91, "", higher_is_better=True, kind="other"))
     return [decode, ab, plain, oom, recorded]
 
 
@@ -258,7 +309,7 @@ def test_junit_properties_reach_junitxml(pytester):
 
         def test_it(request):
             r = TestResult(nodeid=request.node.nodeid, verdict=Verdict.PASS)
-            r.add(Metric("throughput", 123.5, "tok/s", True))
+            r.add(Metric("throughput", 123.5, "tok/s", kind="throughput"))
             request.node.user_properties.extend(junit_properties(r))
         """
     )

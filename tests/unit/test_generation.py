@@ -26,9 +26,9 @@ from pytest_llmperf.measure.generation import (
     intervals,
     paired_token_metrics,
     per_round_series,
-    quantile,
     token_record,
 )
+from pytest_llmperf.metrics import percentile as quantile
 
 MS = 1e-3
 approx = pytest.approx

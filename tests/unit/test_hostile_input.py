@@ -117,7 +117,7 @@ def test_html_escapes_every_hostile_text() -> None:
         verdict_lines=[f"REGRESSION {bad}"],
         notes=[bad],
     )
-    r.add(Metric(bad, 2.0, bad))
+    r.add(Metric(bad, 2.0, bad, kind="other", higher_is_better=False))
     session = {"device": {"key": bad, "name": bad}, "tier": bad, "baseline_file": bad}
     page = render_html([r], session)
     assert "<a " not in page and "<img src=https" not in page and "\"'" not in page

@@ -24,11 +24,19 @@ def test_the_table_cell_and_the_measurement_share_one_bound():
     assert over.fraction is None and "(333%)" in over.why and over.cell() == "-"
     under = decide_efficiency("mfu", 0.708e9, 1.0, 1e9, "measured", "peak of cpu fp32", "FLOP")
     assert under.fraction == pytest.approx(0.708) and under.cell() == "70.8%"
-    assert efficiency_cell(Metric("mfu", 0.708, "", True, "efficiency")) == "70.8%"
-    assert efficiency_cell(Metric("x.mbu", 70.8, "%", True, "efficiency")) == "70.8%"
+    assert (
+        efficiency_cell(Metric("mfu", 0.708, "", higher_is_better=True, kind="efficiency"))
+        == "70.8%"
+    )
+    assert (
+        efficiency_cell(Metric("x.mbu", 70.8, "%", higher_is_better=True, kind="efficiency"))
+        == "70.8%"
+    )
     # recorded by hand (or an old report) above the bound: not shown as a fact
-    assert efficiency_cell(Metric("mfu", 3.33, "", True, "efficiency")) == "-"
-    assert recorded_efficiency(Metric("mfu", 3.33, "", True, "efficiency")).why
+    assert efficiency_cell(Metric("mfu", 3.33, "", higher_is_better=True, kind="efficiency")) == "-"
+    assert recorded_efficiency(
+        Metric("mfu", 3.33, "", higher_is_better=True, kind="efficiency")
+    ).why
     assert efficiency_cell(None) == "-"
 
 

@@ -170,7 +170,7 @@ def _hostile_result() -> TestResult:
         fingerprint_diff={bad: [bad, bad]},
         detectable={bad: [0.5, 0.05]},
     )
-    r.add(Metric(bad, 2.0, bad, samples=[2.0, 2.0]))
+    r.add(Metric(bad, 2.0, bad, samples=[2.0, 2.0], kind="other", higher_is_better=False))
     return r
 
 
@@ -208,9 +208,13 @@ def test_non_finite_values_are_written_as_strict_json(tmp_path: Path) -> None:
         duration_s=nan,
     )
     # 1e300 s is finite, but not in Bencher's nanoseconds.
-    r.add(Metric("time", 1e300, "s", samples=[1e300, nan, inf]))
-    r.add(Metric("throughput", inf, "tok/s", True, samples=[nan, -inf]))
-    r.add(Metric("peak_memory", nan, "B"))
+    r.add(
+        Metric("time", 1e300, "s", samples=[1e300, nan, inf], kind="other", higher_is_better=False)
+    )
+    r.add(
+        Metric("throughput", inf, "tok/s", higher_is_better=True, samples=[nan, -inf], kind="other")
+    )
+    r.add(Metric("peak_memory", nan, "B", kind="other", higher_is_better=False))
     session = {"device": {"key": "k", "name": "n"}, "fingerprint": {"f": nan}, "duration_s": inf}
 
     write_report(tmp_path / "r.json", [r], session)

@@ -38,7 +38,9 @@ SESSION = {
 
 def _time(samples_ms: list[float]) -> Metric:
     xs = [x / 1000 for x in samples_ms]
-    return Metric("time", sorted(xs)[len(xs) // 2], "s", False, "time", samples=xs)
+    return Metric(
+        "time", sorted(xs)[len(xs) // 2], "s", higher_is_better=False, kind="time", samples=xs
+    )
 
 
 def transformer_results() -> list[TestResult]:
@@ -74,11 +76,27 @@ def transformer_results() -> list[TestResult]:
                     r.add(_time(samples))
                     r.add(
                         Metric(
-                            "throughput", 4 * ctx / (base / 1000), "tokens/s", True, "throughput"
+                            "throughput",
+                            4 * ctx / (base / 1000),
+                            "tokens/s",
+                            higher_is_better=True,
+                            kind="throughput",
                         )
                     )
-                    r.add(Metric("peak_memory", 1.5e9 * d / 768, "B", False, "memory"))
-                    r.add(Metric("mfu", 0.31, "", True, "efficiency", gated=False))
+                    r.add(
+                        Metric(
+                            "peak_memory",
+                            1.5e9 * d / 768,
+                            "B",
+                            higher_is_better=False,
+                            kind="memory",
+                        )
+                    )
+                    r.add(
+                        Metric(
+                            "mfu", 0.31, "", higher_is_better=True, kind="efficiency", gated=False
+                        )
+                    )
                     r.baseline_values = {
                         "time": base / 1000 * 1.01,
                         "throughput": 4 * ctx / (base / 1000) * 0.99,
@@ -122,16 +140,42 @@ def decode_results() -> list[TestResult]:
                     "throughput",
                     tps,
                     "tok/s",
-                    True,
-                    "throughput",
+                    higher_is_better=True,
+                    kind="throughput",
                     samples=[tps * 0.99, tps, tps * 1.01],
                 )
             )
-            r.add(Metric("model_size", size_gb * factor, "GB", False, "other", gated=False))
-            r.add(Metric("mem_per_s", size_gb * factor * tps, "GB/s", True, "other", gated=False))
-            r.add(Metric("peak_memory_reserved", 13.88e9 * factor, "B", False, "memory"))
-            r.add(Metric("ttft", 0.0125 * factor, "s", False, "time"))
-            r.add(Metric("itl_p99", 9.5e-3 * factor, "s", False, "tail"))
+            r.add(
+                Metric(
+                    "model_size",
+                    size_gb * factor,
+                    "GB",
+                    higher_is_better=False,
+                    kind="other",
+                    gated=False,
+                )
+            )
+            r.add(
+                Metric(
+                    "mem_per_s",
+                    size_gb * factor * tps,
+                    "GB/s",
+                    higher_is_better=True,
+                    kind="other",
+                    gated=False,
+                )
+            )
+            r.add(
+                Metric(
+                    "peak_memory_reserved",
+                    13.88e9 * factor,
+                    "B",
+                    higher_is_better=False,
+                    kind="memory",
+                )
+            )
+            r.add(Metric("ttft", 0.0125 * factor, "s", higher_is_better=False, kind="time"))
+            r.add(Metric("itl_p99", 9.5e-3 * factor, "s", higher_is_better=False, kind="tail"))
             r.baseline_values = {"throughput": tps}
             out.append(r)
     for cache in (8192, 131072):
@@ -151,10 +195,37 @@ def decode_results() -> list[TestResult]:
                 ),
                 verdict=Verdict.NO_BASELINE,
             )
-            r.add(Metric("throughput", 19.71 * 8192 / cache, "tok/s", True, "throughput"))
-            r.add(Metric("model_size", 15.01, "GB", gated=False))
-            r.add(Metric("mem_per_s", 15.01 * 19.71 * 8192 / cache, "GB/s", True, gated=False))
-            r.add(Metric("peak_memory_reserved", peak * 1e9 * cache / 131072, "B", False, "memory"))
+            r.add(
+                Metric(
+                    "throughput",
+                    19.71 * 8192 / cache,
+                    "tok/s",
+                    higher_is_better=True,
+                    kind="throughput",
+                )
+            )
+            r.add(
+                Metric("model_size", 15.01, "GB", gated=False, kind="other", higher_is_better=False)
+            )
+            r.add(
+                Metric(
+                    "mem_per_s",
+                    15.01 * 19.71 * 8192 / cache,
+                    "GB/s",
+                    higher_is_better=True,
+                    gated=False,
+                    kind="other",
+                )
+            )
+            r.add(
+                Metric(
+                    "peak_memory_reserved",
+                    peak * 1e9 * cache / 131072,
+                    "B",
+                    higher_is_better=False,
+                    kind="memory",
+                )
+            )
             out.append(r)
     return out
 
@@ -175,17 +246,94 @@ def batched_results() -> list[TestResult]:
                 lat_o, lat_d = 0.66 * n * (1 + p / 1024), 0.5 * n * (1 + p / 2048)
                 thr_o, thr_d = 8 * n * 32 / lat_o, 8 * n * 32 / lat_d
                 mem_o, mem_d = 2 + n * p / 300, 2 + n * p / 320
-                r.add(Metric("origin.latency", lat_o, "s", gated=False))
-                r.add(Metric("diagonal.latency", lat_d, "s", gated=False))
-                r.add(Metric("origin.throughput", thr_o, "tok/s", True, gated=False))
-                r.add(Metric("diagonal.throughput", thr_d, "tok/s", True, gated=False))
-                r.add(Metric("origin.peak_memory", mem_o, "GiB", gated=False))
-                r.add(Metric("diagonal.peak_memory", mem_d, "GiB", gated=False))
-                r.add(Metric("scale.throughput", thr_d / thr_o, "x", True, "ratio"))
-                r.add(Metric("scale.peak_memory", mem_d / mem_o, "x", False, "ratio"))
+                r.add(
+                    Metric(
+                        "origin.latency",
+                        lat_o,
+                        "s",
+                        gated=False,
+                        kind="other",
+                        higher_is_better=False,
+                    )
+                )
+                r.add(
+                    Metric(
+                        "diagonal.latency",
+                        lat_d,
+                        "s",
+                        gated=False,
+                        kind="other",
+                        higher_is_better=False,
+                    )
+                )
+                r.add(
+                    Metric(
+                        "origin.throughput",
+                        thr_o,
+                        "tok/s",
+                        higher_is_better=True,
+                        gated=False,
+                        kind="other",
+                    )
+                )
+                r.add(
+                    Metric(
+                        "diagonal.throughput",
+                        thr_d,
+                        "tok/s",
+                        higher_is_better=True,
+                        gated=False,
+                        kind="other",
+                    )
+                )
+                r.add(
+                    Metric(
+                        "origin.peak_memory",
+                        mem_o,
+                        "GiB",
+                        gated=False,
+                        kind="other",
+                        higher_is_better=False,
+                    )
+                )
+                r.add(
+                    Metric(
+                        "diagonal.peak_memory",
+                        mem_d,
+                        "GiB",
+                        gated=False,
+                        kind="other",
+                        higher_is_better=False,
+                    )
+                )
+                r.add(
+                    Metric(
+                        "scale.throughput", thr_d / thr_o, "x", higher_is_better=True, kind="ratio"
+                    )
+                )
+                r.add(
+                    Metric(
+                        "scale.peak_memory",
+                        mem_d / mem_o,
+                        "x",
+                        higher_is_better=False,
+                        kind="ratio",
+                    )
+                )
                 for side, ttft in (("reference", 0.2 * n), ("candidate", 0.1 * n)):
-                    r.add(Metric(f"schedule.{side}.ttft", ttft, "s", gated=False))
-                r.add(Metric("schedule.ttft_speedup", 2.0, "x", True, "ratio"))
+                    r.add(
+                        Metric(
+                            f"schedule.{side}.ttft",
+                            ttft,
+                            "s",
+                            gated=False,
+                            kind="other",
+                            higher_is_better=False,
+                        )
+                    )
+                r.add(
+                    Metric("schedule.ttft_speedup", 2.0, "x", higher_is_better=True, kind="ratio")
+                )
                 r.baseline_values = {"scale.throughput": thr_d / thr_o * 1.02}
             out.append(r)
     return out
@@ -204,13 +352,43 @@ def estimator_results() -> list[TestResult]:
             verdict=Verdict.PASS,
         )
         err = (meas - est) / meas * 100
-        r.add(Metric("runtime_ms.estimated", est, "ms", gated=False))
-        r.add(Metric("runtime_ms.measured", meas, "ms", gated=False))
-        r.add(Metric("runtime_ms.error_pct", err, "%"))
-        r.add(Metric("energy_j.estimated", est / 1000 * 230, "J", gated=False))
-        r.add(Metric("memory_gb.estimated", mem, "GB", gated=False))
-        r.add(Metric("memory_gb.measured", mem * 0.998, "GB", gated=False))
-        r.add(Metric("memory_gb.error_pct", -0.2, "%"))
+        r.add(
+            Metric(
+                "runtime_ms.estimated", est, "ms", gated=False, kind="other", higher_is_better=False
+            )
+        )
+        r.add(
+            Metric(
+                "runtime_ms.measured", meas, "ms", gated=False, kind="other", higher_is_better=False
+            )
+        )
+        r.add(Metric("runtime_ms.error_pct", err, "%", kind="other", higher_is_better=False))
+        r.add(
+            Metric(
+                "energy_j.estimated",
+                est / 1000 * 230,
+                "J",
+                gated=False,
+                kind="other",
+                higher_is_better=False,
+            )
+        )
+        r.add(
+            Metric(
+                "memory_gb.estimated", mem, "GB", gated=False, kind="other", higher_is_better=False
+            )
+        )
+        r.add(
+            Metric(
+                "memory_gb.measured",
+                mem * 0.998,
+                "GB",
+                gated=False,
+                kind="other",
+                higher_is_better=False,
+            )
+        )
+        r.add(Metric("memory_gb.error_pct", -0.2, "%", kind="other", higher_is_better=False))
         out.append(r)
     return out
 
@@ -225,9 +403,18 @@ def other_results() -> list[TestResult]:
         fingerprint_diff={"torch": ["2.12.0", "2.13.0"]},
         baseline_values={"time": 1.0e-3, "throughput": 2.1e12},
     )
-    a.add(Metric("time", 1.2e-3, "s", False, "time", samples=[1.19e-3, 1.2e-3, 1.21e-3, 1.22e-3]))
-    a.add(Metric("throughput", 1.79e12, "FLOP/s", True, "throughput"))
-    a.add(Metric("mbu", 0.42, "", True, "efficiency", gated=False))
+    a.add(
+        Metric(
+            "time",
+            1.2e-3,
+            "s",
+            higher_is_better=False,
+            kind="time",
+            samples=[1.19e-3, 1.2e-3, 1.21e-3, 1.22e-3],
+        )
+    )
+    a.add(Metric("throughput", 1.79e12, "FLOP/s", higher_is_better=True, kind="throughput"))
+    a.add(Metric("mbu", 0.42, "", higher_is_better=True, kind="efficiency", gated=False))
     b = TestResult(
         nodeid="tests/test_mine.py::test_matmul[2048]",
         params=dict(n=2048),
@@ -235,13 +422,24 @@ def other_results() -> list[TestResult]:
         baseline_values={"time": 9.0e-3},
         notes=["much faster than baseline: refresh with --llmperf-update-baselines"],
     )
-    b.add(Metric("time", 7.0e-3, "s", False, "time", samples=[7.0e-3, 7.1e-3, 6.9e-3]))
+    b.add(
+        Metric(
+            "time",
+            7.0e-3,
+            "s",
+            higher_is_better=False,
+            kind="time",
+            samples=[7.0e-3, 7.1e-3, 6.9e-3],
+        )
+    )
     c = TestResult(
         nodeid="tests/test_mine.py::test_noisy",
         verdict=Verdict.INCONCLUSIVE,
         verdict_lines=["time: noise too large to decide"],
     )
-    c.add(Metric("time", 2e-3, "s", False, "time", samples=[1e-3, 3e-3, 2e-3]))
+    c.add(
+        Metric("time", 2e-3, "s", higher_is_better=False, kind="time", samples=[1e-3, 3e-3, 2e-3])
+    )
     return [a, b, c]
 
 
@@ -357,9 +555,9 @@ def test_markdown_summary_table(tmp_path, suite_hook):
 
 def test_sections_follow_the_suite_order_then_other_groups_then_the_unnamed(suite_hook):
     extra = TestResult("tests/test_z.py::test_z", group="zeta", verdict=Verdict.PASS)
-    extra.add(Metric("time", 1e-3, "s"))
+    extra.add(Metric("time", 1e-3, "s", kind="other", higher_is_better=False))
     attn = TestResult("tests/test_a.py::test_a", group="attention", verdict=Verdict.PASS)
-    attn.add(Metric("time", 2e-3, "s"))
+    attn.add(Metric("time", 2e-3, "s", kind="other", higher_is_better=False))
     results = other_results() + [extra] + estimator_results() + [attn] + all_results()[:3]
     text = render_markdown(results, SESSION, suite_hook)
     assert _headings(text) == [
@@ -505,8 +703,12 @@ def test_markdown_estimator_has_the_several_device_rows_and_reference_x8(suite_h
         params=dict(model="facebook/opt-1.3b", device="cpu x 2 (gloo)", ranks=2),
         verdict=Verdict.PASS,
     )
-    ranked.add(Metric("runtime_ms.estimated", 6.0, "ms", gated=False))
-    ranked.add(Metric("runtime_ms.measured", 12.0, "ms", gated=False))
+    ranked.add(
+        Metric("runtime_ms.estimated", 6.0, "ms", gated=False, kind="other", higher_is_better=False)
+    )
+    ranked.add(
+        Metric("runtime_ms.measured", 12.0, "ms", gated=False, kind="other", higher_is_better=False)
+    )
     text = render_markdown([*estimator_results(), ranked], SESSION, suite_hook)
     single = _table_after(text, "### Estimated vs measured\n")
     assert [r[1] for r in single[1:]] == ["NVIDIA RTX A5000", "NVIDIA RTX A5000"]
@@ -559,7 +761,7 @@ def test_generic_group_table_lists_params_metrics_and_mbu(suite_hook):
 
 def test_tests_in_no_group_from_several_files_are_performance_tests():
     elsewhere = TestResult("tests/test_other.py::test_matmul[1024]", verdict=Verdict.PASS)
-    elsewhere.add(Metric("time", 1e-3, "s"))
+    elsewhere.add(Metric("time", 1e-3, "s", kind="other", higher_is_better=False))
     text = render_markdown([*other_results(), elsewhere], SESSION)
     assert "## Performance tests" in text and "Other performance tests" not in text
     rows = _table_after(text, "## Performance tests")

@@ -140,7 +140,7 @@ def _result(verdict: Verdict, **changes: tuple[float, float]) -> TestResult:
     for name, (base, cur) in changes.items():
         unit, higher, kind = kinds[name]
         tol = 0.0 if kind == "work" else 0.1
-        r.add(Metric(name, cur, unit, higher, kind, tolerance=tol))
+        r.add(Metric(name, cur, unit, higher_is_better=higher, kind=kind, tolerance=tol))
         r.baseline_values[name] = base
     return r
 

@@ -33,7 +33,16 @@ def results() -> list[TestResult]:
             params={"seq": seq},
             verdict=Verdict.PASS,
         )
-        r.add(Metric("time", 1e-5 * seq, "s", samples=[1e-5 * seq, 1.1e-5 * seq]))
+        r.add(
+            Metric(
+                "time",
+                1e-5 * seq,
+                "s",
+                samples=[1e-5 * seq, 1.1e-5 * seq],
+                kind="other",
+                higher_is_better=False,
+            )
+        )
         out.append(r)
     return out
 

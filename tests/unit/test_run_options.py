@@ -129,10 +129,19 @@ def refused(scale: float, *, n: int = 24, throughput: bool = False) -> Metric:
     if throughput:
         rates = [8 / t for t in times]
         return Metric(
-            "throughput", sorted(rates)[n // 2], "tokens/s", True, "throughput", rates, 0.1,
+            "throughput", sorted(rates)[n // 2], "tokens/s", higher_is_better=True, kind="throughput", samples=rates, tolerance=0.1,
             drift_refused=why,
         )  # fmt: skip
-    return Metric("time", sorted(times)[n // 2], "s", False, "time", times, 0.1, drift_refused=why)
+    return Metric(
+        "time",
+        sorted(times)[n // 2],
+        "s",
+        higher_is_better=False,
+        kind="time",
+        samples=times,
+        tolerance=0.1,
+        drift_refused=why,
+    )
 
 
 def stored(metric: Metric, samples: list[float]) -> dict:

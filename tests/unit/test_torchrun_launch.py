@@ -117,6 +117,7 @@ def _private_temp_dir(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.mark.multiprocess
 def test_ranks_launched_from_an_ordinary_session(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -202,6 +203,7 @@ def test_exits(llmperf, capfd):
 """
 
 
+@pytest.mark.multiprocess
 def test_rank_exiting_0_before_reporting_is_named_within_seconds(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -108,6 +108,7 @@ def _run_two_ranks(root: Path) -> list[dict]:
     return [json.loads((root / f"r{rank}").read_text()) for rank in (0, 1)]
 
 
+@pytest.mark.multiprocess
 def test_two_ranks_match_the_single_device_model(tmp_path: Path) -> None:
     r0, r1 = _run_two_ranks(tmp_path)
     for r in (r0, r1):

@@ -47,7 +47,16 @@ def timing(scale: float, normalized_scale: float | None = None, n: int = 21) -> 
     """A time metric of n rounds around ``scale`` ms (spread +-10%), 10% tolerance."""
     xs = [scale * 1e-3 * (0.9 + 0.2 * i / (n - 1)) for i in range(n)]
     norm = [] if normalized_scale is None else [x * normalized_scale / scale for x in xs]
-    return Metric("time", sorted(xs)[n // 2], "s", False, "time", xs, 0.1, normalized_samples=norm)
+    return Metric(
+        "time",
+        sorted(xs)[n // 2],
+        "s",
+        higher_is_better=False,
+        kind="time",
+        samples=xs,
+        tolerance=0.1,
+        normalized_samples=norm,
+    )
 
 
 BASE_TIMES = timing(1.0).samples
@@ -106,7 +115,18 @@ def test_memory_below_the_absolute_slack_is_never_a_regression():
     e = entry(peak_memory=stored(10 * MIB, unit="B", kind="memory"))
 
     def peak(mib: float) -> TestResult:
-        return result(Status.OK, Metric("peak_memory", mib * MIB, "B", False, "memory", [], 0.05))
+        return result(
+            Status.OK,
+            Metric(
+                "peak_memory",
+                mib * MIB,
+                "B",
+                higher_is_better=False,
+                kind="memory",
+                samples=[],
+                tolerance=0.05,
+            ),
+        )
 
     assert judged(peak(13.5), e).verdict is Verdict.PASS  # +35%, but only 3.5 MiB
     r = judged(peak(30), e)  # +200%, 20 MiB
@@ -262,7 +282,18 @@ def test_a_pooled_memory_baseline_is_decided_on_values_with_its_run_spread():
     e = entry(peak_memory=stored(11 * MIB, *runs, unit="B", kind="memory"))
 
     def peak(mib: float) -> TestResult:
-        return result(Status.OK, Metric("peak_memory", mib * MIB, "B", False, "memory", [], 0.05))
+        return result(
+            Status.OK,
+            Metric(
+                "peak_memory",
+                mib * MIB,
+                "B",
+                higher_is_better=False,
+                kind="memory",
+                samples=[],
+                tolerance=0.05,
+            ),
+        )
 
     r = judged(peak(11 * 7.13), e)
     assert r.verdict is Verdict.REGRESSION, r.verdict_lines
@@ -278,7 +309,12 @@ def test_a_gate_that_cannot_see_its_tolerance_is_said_and_fails_under_strict():
 
     def noisy() -> TestResult:
         xs = [1e-3 * (0.5 + i % 5 * 0.4) for i in range(6)]  # 6 rounds spread -50%..+30%
-        return result(Status.OK, Metric("time", 1e-3, "s", False, "time", xs, 0.1))
+        return result(
+            Status.OK,
+            Metric(
+                "time", 1e-3, "s", higher_is_better=False, kind="time", samples=xs, tolerance=0.1
+            ),
+        )
 
     e = entry(time=stored(1e-3, [1e-3 * (0.5 + i % 5 * 0.4) for i in range(6)]))
     r = judged(noisy(), e)

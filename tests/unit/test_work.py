@@ -202,7 +202,7 @@ def test_nothing_compiled_adds_no_compile_totals():
 
 
 def work_metric(name: str, value: float, unit: str = "") -> Metric:
-    return Metric(name, value, unit, False, "work", tolerance=0.0)
+    return Metric(name, value, unit, higher_is_better=False, kind="work", tolerance=0.0)
 
 
 def stored(value: float, runs: int = 1) -> dict:
@@ -410,7 +410,9 @@ def test_kernel_launches_and_device_copies_are_counted_on_cuda():
 
 def test_a_work_baseline_does_not_stand_in_for_a_test_without_work():
     """A test that took no signature (work=False) and has no machine entry compared nothing."""
-    result = TestResult("t", metrics={"time": Metric("time", 1.0, "s", False, "time")})
+    result = TestResult(
+        "t", metrics={"time": Metric("time", 1.0, "s", higher_is_better=False, kind="time")}
+    )
     Judge(None, work_entry={"metrics": {"work.ops": stored(3)}}).judge(result)
     assert result.verdict is Verdict.NO_BASELINE and result.missing_baselines == ["machine"]
 

@@ -137,6 +137,7 @@ def _assert_no_overlap(pytester: pytest.Pytester) -> None:
             )
 
 
+@pytest.mark.multiprocess
 def test_xdist_baselines_verdicts_and_exports(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
