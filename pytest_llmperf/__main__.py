@@ -1,4 +1,4 @@
-"""``python -m pytest_llmperf``: ``doctor`` checks this runner (``doctor.py``); ``estimate`` and
+"""``python -m pytest_llmperf``: ``doctor`` checks this runner (``doctor/``); ``estimate`` and
 ``list`` are the roofline CLI (``roofline/cli.py``)."""
 
 from __future__ import annotations

@@ -189,7 +189,13 @@ def laid_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
     python = _scratch_venv(base / "venv", root)
     elsewhere = base / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    # Under pytest-xdist this process is a worker: its PYTEST_XDIST_* would tell the run
+    # below that it is one too (and its compare controller would wait for a device lock).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "PYTEST_ADDOPTS" and not k.startswith("PYTEST_XDIST")
+    }
     kept = list(filter(None, env.get("PYTHONPATH", "").split(os.pathsep)))
     env |= {
         "PYTHONPATH": os.pathsep.join([str(root / "python_env"), *kept]),
