@@ -17,10 +17,13 @@ from statistics import median
 from types import GeneratorType
 from typing import Any
 
+from . import torchrun
 from .config import Policy, parse_float, parse_tolerance
 from .fixture_inputs import arguments_from_setup, checked_count, finite
 from .judge.verdict import Judge
 from .measure import distributed
+from .measure.generation import GenerationLog, GenerationSampler, token_record
+from .measure.profile import profile_call
 from .measure.sequence import (
     Measurement,
     PairSampler,
@@ -201,8 +204,6 @@ class LLMPerf:
         mark (one per sequence); ``prompt_tokens``: per sequence, for prefill
         throughput. Warm-up and rounds count generations. Returns the last generation's
         result (a generator's: the list of what it yielded)."""
-        from .measure.generation import token_record
-
         where = self._where("llmperf.generation")
         policy = self._with_call_arguments(
             "llmperf.generation", warmup=warmup, rounds=rounds, max_time=max_time
@@ -234,8 +235,6 @@ class LLMPerf:
         setup: Callable[[], Any] | None = None,
     ) -> Measurement:
         """A measurement whose rounds are generations of ``call``, its marks logged."""
-        from .measure.generation import GenerationLog, GenerationSampler
-
         log = GenerationLog(
             batch=checked_count(batch, f"{where}(batch=...)", 1),
             prompt_tokens=(
@@ -476,8 +475,6 @@ class LLMPerf:
         goes on to build its process group and measure. A rank that fails, dies or hangs
         fails this test with a message naming it; nothing reaches the baseline.
         """
-        from . import torchrun
-
         where = self._where("llmperf.torchrun")
         limit = torchrun.DEFAULT_TIMEOUT_S
         if timeout is not None:
@@ -526,8 +523,6 @@ class LLMPerf:
     # -- diagnosis ---------------------------------------------------------------------
     def profile(self, directory: Path, memory: bool) -> Path | None:
         """Re-run the last measured call once under the profiler; returns the saved file."""
-        from .measure.profile import profile_call
-
         calls = [m.call for m in reversed(self.measurements) if m.call is not None]
         if not calls:
             return None

@@ -5,8 +5,8 @@ and default tolerance, so no construction site can get them wrong: a
 ``Metric`` takes its direction from its kind, and only a kind whose direction
 depends on the metric (``other``, a user's own number; ``ratio``, a speedup or a
 ratio of memory; ``tail``, a latency's tail or a speedup of it) is told it, and
-must be. Plain data with no torch import, so reports,
-exporters and baselines handle metrics in any process.
+must be. Plain data with no torch import, so reports, exporters and baselines
+handle metrics in any process.
 """
 
 from __future__ import annotations

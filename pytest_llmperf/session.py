@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from .baselines import BaselineError, BaselineFile, Project
-from .config import Policy, RunOptions, flag
+from .baselines import BaselineError, BaselineFile, Project, find_project, load, write
+from .config import Policy, RunOptions, flag, unmatched_marker_names, without_options
 from .judge.outcome import Verdict
 from .judge.verdict import Judge, failure_text, strict_blind
+from .measure import distributed
 from .metrics import Kind
 from .results import Status, TestResult
 
@@ -118,8 +119,6 @@ class LLMPerfSession:
     @functools.cached_property
     def project(self) -> Project:
         """The project whose baseline files this run reads and writes (``find_project``)."""
-        from .baselines import find_project
-
         return find_project(self.rootdir, self.options.project, self.options.project_from)
 
     @functools.cached_property
@@ -134,16 +133,12 @@ class LLMPerfSession:
     def baseline(self) -> BaselineFile | None:
         """The machine's baseline file, None if there is none; BaselineError if unusable
         or another project's."""
-        from .baselines import load
-
         return load(self.baseline_path, self.device_info["key"], self.project)
 
     @functools.cached_property
     def work_baseline(self) -> BaselineFile | None:
         """The device type's work baseline, None if there is none; BaselineError if unusable
         or another project's."""
-        from .baselines import load
-
         return load(self.work_path, self.work_info["key"], self.project)
 
     # -- per test ---------------------------------------------------------------------
@@ -363,16 +358,12 @@ class LLMPerfSession:
 
     def _writes(self) -> bool:
         """Only the xdist controller, and only rank 0 under torch.distributed, writes."""
-        from .measure import distributed
-
         return self._is_controller() and distributed.rank() == 0
 
     def _write_baseline(self, session: pytest.Session, exitstatus: int) -> None:
         if exitstatus == pytest.ExitCode.INTERRUPTED:
             self.messages.append(f"interrupted: {self.baseline_path} left unchanged")
             return
-        from .baselines import write
-
         machine, work = split_by_file(self.results)
         for path, device, fingerprint, results, stack in (
             (self.baseline_path, self.device_info, self.fingerprint, machine, None),
@@ -540,8 +531,6 @@ _NOT_FOR_REFRESH = (flag("gate"), flag("report"), "--junitxml")
 def refresh_args(args: tuple[str, ...] | list[str]) -> list[str]:
     """This run's arguments as a refresh: same tests and options, without what only a
     comparing run needs, plus ``--llmperf-update-baselines``."""
-    from .config import without_options
-
     kept = without_options(args, _NOT_FOR_REFRESH, [flag("strict")])
     return [*kept, flag("update-baselines")]
 
@@ -567,8 +556,6 @@ def _marker_typo(item: pytest.Item, report: pytest.TestReport, result: TestResul
     known: not checked."""
     if result.status is not Status.OK:
         return False
-    from .config import unmatched_marker_names
-
     kinds = {name: m.kind for name, m in result.metrics.items()}
     typo = unmatched_marker_names(result.nodeid, item.iter_markers("llmperf"), kinds)
     if typo:  # a typo in gate= or a tolerance key: the test could never fail

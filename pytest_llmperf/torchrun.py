@@ -45,6 +45,7 @@ from typing import Any
 import pytest
 
 from .config import shown
+from .measure import distributed
 from .measure.distributed import STATE_DIR_ENV, dump_stack_on_signal, report_state
 
 #: Seconds the launcher waits for all ranks of one test (``llmperf.torchrun(timeout=)``).
@@ -85,8 +86,6 @@ class RankFailure(Exception):
 
 def in_ranks() -> bool:
     """Whether this process is one of torchrun's ranks (then the test measures itself)."""
-    from .measure import distributed
-
     return distributed.active() or "TORCHELASTIC_RUN_ID" in os.environ
 
 

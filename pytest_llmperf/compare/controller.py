@@ -29,6 +29,7 @@ import pytest
 from ..judge.outcome import Verdict
 from ..judge.verdict import Judge, Reference, failure_text, strict_blind
 from ..marks import is_perf_test, unmeasured_why
+from ..measure.device import exclusive_device
 from ..results import TestResult
 from .arguments import Side, candidate_side, reference_side
 from .channel import Channel, ChannelClosed
@@ -343,8 +344,6 @@ class CompareController:
 
     def _pair(self, events: dict[Any, dict[str, Any]], ran: Ran) -> None:
         """One measurement of both sides, paired (``pairing.drive``), then ended on each."""
-        from ..measure.device import exclusive_device
-
         ref, cand = self._start()
         names, hib = events[cand]["names"], bool(events[cand]["higher_is_better"])
         device = self.session.device if os.environ.get("PYTEST_XDIST_WORKER") else None

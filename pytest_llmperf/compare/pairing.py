@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from ..judge.decision import MIN_PAIRS, Decision, decide_paired, paired_settled
 from ..judge.verdict import tolerance_of
+from ..measure.generation import RATES
 from ..metrics import Kind
 from ..results import Metric, TestResult
 
@@ -176,8 +177,6 @@ def paired_decisions(
     """By metric name, the paired decisions of the candidate's timed metrics: per
     measurement, its first gated metric (by the names it reported, in order); per
     per-round statistic of a generation, that statistic and its rate."""
-    from ..measure.generation import RATES
-
     decided: dict[str, Decision] = {}
 
     def pair(name: str, ratios: list[float], hib: bool) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from ..output.exporters import junit_properties
 from ..results import TestResult
 from ..session import attach_result
 
@@ -54,8 +55,6 @@ def apply_verdict(reports: list[pytest.TestReport], result: TestResult, failure:
     """The comparison's verdict on the candidate's reports: ``failure`` (when it fails, ""
     when not) is the call report's; the result is on the call report, where the session
     collects it; its JUnit properties on the teardown report, whose junitxml writes."""
-    from ..output.exporters import junit_properties
-
     call = call_report(reports)
     assert call is not None
     if failure:

@@ -25,8 +25,11 @@ from typing import Any
 
 import pytest
 
+from .. import compare
 from ..marks import is_perf_test
-from .channel import Channel
+from ..measure import sequence
+from ..measure.timing import Rounds
+from .channel import Channel, ChannelClosed
 from .provenance import Provenance, Trees, install_redirect, moved_paths
 from .reports import serialized
 
@@ -45,8 +48,6 @@ class Remote:
     ) -> Any:
         """Warm up and time batches as the controller says; the rounds it timed, or None
         when the controller says to measure alone (the other tree lacks this measurement)."""
-        from ..measure.timing import Rounds
-
         self.channel.send(event="measure", names=names, higher_is_better=higher_is_better)
         rounds = Rounds()
         try:
@@ -146,8 +147,6 @@ class WorkerPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
-        from .channel import ChannelClosed
-
         while True:
             try:
                 cmd = self.channel.recv()
@@ -201,8 +200,6 @@ def _selected(item: pytest.Item, select: list[list[str]]) -> bool:
 
 def main() -> int:
     """The worker process: the spec from the environment, this tree first, then pytest."""
-    from .. import compare
-    from ..measure import sequence
 
     spec = json.loads(os.environ.pop(ENV))
     channel = Channel(*spec["fds"])

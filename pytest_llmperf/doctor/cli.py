@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import MAX_THREADS, arg_type, parse_threads, parse_tolerance
 from .verdict import GATES
 
 
@@ -11,8 +12,6 @@ def _parser() -> argparse.ArgumentParser:
     """The doctor's options; each number is checked by its type as ``--llmperf-threads`` and
     ``--llmperf-tolerance`` are (a usage error naming the option, exit 2): torch crashes on
     ``set_num_threads(100000)``."""
-    from ..config import MAX_THREADS, arg_type, parse_threads, parse_tolerance
-
     p = argparse.ArgumentParser(
         prog="python -m pytest_llmperf doctor",
         description="Check this runner: A/A noise of a reference workload, the smallest change "

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from statistics import median
 from typing import Any
 
+from ..measure.device import cpu_count, cpu_model_name
+from ..measure.drift import run_queue_wait_ns
+from ..measure.memory import _status_kib, reset_rss_peak
 from .facts import fact, unknown
 
 #: CPUs kept busy by others (load or busy share), per online CPU, above which it is loaded.
@@ -126,8 +129,6 @@ def cpu_facts(
     ``load``: os.getloadavg(); ``share``: (busy, steal) shares of all CPUs sampled just
     before the measurement (:func:`busy_share`).
     """
-    from ..measure.device import cpu_model_name
-
     info = parse_cpuinfo(_read(cpuinfo) or "")
     facts: dict[str, dict] = {}
     model = info["model"] or cpu_model_name()
@@ -191,8 +192,6 @@ def cpu_facts(
 
 def rss_reset_fact() -> dict[str, Any]:
     """Whether writing /proc/self/clear_refs really lowers VmHWM (CPU ``peak_memory`` relies on it)."""
-    from ..measure.memory import _status_kib, reset_rss_peak
-
     if _status_kib("VmHWM") is None:
         return unknown("no VmHWM in /proc/self/status")
     spike = 64 << 20
@@ -213,8 +212,6 @@ def rss_reset_fact() -> dict[str, Any]:
 
 def schedstat_fact() -> dict[str, Any]:
     """Whether the drift correction can read this thread's run-queue wait."""
-    from ..measure.drift import run_queue_wait_ns
-
     if run_queue_wait_ns() >= 0:
         return fact(True, "yes (run-queue wait per thread: drift correction takes out waiting)")
     return fact(False, "no (drift correction falls back to wall / process CPU time)")
@@ -222,8 +219,6 @@ def schedstat_fact() -> dict[str, Any]:
 
 def thread_facts(threads: int, busy: float | None) -> tuple[dict, int | None]:
     """Usable cores against torch's intra-op threads, and the thread count to advise."""
-    from ..measure.device import cpu_count
-
     usable, online = cpu_count(), os.cpu_count() or 1
     advise = thread_advice(threads, usable, busy, online)
     text = (

@@ -11,6 +11,8 @@ from statistics import median
 from typing import Any
 
 from ..extras import hint
+from ..measure.device import current_device, device_name
+from ..measure.energy import _nvml_handle
 from .facts import fact, unknown
 from .plan import Plan
 
@@ -184,8 +186,6 @@ def gpu_facts(exclude_pids: Sequence[int], plan: Plan, cuda: bool | None = None)
         return {"gpu": unknown(f"torch not importable: {e}")}
     if not torch.cuda.is_available():
         return {"gpu": fact(False, "no GPU")}
-    from ..measure.device import current_device, device_name
-    from ..measure.energy import _nvml_handle
 
     dev = current_device()
     dev = dev if dev.type == "cuda" else torch.device("cuda", torch.cuda.current_device())

@@ -6,11 +6,19 @@ import math
 from collections.abc import Sequence
 from statistics import median
 
+from ..baselines import run_spread
+from ..judge.detectable import (
+    paired_detectable,
+    paired_shortfall,
+    relative_spread,
+    stored_detectable,
+    stored_shortfall,
+    too_few,
+)
+
 
 def between_drift(medians: Sequence[float]) -> float:
     """Run-to-run drift as the stored gate uses it for pooled runs (``baselines.run_spread``)."""
-    from ..baselines import run_spread
-
     return run_spread({"runs": [{"samples": [m]} for m in medians]})
 
 
@@ -25,15 +33,6 @@ def noise_summary(process_samples: Sequence[Sequence[float]], ratios: Sequence[f
     ``*_shortfall`` says so in the words the per-test notes use (``detectable.too_few``):
     a number from 3 pairs (``>= 5826.3%``) read as a measurement.
     """
-    from ..judge.detectable import (
-        paired_detectable,
-        paired_shortfall,
-        relative_spread,
-        stored_detectable,
-        stored_shortfall,
-        too_few,
-    )
-
     runs = [list(s) for s in process_samples if len(s) > 0]
     medians = [median(s) for s in runs]
     drift = between_drift(medians) if len(medians) >= 2 else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from statistics import median
 
+from ..judge.detectable import can_see
 from .verdict import RECOMMENDATION
 
 
@@ -12,8 +13,6 @@ def _pct(x: float | None, digits: int = 1) -> str:
 
 
 def _text(report: dict) -> str:
-    from ..judge.detectable import can_see
-
     noise, gates, tol = report["noise"], report["gates"], report["tolerance"]
     w = report["workload"]
     lines = [

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from statistics import NormalDist, median
 
+from .. import units
 from .thresholds import ALPHA, MIN_PAIRS, MIN_SAMPLES
 
 #: The power at which a change counts as detectable.
@@ -99,8 +100,6 @@ def stored_shortfall(current: list[float], baseline: list[float] | None = None) 
 def can_see(mdc: float | None, why: str = "") -> str:
     """The smallest change a gate can see, as every place shows it: ``>= 12%``, or why it
     sees none (``why``, from :func:`too_few`) rather than a number."""
-    from .. import units
-
     if why:
         return why
     if mdc is None:
@@ -113,8 +112,6 @@ def can_see(mdc: float | None, why: str = "") -> str:
 def sees_line(mdc: float, tolerance: float, why: str = "") -> str:
     """The words the summary, the per-test note and reports use; ``why`` (:func:`too_few`)
     says why a gate of infinite MDC sees nothing."""
-    from .. import units
-
     verdict = "" if mdc <= tolerance else ": this gate cannot see its tolerance"
     tol = f"tolerance {units.percent(tolerance)}{verdict}"
     if why or not math.isfinite(mdc):

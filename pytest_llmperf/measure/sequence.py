@@ -22,8 +22,10 @@ from typing import Any
 from ..config import Policy
 from ..metrics import Kind, Metric
 from ..results import TestResult
-from . import distributed, drift
+from . import distributed, drift, generation
 from .device import exclusive_device
+from .energy import MIN_WINDOW_S, EnergyMeter
+from .memory import PeakMemory, peak_of_call
 from .oom import OutOfMemoryResult, oom_as_status
 from .timing import CallSampler, RoundTimer, measure_rounds, unsettled_note, warm_up
 from .work import WorkSignature, add_compile_delta, compile_counters, signature_of
@@ -225,8 +227,6 @@ def _timed_pass(
 ) -> _Pass:
     """The rounds (``driven``: already timed), between the ranks' barriers, with the energy
     counter and the memory peak around them."""
-    from .energy import EnergyMeter
-    from .memory import PeakMemory, peak_of_call
 
     on_cpu = device.type == "cpu"
     refs: list[drift.BatchReference] = []
@@ -361,8 +361,6 @@ def generation_metrics(
     m: Measurement, prefix: str, gated: bool = True
 ) -> tuple[list[Metric], list[str]]:
     """A generation's token metrics (``generation.generation_metrics``) from ``m``'s rounds."""
-    from . import generation
-
     return generation.generation_metrics(
         m.generation.log, m.times, m.normalized, prefix, m.drift_refused, gated=gated
     )
@@ -456,8 +454,6 @@ def work_metrics(m: Measurement, prefix: str) -> list[Metric]:
 def energy_metrics(m: Measurement, prefix: str) -> tuple[list[Metric], list[str]]:
     """Joules per call where NVML counted them; a window too short for the counter's
     20-100 ms updates is reported, not gated, and says so."""
-    from .energy import MIN_WINDOW_S
-
     if m.energy_j is None:
         return [], []
     long_enough = m.energy_window_s >= MIN_WINDOW_S

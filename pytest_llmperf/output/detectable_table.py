@@ -4,6 +4,7 @@ report and one summary line for the terminal."""
 from __future__ import annotations
 
 from .. import units
+from ..judge.detectable import can_see, sees_line
 from ..results import TestResult
 from .result_reads import short_name
 from .table_model import Section, make_table
@@ -12,8 +13,6 @@ from .table_model import Section, make_table
 def detectable_section(results: list[TestResult]) -> Section | None:
     """What each timed gate could see in this run: the smallest change its samples would
     show (``judge.detectable``) beside its tolerance, the blind ones first."""
-    from ..judge.detectable import can_see, sees_line
-
     rows = sorted(
         (
             (mdc > tol, short_name(r.nodeid), name, mdc, tol, r.detectable_why.get(name, ""))
@@ -50,7 +49,6 @@ def detectable_line(results: list[TestResult]) -> str | None:
         return None
     blind = [p for p in pairs if p[0] > p[1]]
     worst = max(pairs, key=lambda p: p[0] / p[1] if p[1] else p[0])
-    from ..judge.detectable import sees_line
 
     return (
         f"what the timed gates can see: {len(pairs) - len(blind)} of {len(pairs)} see their "

@@ -14,6 +14,7 @@ from typing import Any
 from .. import units
 from ..judge.outcome import Verdict
 from ..results import Metric, Status, TestResult
+from ..roofline.calibration import recorded_efficiency
 
 
 def short_name(nodeid: str) -> str:
@@ -116,8 +117,6 @@ def efficiency_cell(metric: Metric | None) -> str:
     """MFU/MBU as a percentage with one decimal (recorded either as a fraction or in %), or
     ``-`` where it is not reported: decided where the terminal's note is
     (``roofline.calibration.recorded_efficiency``), so the outputs agree."""
-    from ..roofline.calibration import recorded_efficiency
-
     return recorded_efficiency(metric).cell()
 
 

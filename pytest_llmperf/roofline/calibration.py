@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..measure import distributed
+from ..measure.device import current_device, device_name
 from .device_specs import Peaks, canonical_dtype
 from .device_specs import lookup as lookup_spec
 from .interconnect import Link
@@ -35,8 +36,6 @@ from .interconnect import Link
 def _torch_device(device: Any = None) -> Any:
     """``device`` as a torch.device; None means the device the run uses."""
     import torch
-
-    from ..measure.device import current_device
 
     return current_device() if device is None else torch.device(device)
 
@@ -275,8 +274,6 @@ def device_peaks(device: Any = None, dtype: Any = None, *, calibrate: bool = Fal
     the CPU, an unknown accelerator, or ``calibrate=True`` measure (``"calibrated"``).
     ``device`` is a torch.device or string; None means the device the run uses.
     """
-    from ..measure.device import device_name
-
     dev = _torch_device(device)
     key = canonical_dtype(dtype if dtype is not None else "fp32")
     if key == "fp32":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .calibration import device_peaks
 from .device_specs import canonical_dtype
 from .device_specs import lookup as lookup_spec
 from .interconnect import Link, with_overrides
@@ -36,7 +37,6 @@ def resolve_peaks(device: Any = None, dtype: Any = "fp32") -> Any:
     key = canonical_dtype(dtype)
     if isinstance(device, str) and not _is_torch_device(device):
         return lookup_spec(device).peaks(key)
-    from .calibration import device_peaks  # measures: imports torch
 
     return device_peaks(device, key)
 
