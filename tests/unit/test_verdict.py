@@ -111,22 +111,13 @@ def test_status_changes(base: str, now: Status, verdict: Verdict, line: str):
     assert line in r.verdict_lines
 
 
+def peak(mib: float) -> TestResult:
+    """A run whose one memory peak (no rounds) is ``mib`` MiB, at memory's 5% tolerance."""
+    return result(Status.OK, Metric("peak_memory", mib * MIB, "B", kind="memory", tolerance=0.05))
+
+
 def test_memory_below_the_absolute_slack_is_never_a_regression():
     e = entry(peak_memory=stored(10 * MIB, unit="B", kind="memory"))
-
-    def peak(mib: float) -> TestResult:
-        return result(
-            Status.OK,
-            Metric(
-                "peak_memory",
-                mib * MIB,
-                "B",
-                higher_is_better=False,
-                kind="memory",
-                samples=[],
-                tolerance=0.05,
-            ),
-        )
 
     assert judged(peak(13.5), e).verdict is Verdict.PASS  # +35%, but only 3.5 MiB
     r = judged(peak(30), e)  # +200%, 20 MiB
@@ -280,20 +271,6 @@ def test_a_pooled_memory_baseline_is_decided_on_values_with_its_run_spread():
     "too few rounds to judge"); their spread widens the tolerance, the values decide."""
     runs = [10 * MIB], [11 * MIB], [12 * MIB], [10.5 * MIB], [11.5 * MIB]
     e = entry(peak_memory=stored(11 * MIB, *runs, unit="B", kind="memory"))
-
-    def peak(mib: float) -> TestResult:
-        return result(
-            Status.OK,
-            Metric(
-                "peak_memory",
-                mib * MIB,
-                "B",
-                higher_is_better=False,
-                kind="memory",
-                samples=[],
-                tolerance=0.05,
-            ),
-        )
 
     r = judged(peak(11 * 7.13), e)
     assert r.verdict is Verdict.REGRESSION, r.verdict_lines
