@@ -246,66 +246,17 @@ def batched_results() -> list[TestResult]:
                 lat_o, lat_d = 0.66 * n * (1 + p / 1024), 0.5 * n * (1 + p / 2048)
                 thr_o, thr_d = 8 * n * 32 / lat_o, 8 * n * 32 / lat_d
                 mem_o, mem_d = 2 + n * p / 300, 2 + n * p / 320
-                r.add(
-                    Metric(
-                        "origin.latency",
-                        lat_o,
-                        "s",
-                        gated=False,
-                        kind="other",
-                        higher_is_better=False,
+                for name, value, unit, hib in (
+                    ("origin.latency", lat_o, "s", False),
+                    ("diagonal.latency", lat_d, "s", False),
+                    ("origin.throughput", thr_o, "tok/s", True),
+                    ("diagonal.throughput", thr_d, "tok/s", True),
+                    ("origin.peak_memory", mem_o, "GiB", False),
+                    ("diagonal.peak_memory", mem_d, "GiB", False),
+                ):
+                    r.add(
+                        Metric(name, value, unit, kind="other", higher_is_better=hib, gated=False)
                     )
-                )
-                r.add(
-                    Metric(
-                        "diagonal.latency",
-                        lat_d,
-                        "s",
-                        gated=False,
-                        kind="other",
-                        higher_is_better=False,
-                    )
-                )
-                r.add(
-                    Metric(
-                        "origin.throughput",
-                        thr_o,
-                        "tok/s",
-                        higher_is_better=True,
-                        gated=False,
-                        kind="other",
-                    )
-                )
-                r.add(
-                    Metric(
-                        "diagonal.throughput",
-                        thr_d,
-                        "tok/s",
-                        higher_is_better=True,
-                        gated=False,
-                        kind="other",
-                    )
-                )
-                r.add(
-                    Metric(
-                        "origin.peak_memory",
-                        mem_o,
-                        "GiB",
-                        gated=False,
-                        kind="other",
-                        higher_is_better=False,
-                    )
-                )
-                r.add(
-                    Metric(
-                        "diagonal.peak_memory",
-                        mem_d,
-                        "GiB",
-                        gated=False,
-                        kind="other",
-                        higher_is_better=False,
-                    )
-                )
                 r.add(
                     Metric(
                         "scale.throughput", thr_d / thr_o, "x", higher_is_better=True, kind="ratio"
