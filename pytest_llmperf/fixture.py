@@ -10,6 +10,7 @@ objects the call uses are still alive.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from .config import Policy, parse_float, parse_tolerance
 from .fixture_inputs import arguments_from_setup, checked_count, finite
 from .judge.verdict import Judge
 from .measure import distributed
-from .measure.generation import GenerationLog, GenerationSampler, token_record
+from .measure.generation import GenerationLog, GenerationSampler, Streamer, token_record
 from .measure.profile import profile_call
 from .measure.sequence import (
     Measurement,
@@ -85,6 +86,26 @@ class LLMPerf:
         after each decode step, or hand it to a model's ``generate(callback=...)``
         (arguments are ignored). The same callable for the whole test."""
         return self._token_clock().tick
+
+    def streamer(self, skip_prompt: bool = True) -> Any:
+        """A streamer for transformers' ``model.generate(..., streamer=...)`` that marks each
+        generated token and not the prompt, which ``generate`` puts first
+        (``measure.generation.Streamer``)."""
+        return Streamer(self._token_clock(), skip_prompt)
+
+    def tick_after(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` that marks a token when it returns: for a step that makes a token without
+        calling the loop's callback, such as gpt-fast's ``prefill``
+        (``monkeypatch.setattr(gpt_fast_generate, "prefill", llmperf.tick_after(...))``)."""
+        tick = self.tick
+
+        @functools.wraps(fn)
+        def marked(*args: Any, **kwargs: Any) -> Any:
+            out = fn(*args, **kwargs)
+            tick()
+            return out
+
+        return marked
 
     def _token_clock(self) -> Any:
         if self._clock is None:

@@ -22,7 +22,14 @@ from typing import Any
 import pytest
 
 from .baselines import BaselineError, BaselineFile, Project, find_project, load, write
-from .config import Policy, RunOptions, flag, unmatched_marker_names, without_options
+from .config import (
+    Policy,
+    RunOptions,
+    flag,
+    ungated_names,
+    unmatched_marker_names,
+    without_options,
+)
 from .judge.outcome import Verdict
 from .judge.verdict import Judge, failure_text, strict_blind
 from .measure import distributed
@@ -183,6 +190,11 @@ class LLMPerfSession:
             return  # nothing was measured: nothing to judge or store
         if _marker_typo(item, report, result):
             return
+        if isinstance(perf.policy.gate, tuple) and result.status is Status.OK:
+            source = "@pytest.mark.llmperf(gate=...)"
+            metrics, asks = result.metrics.values(), perf.policy.gates
+            for note in ungated_names(source, perf.policy.gate, metrics, self.device.type, asks):
+                result.note(note)
         self._judge(perf, result)
         self._fail_on_verdict(report, perf, result)
         attach_result(report, result)
@@ -320,8 +332,12 @@ class LLMPerfSession:
             from .measure.energy import why_no_energy
 
             why = why_no_energy(self.device.type)
-            if why:
-                tr.line(why, yellow=True)
+            metrics = [m for r in self.results for m in r.metrics.values()]
+            gate = self.options.policy.run_gate or ()
+            ungated = ungated_names(flag("gate"), gate, metrics, self.device.type, scope="this run")
+            for line in [why, *ungated]:
+                if line:
+                    tr.line(line, yellow=True)
             for line in summary_lines(self.results):
                 tr.line(line)
             for line in self.compare.summary_lines() if self.compare else self._missing_lines():

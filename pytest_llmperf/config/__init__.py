@@ -34,6 +34,7 @@ from .names import (
     PLUGIN_METRICS,
     check_run_names,
     metric_keys,
+    ungated_names,
     unknown_names,
     unknown_run_names,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "parse_tolerances",
     "read_option",
     "shown",
+    "ungated_names",
     "unknown_names",
     "unknown_run_names",
     "unmatched_marker_names",

@@ -7,7 +7,8 @@ every metric the plugin takes; a marker's against the metrics its test yielded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ..metrics import Kind
 from .tolerances import DEFAULT_TOLERANCES
@@ -33,6 +34,7 @@ OPTIONAL_METRICS = (
     "work.graph_breaks",
     "work.recompiles",
     "work.kernels",
+    "work.allocator_growth",
 )
 
 
@@ -58,6 +60,9 @@ PLUGIN_METRICS: dict[str, Kind] = {
     "work.syncs": Kind.WORK,
     "work.copies": Kind.WORK,
     "work.tensor_peak": Kind.WORK,
+    "work.retained": Kind.WORK,
+    "work.growth": Kind.WORK,
+    "work.allocator_growth": Kind.WORK,
     "work.graphs": Kind.WORK,
     "work.graph_breaks": Kind.WORK,
     "work.recompiles": Kind.WORK,
@@ -132,3 +137,58 @@ def check_run_names(names: Iterable[str], where: str) -> tuple[str, ...]:
         "named at run level by its kind, or per test with @pytest.mark.llmperf(gate=..., "
         "tolerance=...)"
     )
+
+
+#: Why a kind gates nothing on a device where it is measured, and what gates in its place.
+_NOT_GATED_HERE = {
+    ("cpu", "memory"): (
+        "on the CPU a call's RSS moved 10-25% between identical runs, so it informs; "
+        "work.tensor_peak and work.retained (kind work) gate the call's tensor memory "
+        "exactly"
+    ),
+}
+
+
+def ungated_names(
+    source: str,
+    names: Iterable[str],
+    metrics: Iterable[Any],
+    device: str,
+    asks: Callable[[str, str], bool] | None = None,
+    scope: str = "this test",
+) -> list[str]:
+    """Notes for the ``names`` a gate (``source``: the marker's, ``--llmperf-gate``) asks for
+    that gate nothing among ``metrics`` on this ``device`` type: measured but not gated
+    here (memory on the CPU), or not measured here (energy without NVML). A name that
+    matches nothing anywhere is a typo, an error elsewhere (``unknown_names``). ``asks``:
+    whether the test's whole policy asks for a metric (a marker's gate within the run's):
+    one the other level leaves out is not this name's to gate. ``scope``: whose metrics
+    these are ("this test", "this run")."""
+    metrics = list(metrics)
+    out = []
+    for name in names:
+        matched = [m for m in metrics if name in metric_keys(m.name, m.kind)]
+        asked = [m for m in matched if asks is None or asks(m.name, m.kind)]
+        if any(m.gated for m in asked) or (matched and not asked):
+            continue
+        if asked:
+            kinds = {str(m.kind) for m in asked}
+            why = next(
+                (
+                    _NOT_GATED_HERE[device, k]
+                    for k in sorted(kinds)
+                    if (device, k) in _NOT_GATED_HERE
+                ),
+                "",
+            )
+            shown = ", ".join(sorted({m.name for m in asked})[:6])
+            out.append(
+                f"{source} names {name!r}, but nothing it names in {scope} is gated on this "
+                f"device ({device}): {shown} reported only" + (f" ({why})" if why else "")
+            )
+        else:
+            out.append(
+                f"{source} names {name!r}, which {scope} measured no metric of on this "
+                f"device ({device}): it gated nothing"
+            )
+    return out

@@ -36,9 +36,13 @@ def by_name(old: dict[str, int], new: dict[str, int], limit: int = MAX_NAMES) ->
     return parts
 
 
-def _causes(old: dict[str, int], new: dict[str, int]) -> str:
-    """The names whose counts grew, as ``name xN`` (what was added)."""
+def _causes(old: dict[str, int], new: dict[str, int], unit: str = "") -> str:
+    """The names whose counts grew, as ``name xN`` (what was added), or ``name +8 MiB``
+    where they count bytes (what ``retained`` keeps, by the operator that made it)."""
     grown = [(n, new[n] - old.get(n, 0)) for n in sorted(new) if new[n] > old.get(n, 0)]
+    grown.sort(key=lambda nk: -nk[1])
+    if unit == "B":
+        return ", ".join(f"{n} +{units.quantity(k, unit)}" for n, k in grown[:3])
     return ", ".join(f"{n} x{k}" for n, k in grown[:3])
 
 
@@ -76,7 +80,7 @@ def work_diff(decisions: list[Decision], current: dict[str, Any], stored: dict[s
                 if small
                 else f" ({units.change(d.change)})"
             )
-        causes = _causes(old.get(detail, {}), new.get(detail, {})) if detail else ""
+        causes = _causes(old.get(detail, {}), new.get(detail, {}), d.unit) if detail else ""
         parts.append(f"{text} ({causes})" if causes else text)
     return "; ".join(
         (f"{name}: " if name else "") + ", ".join(parts) for name, parts in groups.items()

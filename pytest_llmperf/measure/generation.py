@@ -40,6 +40,7 @@ from typing import Any
 from ..metrics import ITL_PERCENTILES, Kind, Metric, percentile
 from .oom import OutOfMemoryResult, is_oom, oom_message
 from .timing import RoundTimer
+from .work import operators_so_far, trace_operators
 
 #: The throughput that is each latency's inverse: prefill = batch x prompt / TTFT, decode =
 #: batch / TPOT (a paired ratio of one is the other's, inverted).
@@ -75,6 +76,8 @@ class TokenClock:
         self.where = where
         self.accelerated = device.type != "cpu"
         self.marks: list[Any] = []
+        #: Generations started so far (a streamer knows a new one by it).
+        self.generations = 0
         self._state = _IDLE
         #: ``perf_counter`` at the start of the generation in progress (for a message).
         self._started = 0.0
@@ -121,11 +124,27 @@ class TokenClock:
             "you mean to measure"
         )
 
-    def run(self, fn: Callable[[], Any]) -> tuple[Any, list[Any]]:
+    @property
+    def ticking(self) -> bool:
+        """Whether a generation is running that marks its tokens with ``tick``."""
+        return self._state is _TICK
+
+    def run(
+        self, fn: Callable[[], Any], now: Callable[[], Any] | None = None
+    ) -> tuple[Any, list[Any]]:
         """One generation: the call's result (the yielded tokens for a generator) and its
         marks, the first being the start. An exception, an out-of-memory error included,
         leaves with a note of how many tokens were marked. Past ``MAX_TOKENS`` tokens the
-        generation is endless: a ``GenerationError``, its marks and tokens dropped."""
+        generation is endless: a ``GenerationError``, its marks and tokens dropped.
+        ``now``: what a mark reads instead of the clock (the work pass's operator count)."""
+        saved, self._now = self._now, now or self._now
+        try:
+            return self._run(fn)
+        finally:
+            self._now = saved
+
+    def _run(self, fn: Callable[[], Any]) -> tuple[Any, list[Any]]:
+        self.generations += 1
         self._started = time.perf_counter()
         self.marks = marks = [self._now()]
         self._state = _TICK
@@ -196,6 +215,86 @@ class TokenClock:
         return t
 
 
+class Streamer:
+    """transformers' ``generate(..., streamer=...)`` with each generated token marked.
+
+    ``generate`` hands its streamer the prompt first (``put(input_ids)``, before any
+    work) and then each new token; a streamer whose ``put`` is ``llmperf.tick`` marks
+    a "token" at 0 ms and gives TTFT as zero. This one skips the first ``put`` of each
+    generation (``skip_prompt=False``: a loop that puts generated tokens only).
+    ``end`` marks nothing. transformers itself is not imported: ``generate`` only
+    calls ``put`` and ``end``."""
+
+    def __init__(self, clock: TokenClock, skip_prompt: bool = True) -> None:
+        self.clock, self.skip_prompt = clock, skip_prompt
+        self._prompted = -1
+
+    def put(self, value: Any) -> None:
+        clock = self.clock
+        if self.skip_prompt and clock.ticking and self._prompted != clock.generations:
+            self._prompted = clock.generations  # this generation's first put: its prompt
+            return
+        clock.tick()  # outside a generation: its error says so
+
+    def end(self) -> None:
+        """The generation ended: its last token was already marked by ``put``."""
+
+
+#: A first token whose mark falls after fewer than this share of a later token's operators
+#: was marked before the prefill's work. A prefill runs the model once, as a decode step
+#: does: on real models its mark fell at 1.0-1.3 of a step's operators, and at 2.0 where
+#: the prefill's own token went unmarked (docs/writing-tests.md, "Where the first mark
+#: falls"); past ``_UNMARKED_PREFILL`` the first mark's last operators are compared with a
+#: decode step's.
+_EARLY_MARK = 0.5
+_UNMARKED_PREFILL = 1.7
+
+Trace = list[tuple[str, tuple[int, ...]]]
+
+
+def first_mark_note(marks: list[int], trace: Trace, prefix: str = "") -> str:
+    """Where a generation's first token mark fell in its work, "" where it fits a prefill
+    marked as its first token. ``marks``: the operators counted before each mark since
+    the start; ``trace``: those operators as (name, first output's shape)."""
+    segments = [trace[a:b] for a, b in zip(marks, marks[1:], strict=False)]
+    if len(segments) < 3 or median(len(s) for s in segments[1:]) <= 0:
+        return ""
+    first, later = len(segments[0]), median(len(s) for s in segments[1:])
+    said = (
+        f"{prefix}the first token mark came after {first:,} PyTorch operators, against "
+        f"{later:,.0f} per later token: "
+    )
+    if first < _EARLY_MARK * later:
+        return said + (
+            "it was taken before the prefill's work, so TTFT reads near zero and the "
+            "prefill lands in the first inter-token interval (a transformers streamer "
+            "whose put() is llmperf.tick marks the prompt: use llmperf.streamer())"
+        )
+    if first > _UNMARKED_PREFILL * later and _ends_in_a_step(*segments[:3]):
+        return said + (
+            "its last operators are a decode step's, so the prefill's own token was not "
+            "marked: TTFT includes a decode step and prefill throughput reads low "
+            "(gpt-fast's generate calls its callback for decode tokens only: wrap its "
+            "prefill with llmperf.tick_after, docs/writing-tests.md)"
+        )
+    return ""
+
+
+def _ends_in_a_step(first: Trace, step: Trace, next_step: Trace) -> bool:
+    """Whether ``first`` ends in a decode step: its last operators are ``step``'s, by name
+    in order, on shapes at least as alike as the next step's are. A chunked prefill (a
+    long prompt in parts, one mark after them all) ends in a forward over a chunk of the
+    prompt: the same operators, on other shapes."""
+    tail = first[-len(step) :]
+    if len(first) <= len(step) or [n for n, _ in tail] != [n for n, _ in step]:
+        return False
+
+    def alike(a: Trace) -> int:
+        return sum(x == y for x, y in zip(a, step, strict=False))
+
+    return alike(tail) >= alike(next_step)
+
+
 def _close(tokens: Iterator[Any]) -> None:
     """Close an abandoned generator now (its ``finally`` runs here, not at some later
     collection); one that will not close is left to the collector."""
@@ -232,10 +331,21 @@ class GenerationSampler:
         self.result: Any = None
         #: The per-round statistics of the last ``sample`` (``--llmperf-compare`` pairs them).
         self.series: dict[str, list[float]] = {}
+        #: A generation run under the work counters: each mark as the number of operators
+        #: counted before it since the start, and those operators as (name, shape)
+        #: (``first_mark_note``); empty until the work pass.
+        self.work_marks: list[int] = []
+        self.work_trace: list[tuple[str, tuple[int, ...]]] = []
 
     def call(self) -> Any:
-        """One generation, marks dropped: warm-up, the memory pass, the work signature."""
-        return self.clock.run(self.fn)[0]
+        """One generation, marks dropped: warm-up, the memory pass, the work signature. Under
+        the work counters each mark reads the operators counted so far (``work_marks``)."""
+        if operators_so_far() is None:
+            return self.clock.run(self.fn)[0]
+        with trace_operators() as trace:
+            out, marks = self.clock.run(self.fn, now=operators_so_far)
+        self.work_marks, self.work_trace = [m - marks[0] for m in marks], trace
+        return out
 
     def sample(self, n: int) -> list[float]:
         pending: list[list[Any]] = []

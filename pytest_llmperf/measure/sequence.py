@@ -23,12 +23,13 @@ from ..config import Policy
 from ..metrics import Kind, Metric
 from ..results import TestResult
 from . import distributed, drift, generation
+from .compiled import add_compile_delta, compile_counters
 from .device import exclusive_device
 from .energy import MIN_WINDOW_S, EnergyMeter
 from .memory import PeakMemory, peak_of_call
 from .oom import OutOfMemoryResult, oom_as_status
 from .timing import CallSampler, RoundTimer, measure_rounds, unsettled_note, warm_up
-from .work import WorkSignature, add_compile_delta, compile_counters, signature_of
+from .work import WorkSignature, leak_note, signature_of
 
 
 @dataclass
@@ -318,8 +319,12 @@ def take_signature(
     m.work = signature_of(m.call, device, setup)
     add_compile_delta(m.work, compiled_before, compiled_after)
     result.work[m.name] = m.work.detail()
-    for note in m.work.uncounted:
-        result.note(f"{m.name}: work: {note}" if m.name else f"work: {note}")
+    said = [*m.work.uncounted, leak_note(m.work)]
+    if m.generation is not None:
+        said.append(generation.first_mark_note(m.generation.work_marks, m.generation.work_trace))
+    for note in said:
+        if note:
+            result.note(f"{m.name}: work: {note}" if m.name else f"work: {note}")
 
 
 def call_metrics(

@@ -13,7 +13,7 @@ from .result_reads import baseline_change, short_name
 from .table_model import Section, make_table, with_baselines
 
 #: The work table's columns: (metric tail, heading); compile and kernel columns only when
-#: some test has them.
+#: some test has them, the retained and leak columns only when some test retains or leaks.
 WORK_COLUMNS = (
     ("ops", "ops"),
     ("flops", "FLOPs"),
@@ -21,12 +21,16 @@ WORK_COLUMNS = (
     ("syncs", "syncs"),
     ("copies", "copies"),
     ("tensor_peak", "tensor peak"),
+    ("retained", "retained"),
+    ("growth", "leak/call"),
+    ("allocator_growth", "allocator leak/call"),
     ("graphs", "graphs"),
     ("graph_breaks", "graph breaks"),
     ("recompiles", "recompiles"),
     ("kernels", "kernels"),
 )
 _ALWAYS = 6
+_WHEN_NONZERO = frozenset({"retained", "growth", "allocator_growth"})
 
 
 def work_section(results: list[TestResult]) -> Section | None:
@@ -44,7 +48,11 @@ def work_section(results: list[TestResult]) -> Section | None:
     shown = [
         (key, title)
         for i, (key, title) in enumerate(WORK_COLUMNS)
-        if i < _ALWAYS or any(key in counts for _, _, counts, _ in rows)
+        if i < _ALWAYS
+        or any(
+            key in counts and (key not in _WHEN_NONZERO or counts[key].value)
+            for _, _, counts, _ in rows
+        )
     ]
     # A count equal to its baseline needs no baseline beside it (counts are exact).
     changed = {

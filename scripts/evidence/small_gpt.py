@@ -27,6 +27,10 @@ import time; unset or empty: the unchanged model):
 * ``keep_alive``: each MLP keeps its GELU activation on the module "for a
   sparsity probe" (``self.last_act = a``), alive past its layer and its call: a
   higher peak of live tensors, the same operators;
+* ``probe_list``: the final hidden states kept in a module-level list for a debug
+  probe, cleared at two items (a logging hook's buffer): alive after the call, the
+  same operators and the same peak inside it;
+* ``leak``: the same list never cleared: it grows by one tensor per forward;
 * ``slow_same_work``: a pure-Python busy loop in ``forward``, slower with exactly
   the same PyTorch work (what the work gate cannot see, by design);
 * ``stall_every_32``: every 32nd decode step of ``generate`` and
@@ -69,11 +73,15 @@ INJECTIONS = (
     "graph_break",
     "recompile",
     "keep_alive",
+    "probe_list",
+    "leak",
     "slow_same_work",
     "stall_every_32",
 )
 #: ``stall_every_32``: which decode steps stall (every ``STALL_EVERY``-th, 1-based).
 STALL_EVERY = 32
+#: ``probe_list`` and ``leak``: the debug probe's buffer.
+PROBE: list[torch.Tensor] = []
 if INJECT and INJECT not in INJECTIONS:
     raise ValueError(f"GPT_INJECT={INJECT!r}: expected one of {', '.join(INJECTIONS)}")
 
@@ -212,6 +220,10 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x)
         x = self.transformer.ln_f(x)
+        if INJECT in ("probe_list", "leak") and not torch.compiler.is_compiling():
+            if INJECT == "probe_list" and len(PROBE) >= 2:
+                PROBE.clear()
+            PROBE.append(x.detach())  # "for the probe": eager only, like slow_same_work
         if targets is not None:
             logits = self.lm_head(x)
             loss = F.cross_entropy(

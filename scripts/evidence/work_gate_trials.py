@@ -122,6 +122,8 @@ INJECTIONS: dict[str, tuple[str, set[str]]] = {
     "graph_break": ("torch.compile", {"test_compiled_forward"}),
     "recompile": ("torch.compile", {"test_compiled_forward"}),
     "keep_alive": ("memory (live tensors)", set(TESTS)),
+    "probe_list": ("memory kept between calls", set(TESTS) - {"test_compiled_forward"}),
+    "leak": ("memory leak", set(TESTS) - {"test_compiled_forward"}),
     "slow_same_work": ("time only, same work", set()),
 }
 WORK_LINE = "REGRESSION work:"
@@ -516,13 +518,22 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="build and keep the project in this directory")
     ap.add_argument("--out", type=Path, default=None, help="the JSON results' file")
     ap.add_argument("--runs-per-injection", type=int, default=1, help="per machine key")
+    ap.add_argument("--unchanged-runs", type=int, default=None, help="per machine key (10)")
+    ap.add_argument(
+        "--injections", default=None, help="comma-separated (default: all; quick: extra_matmul)"
+    )
     ap.add_argument(
         "--cost-pairs", type=int, default=None, help="work on/off pairs (default 3; 1 quick)"
     )
     args = ap.parse_args()
-    unchanged_runs = 1 if args.quick else 10
+    unchanged_runs = args.unchanged_runs or (1 if args.quick else 10)
     pairs = args.cost_pairs or (1 if args.quick else 3)
     injections = ["extra_matmul"] if args.quick else list(INJECTIONS)
+    if args.injections:
+        injections = args.injections.split(",")
+        unknown = sorted(set(injections) - set(INJECTIONS))
+        if unknown:
+            ap.error(f"--injections: unknown {', '.join(unknown)}; known: {', '.join(INJECTIONS)}")
     if args.out is None:  # a quick run never overwrites a full run's results
         args.out = Path(f"/tmp/work_gate_trials{'_quick' if args.quick else ''}.json")
 

@@ -11,11 +11,8 @@ import torch
 from pytest_llmperf.judge.outcome import Verdict
 from pytest_llmperf.judge.verdict import Judge
 from pytest_llmperf.judge.workdiff import by_name
-from pytest_llmperf.measure.work import (
-    add_compile_delta,
-    compile_counters,
-    signature_of,
-)
+from pytest_llmperf.measure.compiled import add_compile_delta, compile_counters
+from pytest_llmperf.measure.work import signature_of
 from pytest_llmperf.results import Metric, TestResult
 
 CPU = torch.device("cpu")
