@@ -871,6 +871,13 @@ BREAKS = [
         ("tests/unit/test_retained.py",),
     ),
     Break(
+        "a buffer handed to a collective leaves the count (gloo's thread holds it)",
+        "pytest_llmperf/measure/counters.py",
+        '        if name.startswith("c10d."):\n',
+        "        if False:\n",
+        ("tests/unit/test_retained.py",),
+    ),
+    Break(
         "a leak grows after every watched call, not after some",
         "pytest_llmperf/measure/work.py",
         "if steps and all(x > 0 for x in steps) else 0",

@@ -111,6 +111,12 @@ class _LiveBytes:
             self.current -= self.live.pop(key, 0)
             self.made_by.pop(key, None)
 
+    def handed_over(self, key: int) -> None:
+        """A storage handed to a collective leaves the count now: the communication
+        library's thread may hold it past its last use, for as long as its timing says
+        (a gloo all-reduce's buffer outlived the call in some runs and not in others)."""
+        self._freed(key)
+
     def by_operator(self) -> Counter[str]:
         """The live bytes by the operator that allocated them."""
         out: Counter[str] = Counter()
@@ -210,6 +216,11 @@ class _OpCounter:
         self._syncs(name, args, inputs)
         self._copies(name, kwargs, inputs, outputs)
         self._bytes(name, inputs, outputs)
+        if name.startswith("c10d."):
+            for t in inputs:
+                key = _storage_key(t)
+                if key is not None:
+                    self.live.handed_over(key[1])
 
     def _flops(self, name, args, kwargs, out, inputs, outputs) -> None:  # noqa: ANN001
         sig, registry = self.sig, self.registry
