@@ -116,18 +116,29 @@ def _tokens(pytester, *args):
     return result, tests
 
 
+def _marked(pytester, source: str, expect: dict[str, tuple[int, tuple[str, ...]]]) -> None:
+    """Run ``source``'s tests; each must pass with its count of marked tokens and a
+    first-mark note holding every given phrase (none where none are given)."""
+    pytester.makepyfile(test_marks=source)
+    result, tests = _tokens(pytester)
+    result.assert_outcomes(passed=len(expect))
+    for test, (tokens, said) in expect.items():
+        assert tests[test]["metrics"]["output_tokens"]["value"] == tokens, test
+        notes = [n for n in tests[test]["notes"] if "first token mark" in n]
+        assert len(notes) == bool(said) and all(w in notes[0] for w in said), (test, notes)
+
+
 def test_gpt_fast_stock_pattern_gets_the_note_and_tick_after_marks_its_prefill(pytester):
     """Stock gpt-fast marks decode tokens only: 15 marks for 16 tokens and the note; with
     its prefill wrapped by ``llmperf.tick_after`` all 16 are marked and nothing is said."""
-    pytester.makepyfile(test_gpt_fast=GPT_FAST)
-    result, tests = _tokens(pytester)
-    result.assert_outcomes(passed=2)
-    stock, marked = tests["test_stock"], tests["test_prefill_marked"]
-    assert stock["metrics"]["output_tokens"]["value"] == 15
-    assert marked["metrics"]["output_tokens"]["value"] == 16
-    (note,) = [n for n in stock["notes"] if "first token mark" in n]
-    assert "its last operators are a decode step's" in note and "tick_after" in note, note
-    assert not [n for n in marked["notes"] if "first token mark" in n], marked["notes"]
+    _marked(
+        pytester,
+        GPT_FAST,
+        {
+            "test_stock": (15, ("its last operators are a decode step's", "tick_after")),
+            "test_prefill_marked": (16, ()),
+        },
+    )
 
 
 HF = """
@@ -175,15 +186,14 @@ def test_transformers_streamer_marks_generated_tokens_not_the_prompt(pytester):
     marks the 8 generated tokens; a streamer whose put is ``llmperf.tick`` marks 9, the
     first before any work, and gets the note."""
     pytest.importorskip("transformers", reason="transformers is in the dev extra")
-    pytester.makepyfile(test_hf=HF)
-    result, tests = _tokens(pytester)
-    result.assert_outcomes(passed=2)
-    good, naive = tests["test_streamer"], tests["test_tick_streamer"]
-    assert good["metrics"]["output_tokens"]["value"] == 8
-    assert naive["metrics"]["output_tokens"]["value"] == 9
-    assert not [n for n in good["notes"] if "first token mark" in n], good["notes"]
-    (note,) = [n for n in naive["notes"] if "first token mark" in n]
-    assert "before the prefill's work" in note and "llmperf.streamer()" in note, note
+    _marked(
+        pytester,
+        HF,
+        {
+            "test_streamer": (8, ()),
+            "test_tick_streamer": (9, ("before the prefill's work", "llmperf.streamer()")),
+        },
+    )
 
 
 STREAMED = """
