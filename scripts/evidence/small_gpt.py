@@ -29,7 +29,9 @@ import time; unset or empty: the unchanged model):
   higher peak of live tensors, the same operators;
 * ``probe_list``: the final hidden states kept in a module-level list for a debug
   probe, cleared at two items (a logging hook's buffer): alive after the call, the
-  same operators and the same peak inside it;
+  same operators and (outside a generation) the same peak inside it; eager only, so
+  a compiled graph leaves it out, while the work pass, which runs the program as
+  written, keeps it;
 * ``leak``: the same list never cleared: it grows by one tensor per forward;
 * ``slow_same_work``: a pure-Python busy loop in ``forward``, slower with exactly
   the same PyTorch work (what the work gate cannot see, by design);
@@ -223,7 +225,7 @@ class GPT(nn.Module):
         if INJECT in ("probe_list", "leak") and not torch.compiler.is_compiling():
             if INJECT == "probe_list" and len(PROBE) >= 2:
                 PROBE.clear()
-            PROBE.append(x.detach())  # "for the probe": eager only, like slow_same_work
+            PROBE.append(x.detach())  # "for the probe": eager only (dynamo leaves it out)
         if targets is not None:
             logits = self.lm_head(x)
             loss = F.cross_entropy(
