@@ -10,20 +10,22 @@ of a project with a tiny transformers Llama (random weights, nothing downloaded)
   writes first: it marks the prompt, which ``generate`` puts before any work);
 - ``test_gpt_fast_stock``: a gpt-fast-shaped loop (prefill, then decode steps that
   call ``callback``) with ``callback=llmperf.tick`` alone;
-- ``test_gpt_fast_marked``: the same with its prefill wrapped by ``llmperf.tick_after``;
-- ``test_by_hand``: the same model's TTFT timed by hand with ``perf_counter`` around
-  ``generate(ids, max_new_tokens=1)`` and around the loop's prefill, each the median
-  of 20 calls after 3 warm-up calls, recorded with ``llmperf.record``.
+- ``test_gpt_fast_marked``: the same with its prefill wrapped by ``llmperf.tick_after``.
 
-Every test runs in each process (one thread, as the plugin measures on the CPU), so
-each run gives ratios taken side by side. It prints each run's TTFTs, the ratio of
-each to the hand-timed one, the notes the plugin gave, and the medians over runs.
+Before each measured round (``setup=``, outside the timing) one generation of the
+same kind is timed by hand: ``perf_counter`` before the call and at its first
+generated token (a streamer of its own that skips the prompt; for the loop, when
+its prefill returns). The two alternate in one process, side by side, and the
+hand-timed median is recorded beside the test's TTFT (``hand_ttft``).
+
+It prints each test's TTFT, the hand-timed one and their ratio (medians over the
+runs), the notes the plugin gave, and each run's ratio for the streamer.
 
     python scripts/evidence/streamer_ttft.py            # 5 runs
     python scripts/evidence/streamer_ttft.py --quick    # 1 run, fewer rounds
 
 Exits 1 when a note is missing or misplaced, or (not ``--quick``, which asserts no
-timing) the streamer's TTFT is not within 10% of the hand-timed ``generate`` in a run.
+timing) the streamer's TTFT is not within 10% of the hand-timed one in a run.
 """
 
 from __future__ import annotations
@@ -81,57 +83,91 @@ def gpt_fast_generate(model, n, callback=lambda tok: tok):
     return tok
 
 
+class HandStreamer:  # a user's own TTFT: the time of the first put after the prompt
+    def __init__(self):
+        self.puts, self.first = 0, None
+
+    def put(self, value):
+        self.puts += 1
+        if self.puts == 2:
+            self.first = time.perf_counter()
+
+    def end(self):
+        pass
+
+
+def hf_by_hand(model):
+    streamer = HandStreamer()
+    t0 = time.perf_counter()
+    generate(model, streamer)
+    return streamer.first - t0
+
+
+RAW_PREFILL = prefill
+
+
+def loop_by_hand(model):
+    stamp = []
+
+    def stamped(*args):
+        out = RAW_PREFILL(*args)
+        stamp.append(time.perf_counter())
+        return out
+
+    current = globals()["prefill"]  # llmperf.tick_after's wrapper, in test_gpt_fast_marked
+    globals()["prefill"] = stamped
+    try:
+        t0 = time.perf_counter()
+        gpt_fast_generate(model, NEW)
+    finally:
+        globals()["prefill"] = current
+    return stamp[0] - t0
+
+
+def measure(llmperf, fn, args, kwargs, by_hand):
+    # a hand-timed generation before each measured one (setup runs outside the timing):
+    # the two alternate in one process, side by side
+    hand = []
+    llmperf.generation(fn, args=args, kwargs=kwargs, prompt_tokens=PROMPT,
+                       setup=lambda: hand.append(by_hand()))
+    llmperf.record("hand_ttft", statistics.median(hand), "s", kind="time")
+
+
 class TickStreamer:
     def __init__(self, tick):
         self.put, self.end = tick, lambda: None
 
 
-@pytest.mark.llmperf(warmup=2, rounds=ROUNDS)
+@pytest.mark.llmperf(warmup=3, rounds=ROUNDS)
 def test_streamer(llmperf, model):
-    llmperf.generation(generate, args=(model, llmperf.streamer()), prompt_tokens=PROMPT)
+    measure(llmperf, generate, (model, llmperf.streamer()), {{}}, lambda: hf_by_hand(model))
 
 
-@pytest.mark.llmperf(warmup=2, rounds=ROUNDS)
+@pytest.mark.llmperf(warmup=3, rounds=ROUNDS)
 def test_tick_streamer(llmperf, model):
-    llmperf.generation(generate, args=(model, TickStreamer(llmperf.tick)), prompt_tokens=PROMPT)
+    streamer = TickStreamer(llmperf.tick)
+    measure(llmperf, generate, (model, streamer), {{}}, lambda: hf_by_hand(model))
 
 
-@pytest.mark.llmperf(warmup=2, rounds=ROUNDS)
+@pytest.mark.llmperf(warmup=3, rounds=ROUNDS)
 def test_gpt_fast_stock(llmperf, model):
-    llmperf.generation(gpt_fast_generate, args=(model, NEW), kwargs={{"callback": llmperf.tick}},
-                       prompt_tokens=PROMPT)
+    measure(llmperf, gpt_fast_generate, (model, NEW), {{"callback": llmperf.tick}},
+            lambda: loop_by_hand(model))
 
 
-@pytest.mark.llmperf(warmup=2, rounds=ROUNDS)
+@pytest.mark.llmperf(warmup=3, rounds=ROUNDS)
 def test_gpt_fast_marked(llmperf, model, monkeypatch):
     monkeypatch.setitem(globals(), "prefill", llmperf.tick_after(prefill))
-    llmperf.generation(gpt_fast_generate, args=(model, NEW), kwargs={{"callback": llmperf.tick}},
-                       prompt_tokens=PROMPT)
-
-
-def by_hand(fn, n=20):
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def test_by_hand(llmperf, model):
-    torch.set_num_threads(1)  # as the plugin measures on the CPU
-    llmperf.record("generate_1", by_hand(lambda: generate(model, None, 1)), "s", kind="time")
-    llmperf.record("prefill", by_hand(lambda: prefill(model, IDS)), "s", kind="time")
+    measure(llmperf, gpt_fast_generate, (model, NEW), {{"callback": llmperf.tick}},
+            lambda: loop_by_hand(model))
 """
 
-#: What each measured test's TTFT is compared with, and the note it must get (or not).
+#: The note each measured test must get in its first-mark words ("": none).
 EXPECT = {
-    "test_streamer": ("generate_1", ""),
-    "test_tick_streamer": ("generate_1", "before the prefill's work"),
-    "test_gpt_fast_stock": ("prefill", "prefill's own token was not marked"),
-    "test_gpt_fast_marked": ("prefill", ""),
+    "test_streamer": "",
+    "test_tick_streamer": "before the prefill's work",
+    "test_gpt_fast_stock": "prefill's own token was not marked",
+    "test_gpt_fast_marked": "",
 }
 
 
@@ -145,15 +181,15 @@ def one_run(root: Path, i: int) -> dict:
         print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
         raise SystemExit(f"run {i}: pytest exited {done.returncode}")
     results = {r["nodeid"].split("::")[-1]: r for r in json.loads(report.read_text())["results"]}
-    hand = {k: m["value"] for k, m in results["test_by_hand"]["metrics"].items()}
-    out = {"hand": hand, "tests": {}}
-    for test, (against, _) in EXPECT.items():
+    out = {"tests": {}}
+    for test in EXPECT:
         r = results[test]
-        ttft = r["metrics"]["ttft"]["value"]
+        ttft, hand = r["metrics"]["ttft"]["value"], r["metrics"]["hand_ttft"]["value"]
         notes = [n for n in r["notes"] if "first token mark" in n]
         out["tests"][test] = {
             "ttft": ttft,
-            "ratio": ttft / hand[against],
+            "hand": hand,
+            "ratio": ttft / hand,
             "tokens": r["metrics"]["output_tokens"]["value"],
             "notes": notes,
         }
@@ -175,27 +211,26 @@ def main() -> int:
         (root / "pytest.ini").write_text("[pytest]\n")
         all_runs = [one_run(root, i) for i in range(runs)]
     failures = []
-    print("| test | marks | TTFT (median of runs) | / hand-timed | against | note |")
+    print("| test | marks | TTFT | hand-timed TTFT | ratio | note |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for test, (against, said) in EXPECT.items():
+    for test, said in EXPECT.items():
         rows = [r["tests"][test] for r in all_runs]
-        ratio = statistics.median(r["ratio"] for r in rows)
-        ttft = statistics.median(r["ttft"] for r in rows)
+        ttft, hand, ratio = (
+            statistics.median(r[k] for r in rows) for k in ("ttft", "hand", "ratio")
+        )
         notes = {n for r in rows for n in r["notes"]}
         shown = "; ".join(sorted(notes))[:120] or "-"
         print(
-            f"| {test} | {rows[0]['tokens']:.0f} | {ttft * 1e3:.2f} ms | {ratio:.3f} | "
-            f"{against} by hand | {shown} |"
+            f"| {test} | {rows[0]['tokens']:.0f} | {ttft * 1e3:.2f} ms | {hand * 1e3:.2f} ms | "
+            f"{ratio:.3f} | {shown} |"
         )
         if bool(said) != bool(notes) or (said and not all(said in n for n in notes)):
             failures.append(f"{test}: notes {sorted(notes)}, expected {said!r}")
-    hand = {k: statistics.median(r["hand"][k] for r in all_runs) for k in all_runs[0]["hand"]}
+    ratios = [r["tests"]["test_streamer"]["ratio"] for r in all_runs]
     print(
-        f"\nby hand (median of runs): {', '.join(f'{k} {v * 1e3:.2f} ms' for k, v in hand.items())}"
+        "per run, the streamer's TTFT / the hand-timed one:", ", ".join(f"{x:.3f}" for x in ratios)
     )
-    print("per run, streamer / hand-timed generate(max_new_tokens=1):", end=" ")
-    print(", ".join(f"{r['tests']['test_streamer']['ratio']:.3f}" for r in all_runs))
-    worst = max(abs(r["tests"]["test_streamer"]["ratio"] - 1) for r in all_runs)
+    worst = max(abs(x - 1) for x in ratios)
     if worst > 0.10 and not args.quick:  # a quick run (CI's) asserts no timing
         failures.append(f"the streamer's TTFT is {worst:.1%} from the hand-timed one")
     out_path.write_text(json.dumps(all_runs, indent=1))
