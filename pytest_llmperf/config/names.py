@@ -172,15 +172,8 @@ def ungated_names(
         if any(m.gated for m in asked) or (matched and not asked):
             continue
         if asked:
-            kinds = {str(m.kind) for m in asked}
-            why = next(
-                (
-                    _NOT_GATED_HERE[device, k]
-                    for k in sorted(kinds)
-                    if (device, k) in _NOT_GATED_HERE
-                ),
-                "",
-            )
+            reasons = {_NOT_GATED_HERE.get((device, str(m.kind)), "") for m in asked}
+            why = "; ".join(sorted(reasons - {""}))
             shown = ", ".join(sorted({m.name for m in asked})[:6])
             out.append(
                 f"{source} names {name!r}, but nothing it names in {scope} is gated on this "

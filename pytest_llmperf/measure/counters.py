@@ -16,6 +16,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+#: Counted operators in order, each as (name, its first output's shape): where a
+#: generation's token marks fell in its work (``work.trace_operators``).
+Trace = list[tuple[str, tuple[int, ...]]]
+
 #: Operators that hand a value to the host or whose output shape depends on the
 #: data: on an accelerator each makes the host wait for the device. They are
 #: counted on every device, so a sync added to a decode loop shows on the CPU.
@@ -186,7 +190,7 @@ class _OpCounter:
         self.seen = 0
         #: Each counted operator's name and first output's shape, while a generation's
         #: marks ask for them (``work.trace_operators``); None otherwise.
-        self.trace: list[tuple[str, tuple[int, ...]]] | None = None
+        self.trace: Trace | None = None
         self.registry = _by_name(flop_registry)
         self.extra_flops = _extra_flop_formulas()
         self._implicit = torch._C.DispatchKey.CompositeImplicitAutograd

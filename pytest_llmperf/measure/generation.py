@@ -38,6 +38,7 @@ from statistics import median
 from typing import Any
 
 from ..metrics import ITL_PERCENTILES, Kind, Metric, percentile
+from .counters import Trace
 from .oom import OutOfMemoryResult, is_oom, oom_message
 from .timing import RoundTimer
 from .work import operators_so_far, trace_operators
@@ -249,17 +250,17 @@ class Streamer:
 _EARLY_MARK = 0.5
 _UNMARKED_PREFILL = 1.7
 
-Trace = list[tuple[str, tuple[int, ...]]]
-
 
 def first_mark_note(marks: list[int], trace: Trace, prefix: str = "") -> str:
     """Where a generation's first token mark fell in its work, "" where it fits a prefill
     marked as its first token. ``marks``: the operators counted before each mark since
     the start; ``trace``: those operators as (name, first output's shape)."""
     segments = [trace[a:b] for a, b in zip(marks, marks[1:], strict=False)]
-    if len(segments) < 3 or median(len(s) for s in segments[1:]) <= 0:
+    if len(segments) < 3:
         return ""
     first, later = len(segments[0]), median(len(s) for s in segments[1:])
+    if later <= 0:
+        return ""
     said = (
         f"{prefix}the first token mark came after {first:,} PyTorch operators, against "
         f"{later:,.0f} per later token: "
@@ -335,7 +336,7 @@ class GenerationSampler:
         #: counted before it since the start, and those operators as (name, shape)
         #: (``first_mark_note``); empty until the work pass.
         self.work_marks: list[int] = []
-        self.work_trace: list[tuple[str, tuple[int, ...]]] = []
+        self.work_trace: Trace = []
 
     def call(self) -> Any:
         """One generation, marks dropped: warm-up, the memory pass, the work signature. Under

@@ -42,7 +42,7 @@ from typing import Any
 from ..units import quantity
 from . import distributed
 from .compiled import short
-from .counters import dispatch_counter, host_reads
+from .counters import Trace, dispatch_counter, host_reads
 
 
 @dataclass
@@ -252,7 +252,7 @@ def operators_so_far() -> int | None:
 
 
 @contextmanager
-def trace_operators() -> Iterator[list[tuple[str, tuple[int, ...]]]]:
+def trace_operators() -> Iterator[Trace]:
     """Within it, each operator the pass in progress counts, as (name, first output's
     shape), in the list given (a generation's marks index it: ``first_mark_note``)."""
     counter = _ACTIVE[-1]
