@@ -23,6 +23,7 @@ from .config import Policy, parse_float, parse_tolerance
 from .fixture_inputs import arguments_from_setup, checked_count, finite
 from .judge.verdict import Judge
 from .measure import distributed
+from .measure.device import exclusive_device
 from .measure.generation import GenerationLog, GenerationSampler, Streamer, token_record
 from .measure.profile import profile_call
 from .measure.sequence import (
@@ -513,7 +514,9 @@ class LLMPerf:
                 "not once in a plain run"
             )
         try:
-            data = torchrun.launch(self.config, self.result.nodeid, nproc, self.tier, limit)
+            # Under pytest-xdist the ranks' devices are this worker's while they run.
+            with exclusive_device(*torchrun.rank_devices(self.device, nproc)):
+                data = torchrun.launch(self.config, self.result.nodeid, nproc, self.tier, limit)
         except torchrun.RankFailure as exc:
             failure = str(exc)
         else:

@@ -110,6 +110,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Under pytest-xdist a measured performance test holds its device's lock from set-up
+    to teardown: another worker's model build or compile on the same device would run
+    during its timed rounds (``measure.device.exclusive_device``)."""
+    session = item.config.stash[SESSION]
+    if not (os.environ.get("PYTEST_XDIST_WORKER") and session.options.enabled):
+        return (yield)
+    if not is_perf_test(item):
+        return (yield)
+    from .measure.device import exclusive_device
+
+    with exclusive_device(session.device):
+        return (yield)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test whose marker cannot be used errors here, before its fixtures are set up."""

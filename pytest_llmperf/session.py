@@ -62,14 +62,14 @@ class LLMPerfSession:
         """The device to measure on; one this machine lacks is a usage error naming the
         option (or LLMPERF_DEVICE) and the devices there are. Found at session start when
         measuring, so the error stops the run before any test."""
-        from .measure.device import DeviceError, check_device, current_device, worker_device
+        from .measure import device as dev
 
         try:
             if self.options.device:
-                check_device(self.options.device, self.options.device_from)
+                dev.check_device(self.options.device, self.options.device_from)
                 os.environ["LLMPERF_DEVICE"] = self.options.device
-            device = worker_device(current_device())
-        except DeviceError as exc:
+            device = dev.make_current(dev.worker_device(dev.current_device()))
+        except dev.DeviceError as exc:
             raise pytest.UsageError(str(exc)) from None
         if device.type == "cpu" and self.options.threads:
             import torch
@@ -331,7 +331,7 @@ class LLMPerfSession:
             )
             from .measure.energy import why_no_energy
 
-            why = why_no_energy(self.device.type)
+            why = why_no_energy(self.device)
             metrics = [m for r in self.results for m in r.metrics.values()]
             gate = self.options.policy.run_gate or ()
             ungated = ungated_names(flag("gate"), gate, metrics, self.device.type, scope="this run")

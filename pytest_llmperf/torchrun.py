@@ -137,6 +137,17 @@ def check_nproc(nproc: Any, device: Any, where: str) -> None:
         pytest.skip(f"{where}: needs {shown(nproc)} {kind} devices; this machine has {present}")
 
 
+def rank_devices(device: Any, nproc: int) -> list[Any]:
+    """The devices ``nproc`` ranks measure on: rank r the accelerator of its ``LOCAL_RANK``
+    (``measure.device.current_device``), every rank the CPU on the CPU."""
+    if device.type == "cpu":
+        return [device]
+    import torch
+
+    count = max(1, torch.accelerator.device_count())
+    return [torch.device(device.type, r % count) for r in range(nproc)]
+
+
 # --------------------------------------------------------------------------- in a rank
 
 

@@ -95,6 +95,8 @@ class Policy:
     remeasure: int = field(default=2, metadata=_keyword(_count(0, False, MAX_REMEASURE)))
     #: Take the work signature (a pass of its own, outside the timed rounds).
     work: bool = field(default=True, metadata=_keyword(_parse_bool))
+    #: Zero a buffer larger than the L2 before each round, untimed (triton's ``do_bench``).
+    flush_l2: bool = field(default=False, metadata=_keyword(_parse_bool))
     #: ``--llmperf-gate``: only metrics with these names or kinds decide (None: all).
     #: A run option, not a marker keyword: CI narrows what decides, a test cannot widen it.
     run_gate: tuple[str, ...] | None = None

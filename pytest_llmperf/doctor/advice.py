@@ -33,7 +33,8 @@ def _advice(report: dict) -> list[str]:
         out.append("other processes use the GPU: timings and energy include their work")
     reasons = facts.get("gpu_clock_reasons", {}).get("value")
     if reasons and reasons["slowing"]:
-        out.append(f"GPU clocks held back now ({', '.join(reasons['reasons'])})")
+        when = "under load" if reasons.get("under_load") else "now"
+        out.append(f"GPU clocks held back {when} ({', '.join(reasons['reasons'])})")
     interval = facts.get("gpu_energy_interval", {}).get("value")
     if interval and interval > 0.05:
         out.append(

@@ -16,6 +16,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from .gpu import LoadSampler
 from .plan import WORKLOAD, Plan
 
 #: Where the probes' replies start (torch may print other lines to stdout).
@@ -83,12 +84,14 @@ def _probe_main(threads: int | None) -> int:
     try:
         import torch
 
-        from ..measure.device import current_device, device_name
+        from ..measure.device import current_device, device_name, make_current, pci_bus_id
         from ..models import transformer_lm as tl
 
         if threads:
             torch.set_num_threads(threads)
-        device = current_device()
+        # made current, as the plugin does: on cuda:1 (LLMPERF_DEVICE) with cuda:0 current,
+        # a bare synchronize() waited on cuda:0 and the probe timed nothing
+        device = make_current(current_device())
         name, context, batch = WORKLOAD
         cfg = tl.TransformerLMConfig.from_name(name, context)
         model = tl.build(cfg, device).eval()
@@ -97,8 +100,12 @@ def _probe_main(threads: int | None) -> int:
     except Exception as e:
         say({"error": f"workload set-up failed: {type(e).__name__}: {e}"})
         return 1
+    bus = None
+    with contextlib.suppress(Exception):  # how doctor's NVML sampler finds this GPU
+        bus = pci_bus_id(device)
     say({"pid": os.getpid(), "device": str(device), "device_name": device_name(device),
-         "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()})  # fmt: skip
+         "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+         "pci_bus_id": bus})  # fmt: skip
     clock = time.perf_counter
     with torch.inference_mode():
 
@@ -106,7 +113,7 @@ def _probe_main(threads: int | None) -> int:
             t0 = clock()
             model(idx)
             if not on_cpu:
-                torch.accelerator.synchronize()
+                torch.accelerator.synchronize(device.index)
             return clock() - t0
 
         for line in sys.stdin:
@@ -127,8 +134,14 @@ def _probe_main(threads: int | None) -> int:
     return 0
 
 
-def measure(plan: Plan, threads: int | None, on_started: Callable[[], None]) -> dict:
-    """Start the probes, let ``on_started`` read facts while they import torch, then time.
+def measure(
+    plan: Plan,
+    threads: int | None,
+    on_started: Callable[[], None],
+    sampler: LoadSampler | None = None,
+) -> dict:
+    """Start the probes, let ``on_started`` read facts while they import torch, then time,
+    with ``sampler`` reading the GPU's clocks while the probes run the workload.
 
     Returns the probes' samples, the A/A ratios and any error (the noise is then unknown).
     A probe that hangs is killed after ``plan.hard_limit_s``: doctor always answers.
@@ -149,22 +162,8 @@ def measure(plan: Plan, threads: int | None, on_started: Callable[[], None]) -> 
         for p in probes:
             p.wait_ready()
         out["probe"] = probes[0].ready
-        # Between processes: each fresh process timed once, one after the other.
-        for p in probes:
-            out["samples"].append(p.time(plan.warmup_s, plan.window_s))
-        # Paired A/A: two live processes in batches A B B A A B ..., ratio B / A per pair.
-        a, b = probes[0], probes[1 % len(probes)]
-        for p in (a, b):
-            p.time(plan.warmup_s / 2, rounds=plan.pair_rounds)
-        deadline = time.perf_counter() + plan.pairs_budget_s
-        for i in range(plan.pairs):
-            if i >= plan.min_pairs and time.perf_counter() > deadline:
-                break
-            first, second = (a, b) if i % 2 == 0 else (b, a)
-            t_first = median(first.time(rounds=plan.pair_rounds))
-            t_second = median(second.time(rounds=plan.pair_rounds))
-            t_a, t_b = (t_first, t_second) if first is a else (t_second, t_first)
-            out["ratios"].append(t_b / t_a)
+        with sampler.running(out["probe"]) if sampler else contextlib.nullcontext():
+            _time_probes(plan, probes, out)
     except Exception as e:
         out["error"] = str(e)
     finally:
@@ -172,3 +171,22 @@ def measure(plan: Plan, threads: int | None, on_started: Callable[[], None]) -> 
         for p in probes:
             p.close()
     return out
+
+
+def _time_probes(plan: Plan, probes: list[_Probe], out: dict[str, Any]) -> None:
+    """Each fresh process timed once, then the A/A pairs; into ``out``."""
+    for p in probes:  # between processes: one after the other
+        out["samples"].append(p.time(plan.warmup_s, plan.window_s))
+    # Paired A/A: two live processes in batches A B B A A B ..., ratio B / A per pair.
+    a, b = probes[0], probes[1 % len(probes)]
+    for p in (a, b):
+        p.time(plan.warmup_s / 2, rounds=plan.pair_rounds)
+    deadline = time.perf_counter() + plan.pairs_budget_s
+    for i in range(plan.pairs):
+        if i >= plan.min_pairs and time.perf_counter() > deadline:
+            break
+        first, second = (a, b) if i % 2 == 0 else (b, a)
+        t_first = median(first.time(rounds=plan.pair_rounds))
+        t_second = median(second.time(rounds=plan.pair_rounds))
+        t_a, t_b = (t_first, t_second) if first is a else (t_second, t_first)
+        out["ratios"].append(t_b / t_a)

@@ -18,7 +18,7 @@ from .cpu import (
     schedstat_fact,
     thread_facts,
 )
-from .gpu import gpu_facts
+from .gpu import LoadSampler, gpu_facts
 from .noise import noise_summary
 from .plan import FULL, QUICK, WORKLOAD
 from .probe import measure
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> dict:
         facts["rss_peak_reset"] = rss_reset_fact()
         facts["schedstat"] = schedstat_fact()
 
-    measured = measure(plan, args.threads, read_facts)
+    sampler = LoadSampler()  # the GPU's clocks under the probes' load
+    measured = measure(plan, args.threads, read_facts, sampler)
     if "schedstat" not in facts:  # the probes failed to start before the facts were read
         read_facts()
     probe = measured["probe"] or {}
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> dict:
     thread_fact, advise = thread_facts(threads, busy)
     facts = {**{k: v for k, v in facts.items() if k not in _LATE_FACTS}, "threads": thread_fact,
              **{k: v for k, v in facts.items() if k in _LATE_FACTS}}  # fmt: skip
-    facts.update(gpu_facts([], plan, cuda))
+    facts.update(gpu_facts([], plan, cuda, load=sampler.summary()))
     noise = noise_summary(measured["samples"], measured["ratios"])
     noise["error"] = measured["error"]
     name, context, batch = WORKLOAD

@@ -176,6 +176,15 @@ def _extra_flop_formulas() -> dict[str, Callable[..., int]]:
     }
 
 
+def stream_key(device: Any) -> tuple[int, int]:
+    """``device``'s current stream, as (device index, stream id): what an operator on the
+    device runs on, and what an event recorded there waits for."""
+    import torch
+
+    stream = torch.accelerator.current_stream(device)
+    return (stream.device_index, stream.stream_id)
+
+
 class _OpCounter:
     """Counts one operator call into ``sig``: its name, FLOPs, syncs and copies, bytes and
     the live tensor bytes it allocated (built lazily: it imports torch)."""
@@ -191,6 +200,8 @@ class _OpCounter:
         #: Each counted operator's name and first output's shape, while a generation's
         #: marks ask for them (``work.trace_operators``); None otherwise.
         self.trace: Trace | None = None
+        #: With the trace on an accelerator: each operator's stream (``stream_key``).
+        self.streams: list[Any] | None = None
         self.registry = _by_name(flop_registry)
         self.extra_flops = _extra_flop_formulas()
         self._implicit = torch._C.DispatchKey.CompositeImplicitAutograd
@@ -216,6 +227,8 @@ class _OpCounter:
         outputs = _tensors(out)
         if self.trace is not None:
             self.trace.append((name, tuple(outputs[0].shape) if outputs else ()))
+            if self.streams is not None:
+                self.streams.append(stream_key(self.device))
         self._flops(name, args, kwargs, out, inputs, outputs)
         self._syncs(name, args, inputs)
         self._copies(name, kwargs, inputs, outputs)

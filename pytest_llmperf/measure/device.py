@@ -91,22 +91,38 @@ def current_device() -> Any:
     """The accelerator torch would use (CUDA, ROCm, XPU, MPS), else the CPU.
 
     ``LLMPERF_DEVICE=cpu`` forces the CPU on a machine that has an accelerator; a value
-    this machine lacks is a DeviceError naming the variable.
+    this machine lacks is a DeviceError naming the variable. Under torchrun each rank
+    takes the device of its ``LOCAL_RANK`` (one process per device): a device named by
+    ``LLMPERF_DEVICE``, which the launching session sets from ``--llmperf-device``, picks
+    the kind of device there, not the index, or every rank would share one GPU.
     """
     import torch
 
     forced = os.environ.get("LLMPERF_DEVICE")
-    if forced:
-        return check_device(forced, "environment variable LLMPERF_DEVICE")
+    device = check_device(forced, "environment variable LLMPERF_DEVICE") if forced else None
+    if device is not None and device.type == "cpu":
+        return device
     acc = getattr(torch, "accelerator", None)
-    if acc is not None and acc.is_available():
-        dev = acc.current_accelerator()
-        local_rank = os.environ.get("LOCAL_RANK", "")
-        if local_rank.isdigit() and "TORCHELASTIC_RUN_ID" in os.environ:
-            # One process per device under torchrun: this rank's device, not device 0.
-            return torch.device(dev.type, int(local_rank) % max(1, acc.device_count()))
-        return torch.device(dev.type, acc.current_device_index())
-    return torch.device("cpu")
+    if acc is None or not acc.is_available():
+        return torch.device("cpu")
+    kind = acc.current_accelerator().type
+    local_rank = os.environ.get("LOCAL_RANK", "")
+    if local_rank.isdigit() and "TORCHELASTIC_RUN_ID" in os.environ:
+        return torch.device(kind, int(local_rank) % max(1, acc.device_count()))
+    return device if device is not None else torch.device(kind, acc.current_device_index())
+
+
+def make_current(device: Any) -> Any:
+    """Make ``device`` torch's current device, and return it.
+
+    What torch does without naming a device happens on the current one: an event's
+    ``record()``, a new stream, a collective's buffer, the user's ``.cuda()``. Measured
+    on cuda:1 while cuda:0 stayed current, every round read about zero."""
+    if device.type != "cpu" and device.index is not None:
+        import torch
+
+        torch.accelerator.set_device_index(device.index)
+    return device
 
 
 def device_name(device: Any) -> str:
@@ -127,6 +143,24 @@ def device_key(device: Any) -> str:
     if device.type == "cpu":
         return f"cpu-{slug(name)}-{cpu_count()}c"
     return slug(name)
+
+
+def pci_bus_id(device: Any) -> str | None:
+    """The CUDA device's PCI bus id (``00000000:41:00.0``, NVML's form), or None.
+
+    The one name of a GPU that every process agrees on: a logical index depends on the
+    process's ``CUDA_VISIBLE_DEVICES`` (cuda:0 of one worker may be cuda:1 of another)."""
+    if device.type != "cuda":
+        return None
+    import torch
+
+    props = torch.cuda.get_device_properties(device)
+    bus = getattr(props, "pci_bus_id", None)
+    if bus is None:
+        return None
+    domain = getattr(props, "pci_domain_id", 0)
+    slot = getattr(props, "pci_device_id", 0)
+    return f"{domain:08x}:{bus:02x}:{slot:02x}.0"
 
 
 def _version(module: str) -> str | None:
@@ -204,27 +238,56 @@ def worker_device(device: Any) -> Any:
 
     count = torch.accelerator.device_count()
     if count > 1:
-        idx = int(worker[2:]) % count
-        torch.accelerator.set_device_index(idx)
-        return torch.device(device.type, idx)
+        return torch.device(device.type, int(worker[2:]) % count)
     return device
 
 
+def lock_name(device: Any) -> str:
+    """The device lock's file name: a GPU's PCI bus id, which every process agrees on (a
+    logical index names another GPU under another ``CUDA_VISIBLE_DEVICES``); else the
+    device's key and index."""
+    bus = pci_bus_id(device)
+    if bus:
+        return f"pytest-llmperf-pci-{bus.replace(':', '-')}.lock"
+    return f"pytest-llmperf-{device_key(device)}-{device.type}{device.index or 0}.lock"
+
+
+#: The device locks this process holds: lock file -> [its open file, depth].
+_HELD: dict[Path, list[Any]] = {}
+
+
 @contextlib.contextmanager
-def exclusive_device(device: Any) -> Iterator[None]:
-    """Under pytest-xdist, performance tests never overlap on one device."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        yield
-        return
+def exclusive_device(*devices: Any) -> Iterator[None]:
+    """Under pytest-xdist, performance tests never overlap on one device.
+
+    Held for a whole performance test (its fixtures' model builds and compiles too, which
+    would otherwise run during another worker's timed rounds) and re-entrant within it.
+    Several devices (the ranks of a ``llmperf.torchrun`` launch) are taken in one order,
+    with nothing held while waiting, so two workers never wait for each other."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover
+        fcntl = None  # type: ignore[assignment]
+    if not os.environ.get("PYTEST_XDIST_WORKER") or fcntl is None:
         yield
         return
-    name = f"pytest-llmperf-{device_key(device)}-{device.type}{device.index or 0}.lock"
-    with open(Path(tempfile.gettempdir()) / name, "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    wanted = sorted({Path(tempfile.gettempdir()) / lock_name(d) for d in devices})
+    if any(path not in _HELD for path in wanted):
+        for path in _HELD:  # let go while waiting: taken again below, in order
+            fcntl.flock(_HELD[path][0], fcntl.LOCK_UN)
+        for path in sorted({*_HELD, *wanted}):
+            if path not in _HELD:
+                _HELD[path] = [open(path, "a+"), 0]  # noqa: SIM115 - closed when released
+            fcntl.flock(_HELD[path][0], fcntl.LOCK_EX)
+    for path in wanted:
+        _HELD[path][1] += 1
+    try:
+        yield
+    finally:
+        for path in wanted:
+            entry = _HELD[path]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _HELD[path]
+                fcntl.flock(entry[0], fcntl.LOCK_UN)
+                entry[0].close()

@@ -4,7 +4,7 @@ The user's code marks each new token, by yielding it from a generator or by
 calling ``llmperf.tick`` (gpt-fast's ``callback=``). A mark costs one
 ``perf_counter_ns`` and a list append on the CPU (well under a microsecond:
 scripts/evidence/generation_trials.py); on an accelerator it records an event on the
-current stream, so the marks are device-synchronised without a synchronize per
+measured device's current stream, so the marks are device-synchronised without a synchronize per
 token: the events are read once, after the round loop's own synchronize.
 
 Each round of the measurement is one whole generation. Per generation: time to
@@ -28,6 +28,7 @@ test fails, its marks and tokens dropped (an endless generator under
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -38,9 +39,9 @@ from statistics import median
 from typing import Any
 
 from ..metrics import ITL_PERCENTILES, Kind, Metric, percentile
-from .counters import Trace
+from .counters import Trace, stream_key
 from .oom import OutOfMemoryResult, is_oom, oom_message
-from .timing import RoundTimer
+from .timing import RoundTimer, device_event
 from .work import operators_so_far, trace_operators
 
 #: The throughput that is each latency's inverse: prefill = batch x prompt / TTFT, decode =
@@ -84,14 +85,7 @@ class TokenClock:
         self._started = 0.0
         self._now: Callable[[], Any] = time.perf_counter_ns
         if self.accelerated:
-            import torch
-
-            def now() -> Any:
-                event = torch.Event(enable_timing=True)
-                event.record()
-                return event
-
-            self._now = now
+            self._now = functools.partial(device_event, device)
 
     def tick(self, *_: Any) -> None:
         """Mark one new token (a decode step: one token per sequence of the batch).
@@ -241,61 +235,6 @@ class Streamer:
         """The generation ended: its last token was already marked by ``put``."""
 
 
-#: A first token whose mark falls after fewer than this share of a later token's operators
-#: was marked before the prefill's work. A prefill runs the model once, as a decode step
-#: does: on real models its mark fell at 1.0-1.3 of a step's operators, and at 2.0 where
-#: the prefill's own token went unmarked (docs/writing-tests.md, "Where the first mark
-#: falls"); past ``_UNMARKED_PREFILL`` the first mark's last operators are compared with a
-#: decode step's.
-_EARLY_MARK = 0.5
-_UNMARKED_PREFILL = 1.7
-
-
-def first_mark_note(marks: list[int], trace: Trace, prefix: str = "") -> str:
-    """Where a generation's first token mark fell in its work, "" where it fits a prefill
-    marked as its first token. ``marks``: the operators counted before each mark since
-    the start; ``trace``: those operators as (name, first output's shape)."""
-    segments = [trace[a:b] for a, b in zip(marks, marks[1:], strict=False)]
-    if len(segments) < 3:
-        return ""
-    first, later = len(segments[0]), median(len(s) for s in segments[1:])
-    if later <= 0:
-        return ""
-    said = (
-        f"{prefix}the first token mark came after {first:,} PyTorch operators, against "
-        f"{later:,.0f} per later token: "
-    )
-    if first < _EARLY_MARK * later:
-        return said + (
-            "it was taken before the prefill's work, so TTFT reads near zero and the "
-            "prefill lands in the first inter-token interval (a transformers streamer "
-            "whose put() is llmperf.tick marks the prompt: use llmperf.streamer())"
-        )
-    if first > _UNMARKED_PREFILL * later and _ends_in_a_step(*segments[:3]):
-        return said + (
-            "its last operators are a decode step's, so the prefill's own token was not "
-            "marked: TTFT includes a decode step and prefill throughput reads low "
-            "(gpt-fast's generate calls its callback for decode tokens only: wrap its "
-            "prefill with llmperf.tick_after, docs/writing-tests.md)"
-        )
-    return ""
-
-
-def _ends_in_a_step(first: Trace, step: Trace, next_step: Trace) -> bool:
-    """Whether ``first`` ends in a decode step: its last operators are ``step``'s, by name
-    in order, on shapes at least as alike as the next step's are. A chunked prefill (a
-    long prompt in parts, one mark after them all) ends in a forward over a chunk of the
-    prompt: the same operators, on other shapes."""
-    tail = first[-len(step) :]
-    if len(first) <= len(step) or [n for n, _ in tail] != [n for n, _ in step]:
-        return False
-
-    def alike(a: Trace) -> int:
-        return sum(x == y for x, y in zip(a, step, strict=False))
-
-    return alike(tail) >= alike(next_step)
-
-
 def _close(tokens: Iterator[Any]) -> None:
     """Close an abandoned generator now (its ``finally`` runs here, not at some later
     collection); one that will not close is left to the collector."""
@@ -337,15 +276,25 @@ class GenerationSampler:
         #: (``first_mark_note``); empty until the work pass.
         self.work_marks: list[int] = []
         self.work_trace: Trace = []
+        #: On an accelerator, each operator's stream and each mark's (``stream_note``).
+        self.work_streams: tuple[list[Any], list[Any]] = ([], [])
 
     def call(self) -> Any:
         """One generation, marks dropped: warm-up, the memory pass, the work signature. Under
         the work counters each mark reads the operators counted so far (``work_marks``)."""
         if operators_so_far() is None:
             return self.clock.run(self.fn)[0]
-        with trace_operators() as trace:
-            out, marks = self.clock.run(self.fn, now=operators_so_far)
+        device, mark_streams = self.timer.device, []
+
+        def mark() -> int | None:
+            if op_streams is not None:
+                mark_streams.append(stream_key(device))
+            return operators_so_far()
+
+        with trace_operators() as (trace, op_streams):
+            out, marks = self.clock.run(self.fn, now=mark)
         self.work_marks, self.work_trace = [m - marks[0] for m in marks], trace
+        self.work_streams = (op_streams or [], mark_streams)
         return out
 
     def sample(self, n: int) -> list[float]:

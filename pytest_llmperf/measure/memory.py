@@ -115,10 +115,18 @@ def peak_of_call(device: Any, call: Any, setup: Any = None) -> PeakReading:
 
 
 class PeakMemory:
-    """``start()`` before the block, ``stop()`` after it."""
+    """``start()`` before the block, ``stop()`` after it.
 
-    def __init__(self, device: Any) -> None:
+    ``empty_cache``: give the allocator's cached blocks back first, so that blocks cached
+    by earlier tests do not count towards this block's reserved peak. Not before timed
+    rounds: their first round would pay ``cudaMalloc`` again for what warm-up had cached
+    (a cold first round on warmed code); there the cache is emptied before the warm-up
+    (``fresh_cache``), as triton's ``do_bench`` never empties it between warm-up and reps.
+    """
+
+    def __init__(self, device: Any, empty_cache: bool = True) -> None:
         self.device = device
+        self.empty_cache = empty_cache
         self._rss0 = 0
         self._resettable = False
 
@@ -127,8 +135,8 @@ class PeakMemory:
             import torch
 
             torch.accelerator.synchronize(self.device.index)
-            # Blocks cached by earlier tests would count towards this block's reserved peak.
-            torch.accelerator.empty_cache()
+            if self.empty_cache:
+                torch.accelerator.empty_cache()
             torch.accelerator.reset_peak_memory_stats(self.device.index)
             return
         reset = reset_rss_peak()
@@ -186,6 +194,16 @@ class BlockPeak:
 
     def __exit__(self, *exc: object) -> None:
         self.reading = self._meter.stop()
+
+
+def fresh_cache(device: Any) -> None:
+    """Before a measurement's warm-up: the allocator's cache emptied of what earlier tests
+    left, then filled by this test's own warm-up for its rounds."""
+    if device.type != "cpu":
+        import torch
+
+        torch.accelerator.synchronize(device.index)
+        torch.accelerator.empty_cache()
 
 
 def release(device: Any) -> None:

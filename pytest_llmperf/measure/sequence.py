@@ -22,13 +22,20 @@ from typing import Any
 from ..config import Policy
 from ..metrics import Kind, Metric
 from ..results import TestResult
-from . import distributed, drift, generation
+from . import distributed, drift, generation, mark_checks
 from .compiled import add_compile_delta, compile_counters
 from .device import exclusive_device
 from .energy import MIN_WINDOW_S, EnergyMeter
-from .memory import PeakMemory, peak_of_call
+from .memory import PeakMemory, fresh_cache, peak_of_call
 from .oom import OutOfMemoryResult, oom_as_status
-from .timing import CallSampler, RoundTimer, measure_rounds, unsettled_note, warm_up
+from .timing import (
+    CallSampler,
+    RoundTimer,
+    l2_flushing,
+    measure_rounds,
+    unsettled_note,
+    warm_up,
+)
 from .work import WorkSignature, leak_note, signature_of
 
 
@@ -170,8 +177,11 @@ def measure_call(
     distributed.report_state("measuring", result.nodeid)
     with exclusive_device(device), oom_as_status(result, device):
         compiled_before = compile_counters() if first and policy.work else None
-        sampler = m.generation or CallSampler(timer, timed, setup)
-        driven = _warm_up(m, policy, timer, timed, sampler, setup) if first else None
+        if first:
+            fresh_cache(device)
+        rounds_setup = l2_flushing(setup, device) if policy.flush_l2 else setup
+        sampler = m.generation or CallSampler(timer, timed, rounds_setup)
+        driven = _warm_up(m, policy, timer, timed, sampler, rounds_setup) if first else None
         taken = _timed_pass(m, policy, device, sampler, driven, use_drift, setup)
         if first and policy.work:
             take_signature(m, device, result, compiled_before, setup)
@@ -231,7 +241,7 @@ def _timed_pass(
 
     on_cpu = device.type == "cpu"
     refs: list[drift.BatchReference] = []
-    mem = PeakMemory(device)
+    mem = PeakMemory(device, empty_cache=False)  # warm-up filled the cache for the rounds
     meter = EnergyMeter(device)
     if not on_cpu:
         mem.start()
@@ -321,7 +331,9 @@ def take_signature(
     result.work[m.name] = m.work.detail()
     said = [*m.work.uncounted, leak_note(m.work)]
     if m.generation is not None:
-        said.append(generation.first_mark_note(m.generation.work_marks, m.generation.work_trace))
+        g = m.generation
+        said.append(mark_checks.first_mark_note(g.work_marks, g.work_trace))
+        said.append(mark_checks.stream_note(g.work_marks, *g.work_streams))
     for note in said:
         if note:
             result.note(f"{m.name}: work: {note}" if m.name else f"work: {note}")
@@ -507,6 +519,8 @@ def measure_pairs(
     first = not sampler.ratios
     with exclusive_device(device), oom_as_status(result, device):
         compiled_before = compile_counters() if first and policy.work else None
+        if first:
+            fresh_cache(device)
 
         def warm() -> None:
             for m in (sampler.reference, sampler.candidate):

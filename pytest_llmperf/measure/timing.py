@@ -50,16 +50,51 @@ class RoundTimer:
 
         import torch
 
-        starts = [torch.Event(enable_timing=True) for _ in range(n)]
-        ends = [torch.Event(enable_timing=True) for _ in range(n)]
+        device = self.device
+        starts = [torch.Event(device=device, enable_timing=True) for _ in range(n)]
+        ends = [torch.Event(device=device, enable_timing=True) for _ in range(n)]
+        # The measured device's stream, named: ``record()`` alone takes the current
+        # device's, and work on another device would run past events that wait for none.
+        stream = torch.accelerator.current_stream(device)
         for i in range(n):
             if setup is not None:
                 setup()
-            starts[i].record()
+            starts[i].record(stream)
             result = fn()
-            ends[i].record()
-        torch.accelerator.synchronize(self.device.index)
+            ends[i].record(stream)
+        torch.accelerator.synchronize(device.index)
         return [s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends, strict=True)], result
+
+
+def device_event(device: Any) -> Any:
+    """A timing event recorded now on ``device``'s current stream (a token mark, a block's
+    ends): on the measured device whichever device is current."""
+    import torch
+
+    event = torch.Event(device=device, enable_timing=True)
+    event.record(torch.accelerator.current_stream(device))
+    return event
+
+
+#: Bytes ``flush_l2`` zeroes before each round: triton's ``do_bench`` cache buffer (256 MB,
+#: above any GPU's L2 and most CPUs' last-level cache).
+L2_FLUSH_BYTES = 256_000_000
+
+
+def l2_flushing(setup: Callable[[], Any] | None, device: Any) -> Callable[[], Any]:
+    """``setup``, then a buffer larger than the cache zeroed on ``device``: each round then
+    starts with its data out of the cache, as ``do_bench`` times a kernel. It runs where
+    ``setup`` runs, before the round's start event (or clock), so it is never timed."""
+    import torch
+
+    buffer = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int, device=device)
+
+    def flushed() -> Any:
+        out = setup() if setup is not None else None
+        buffer.zero_()
+        return out
+
+    return flushed
 
 
 def relative_uncertainty(xs: list[float]) -> float:
@@ -271,9 +306,7 @@ class BlockTimer:
             import torch
 
             torch.accelerator.synchronize(self.device.index)
-            self._start = torch.Event(enable_timing=True)
-            self._end = torch.Event(enable_timing=True)
-            self._start.record()
+            self._start = device_event(self.device)
         else:
             self._t0 = time.perf_counter_ns()
         return self
@@ -282,7 +315,7 @@ class BlockTimer:
         if self.device.type != "cpu":
             import torch
 
-            self._end.record()
+            self._end = device_event(self.device)
             torch.accelerator.synchronize(self.device.index)
             self.elapsed = self._start.elapsed_time(self._end) * 1e-3
         else:

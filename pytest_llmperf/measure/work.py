@@ -146,8 +146,15 @@ TOTALS = (
 # --------------------------------------------------------------------------- the pass
 
 
+#: Device-side profiler events that are the runtime's copies and fills, not kernels the
+#: program launched: ``Memcpy HtoD (Pageable -> Device)``, ``Memset (Device)``. Counted in
+#: ``copies`` at the operator level where the program asked for them.
+NOT_KERNELS = ("Memcpy", "Memset")
+
+
 def _kernels(call: Callable[[], Any], device: Any) -> Counter[str] | None:
-    """Device kernels launched by one call, by name (CUDA, through the profiler)."""
+    """Device kernels launched by one call, by name (CUDA, through the profiler): every
+    device-side event but the runtime's memcpy and memset (``NOT_KERNELS``)."""
     if device.type != "cuda":
         return None
     import torch
@@ -157,7 +164,11 @@ def _kernels(call: Callable[[], Any], device: Any) -> Counter[str] | None:
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         call()
         torch.cuda.synchronize(device)
-    return Counter(e.name for e in prof.events() if e.device_type == DeviceType.CUDA)
+    return Counter(
+        e.name
+        for e in prof.events()
+        if e.device_type == DeviceType.CUDA and not e.name.startswith(NOT_KERNELS)
+    )
 
 
 def signature_of(
@@ -252,15 +263,17 @@ def operators_so_far() -> int | None:
 
 
 @contextmanager
-def trace_operators() -> Iterator[Trace]:
+def trace_operators() -> Iterator[tuple[Trace, list[Any] | None]]:
     """Within it, each operator the pass in progress counts, as (name, first output's
-    shape), in the list given (a generation's marks index it: ``first_mark_note``)."""
+    shape), in the list given (a generation's marks index it: ``first_mark_note``); on
+    an accelerator each one's stream too (``stream_note``), else None."""
     counter = _ACTIVE[-1]
     counter.trace = trace = []
+    counter.streams = [] if counter.device.type != "cpu" else None
     try:
-        yield trace
+        yield trace, counter.streams
     finally:
-        counter.trace = None
+        counter.trace = counter.streams = None
 
 
 @dataclass

@@ -21,3 +21,6 @@ try:
     import matplotlib.ticker  # noqa: F401
 except ImportError:
     pass
+
+# The fake CUDA devices' fixture (tests/unit/gpu_fakes.py), for every test module.
+from gpu_fakes import fake_gpu  # noqa: E402, F401

@@ -34,6 +34,7 @@ VALID = {
     "drift_correction": False,
     "remeasure": 0,
     "work": False,
+    "flush_l2": True,
 }
 
 

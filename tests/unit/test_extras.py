@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from pytest_llmperf import extras
 
@@ -66,11 +67,14 @@ def test_benchmark_json_without_pytest_benchmark_is_a_usage_error(
 
 
 def test_energy_on_cuda_without_nvml_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_llmperf.measure.energy import why_no_energy
+    from pytest_llmperf.measure import energy
 
-    assert why_no_energy("cpu") is None  # no energy expected: nothing to say
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert energy.why_no_energy(cpu) is None  # no energy expected: nothing to say
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    assert why_no_energy("cpu") is None
-    why = why_no_energy("cuda")
+    # uncached: a handle found earlier in this process would be kept
+    monkeypatch.setattr(energy, "_nvml_handle", energy._nvml_handle.__wrapped__)
+    assert energy.why_no_energy(cpu) is None
+    why = energy.why_no_energy(cuda)
     assert why is not None and why.startswith("energy not measured: energy per call needs")
     assert "pytest-llmperf[gpu]" in why

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pytest_llmperf.measure.generation import first_mark_note
+from pytest_llmperf.measure.mark_checks import first_mark_note
 
 NAMES = ["aten.embedding", "aten.mm", "aten.tanh", "aten.mm", "aten.argmax"] * 20
 

@@ -27,10 +27,11 @@ import pytest
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _both_workers_ready():
+def pytest_collection_finish(session):
     # Make the workers start measuring together, so that without the per-device lock
-    # their measured intervals would surely intersect (bounded: never hangs).
+    # their measured intervals would surely intersect (bounded: never hangs). A hook,
+    # not a fixture: a performance test holds the lock from its set-up on, so a fixture
+    # that waited here for the other worker would wait for a lock this one holds.
     ready = HERE / "ready"
     ready.mkdir(exist_ok=True)
     (ready / os.environ.get("PYTEST_XDIST_WORKER", "main")).touch()
