@@ -272,22 +272,24 @@ def exclusive_device(*devices: Any) -> Iterator[None]:
         yield
         return
     wanted = sorted({Path(tempfile.gettempdir()) / lock_name(d) for d in devices})
-    if any(path not in _HELD for path in wanted):
-        for path in _HELD:  # let go while waiting: taken again below, in order
-            fcntl.flock(_HELD[path][0], fcntl.LOCK_UN)
-        for path in sorted({*_HELD, *wanted}):
-            if path not in _HELD:
-                _HELD[path] = [open(path, "a+"), 0]  # noqa: SIM115 - closed when released
-            fcntl.flock(_HELD[path][0], fcntl.LOCK_EX)
-    for path in wanted:
-        _HELD[path][1] += 1
+    counted = False
     try:
-        yield
-    finally:
+        if any(path not in _HELD for path in wanted):
+            for path in _HELD:  # let go while waiting: taken again below, in order
+                fcntl.flock(_HELD[path][0], fcntl.LOCK_UN)
+            for path in sorted({*_HELD, *wanted}):
+                if path not in _HELD:
+                    _HELD[path] = [open(path, "a+"), 0]  # noqa: SIM115 - closed when released
+                fcntl.flock(_HELD[path][0], fcntl.LOCK_EX)
         for path in wanted:
-            entry = _HELD[path]
-            entry[1] -= 1
-            if entry[1] == 0:
+            _HELD[path][1] += 1
+        counted = True
+        yield
+    finally:  # after the block, or an interrupt while waiting: what no one holds is let go
+        for path in wanted if counted else ():
+            _HELD[path][1] -= 1
+        for path, (lock, depth) in list(_HELD.items()):
+            if depth == 0:
                 del _HELD[path]
-                fcntl.flock(entry[0], fcntl.LOCK_UN)
-                entry[0].close()
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                lock.close()

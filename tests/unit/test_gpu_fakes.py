@@ -200,6 +200,20 @@ def test_a_performance_test_holds_the_device_lock_from_set_up_on(pytester, monke
     assert not _held(Path(tempfile.gettempdir()) / devices.lock_name(cpu))
 
 
+def test_the_device_lock_is_reentrant_and_lets_go_of_what_it_took(fake_gpu, monkeypatch) -> None:
+    """A test holds cuda:0; its launch takes cuda:0 and cuda:1 as well, then lets go of
+    cuda:1 only; the test's end lets go of cuda:0."""
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    tmp = Path(tempfile.gettempdir())
+    cuda0, cuda1 = (tmp / devices.lock_name(torch.device("cuda", i)) for i in (0, 1))
+    with devices.exclusive_device(torch.device("cuda", 0)):
+        assert (_held(cuda0), _held(cuda1)) == (True, False)
+        with devices.exclusive_device(torch.device("cuda", 0), torch.device("cuda", 1)):
+            assert (_held(cuda0), _held(cuda1)) == (True, True)
+        assert (_held(cuda0), _held(cuda1)) == (True, False)
+    assert (_held(cuda0), _held(cuda1)) == (False, False)
+
+
 INNER_TORCHRUN = """
 import tempfile
 from pathlib import Path
