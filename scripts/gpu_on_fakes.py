@@ -50,6 +50,8 @@ from nvml_fake import install as install_nvml  # noqa: E402
 
 MiB = 2**20
 CHECKS: list[tuple[str, bool, str]] = []
+#: Step 1's checks, in order (``@check``).
+STEP1: list[Callable[[], str]] = []
 
 
 def check(name: str) -> Callable[[Callable[[], str]], Callable[[], str]]:
@@ -61,9 +63,6 @@ def check(name: str) -> Callable[[Callable[[], str]], Callable[[], str]]:
         return fn
 
     return register
-
-
-STEP1: list[Callable[[], str]] = []
 
 
 @contextlib.contextmanager
@@ -180,7 +179,9 @@ def doctor_facts() -> str:
             nvml.busy = True
             time.sleep(0.3)
             nvml.busy = False
-        facts = doctor_gpu.nvml_facts(nvml, handle, changes=2, timeout_s=0.5, load=sampler)
+        facts = doctor_gpu.nvml_facts(
+            nvml, handle, changes=2, timeout_s=0.5, load=sampler.summary()
+        )
     sm, locked = facts["gpu_sm_clock"], facts["gpu_application_clocks"]
     assert "1410" in sm["text"] and "load" in sm["text"], sm
     assert locked["value"]["locked"], locked

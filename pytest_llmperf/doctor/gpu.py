@@ -79,15 +79,15 @@ def nvml_facts(
     changes: int = 5,
     timeout_s: float = 3.0,
     clock: Callable[[], float] = time.perf_counter,
-    load: dict | LoadSampler | None = None,
+    load: dict | None = None,
 ) -> dict[str, dict]:
     """Persistence, other processes, clocks, throttle reasons, application clocks and the
     energy counter's update interval of one NVML device; each fact known or unknown.
 
-    ``load``: a ``LoadSampler`` (or its ``summary()``), the clocks and reasons sampled while
-    the probes ran the workload; the facts read now, on an idle GPU, only where nothing was
+    ``load``: a ``LoadSampler``'s ``summary()``, the clocks and reasons sampled while the
+    probes ran the workload; the facts read now, on an idle GPU, only where nothing was
     sampled."""
-    load = load.summary() if isinstance(load, LoadSampler) else load or {}
+    load = load or {}
 
     def ask(fn: str, *args: Any) -> Any:
         return getattr(nvml, fn)(handle, *args)
@@ -256,12 +256,12 @@ def gpu_facts(
     exclude_pids: Sequence[int],
     plan: Plan,
     cuda: bool | None = None,
-    load: dict | LoadSampler | None = None,
+    load: dict | None = None,
 ) -> dict[str, dict]:
     """NVIDIA GPU facts of the device torch uses, or one "no GPU" line.
 
     ``cuda``: what a probe found (False spares this process importing torch); None: look.
-    ``load``: a ``LoadSampler`` (or its summary), the clocks and reasons under the probes' load.
+    ``load``: a ``LoadSampler``'s summary, the clocks and reasons under the probes' load.
     """
     if os.environ.get("LLMPERF_DEVICE") == "cpu":
         return {"gpu": fact(False, "no GPU (LLMPERF_DEVICE=cpu)")}

@@ -82,11 +82,9 @@ def stream_note(marks: list[int], op_streams: list[Any], mark_streams: list[Any]
     """
     off: Counter[tuple[Any, Any]] = Counter()
     for i in range(1, min(len(marks), len(mark_streams))):
-        ran = set(op_streams[marks[i - 1] : marks[i]])
+        ran = Counter(op_streams[marks[i - 1] : marks[i]])
         if ran and mark_streams[i] not in ran:
-            off[
-                (mark_streams[i], Counter(op_streams[marks[i - 1] : marks[i]]).most_common(1)[0][0])
-            ] += 1
+            off[(mark_streams[i], ran.most_common(1)[0][0])] += 1
     if not off:
         return ""
     (mark, work), _ = off.most_common(1)[0]
