@@ -1,5 +1,6 @@
-"""``python -m pytest_llmperf``: ``doctor`` checks this runner (``doctor/``); ``estimate`` and
-``list`` are the roofline CLI (``roofline/cli.py``)."""
+"""``python -m pytest_llmperf``: ``doctor`` checks this runner (``doctor/``); ``history``
+reads a run history (``history/cli.py``); ``estimate`` and ``list`` are the roofline CLI
+(``roofline/cli.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import sys
 COMMANDS = {
     "doctor": "check this runner: A/A noise, the smallest change each gate can see, and "
     "which gate to use (--quick: a few seconds)",
+    "history": "each test's series over commits in a history (--llmperf-history=DIR): its "
+    "steps and creep as text, --json and an --html page of trend plots; 'history ack' accepts "
+    "a deliberate change",
     "estimate": "roofline estimate of a model workload: runtime, energy, memory and FLOPs",
     "list": "list the models and devices estimate knows",
 }
@@ -45,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         from .doctor import main as doctor_main
 
         return doctor_main(args[1:])
+    if first == "history":
+        from .history.cli import main as history_main
+
+        return history_main(args[1:])
     from .roofline.cli import main as roofline_main
 
     return roofline_main(args)

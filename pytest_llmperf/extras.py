@@ -16,6 +16,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "pynvml": ("gpu", "nvidia-ml-py"),
     "pytest_benchmark": ("export", "pytest-benchmark"),
     "matplotlib": ("plots", "matplotlib"),
+    "ruptures": ("history", "ruptures"),
 }
 
 

@@ -63,6 +63,24 @@ def pytest_configure(config: pytest.Config) -> None:
         register_in_rank(config)
     if options.compare:
         _start_comparing(config, session)
+    if options.history:
+        _start_history(config, session)
+
+
+def _start_history(config: pytest.Config, session: LLMPerfSession) -> None:
+    """The run appended to ``--llmperf-history`` (a relative DIR is under the rootdir), and
+    its gate (``history.recorder``)."""
+    from pathlib import Path
+
+    from .history.recorder import HistoryRecorder
+
+    options = session.options
+    directory = Path(options.history)
+    if not directory.is_absolute():
+        directory = session.rootdir / directory
+    recorder = HistoryRecorder(session, directory, options.history_gate, options.history_window)
+    session.history = recorder
+    config.pluginmanager.register(recorder, "llmperf-history")
 
 
 def _start_comparing(config: pytest.Config, session: LLMPerfSession) -> None:

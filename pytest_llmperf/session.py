@@ -49,6 +49,8 @@ class LLMPerfSession:
         self.started = time.time()
         #: The ``--llmperf-compare`` controller (``compare.controller``), when comparing.
         self.compare: Any = None
+        #: The ``--llmperf-history`` recorder (``history.recorder``), when given.
+        self.history: Any = None
         #: (test id, why) of performance tests that measured nothing.
         self.unmeasured: list[tuple[str, str]] = []
         #: Performance tests whose body ran once, unmeasured (a run without --llmperf).
@@ -208,6 +210,8 @@ class LLMPerfSession:
             result.verdict_lines = [f"recorded into {self.baseline_path}"]
             return
         perf.judge.judge(result)
+        if self.history is not None:
+            self.history.judge(result)
         strict_blind(result, perf.policy.strict)
 
     def _fail_on_verdict(self, report: pytest.TestReport, perf: Any, result: TestResult) -> None:

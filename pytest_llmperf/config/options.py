@@ -146,6 +146,28 @@ OPTIONS: tuple[Option, ...] = (
         {"metavar": "REF"},
     ),
     Option(
+        "history",
+        "string",
+        "append this run (every test's metrics, verdict, commit, machine and versions) to "
+        "the history in DIR: one new file per run, so runners append at once and DIR "
+        "merges as a union; read it with `python -m pytest_llmperf history DIR`",
+        {"metavar": "DIR"},
+    ),
+    Option(
+        "history-gate",
+        "bool",
+        "with --llmperf-history, also fail a test whose gated metric stepped or crept "
+        "past its tolerance over its recent runs in the history, until the change is "
+        "acknowledged (`python -m pytest_llmperf history ack`)",
+        _FLAG,
+    ),
+    Option(
+        "history-window",
+        "string",
+        "how many recent runs of the history the history gate looks at (default 30)",
+        {"metavar": "N"},
+    ),
+    Option(
         "threads",
         "string",
         f"torch intra-op threads when measuring on the CPU: a count, or 'auto' for torch's "

@@ -34,6 +34,10 @@ _MACHINE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 _PROJECT = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_PROJECT}}}")
 
 
+#: The recent runs the history gate looks at (``--llmperf-history-window``).
+DEFAULT_HISTORY_WINDOW = 30
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """The session's options, from the command line or their ``llmperf_*`` ini twins."""
@@ -64,6 +68,11 @@ class RunOptions:
     #: rootdir, ``baselines.find_project``), and how to name the option in a message.
     project: str | None = None
     project_from: str = flag("project")
+    #: ``--llmperf-history``: the history directory this run appends to (None: none).
+    history: str | None = None
+    #: ``--llmperf-history-gate`` and the runs it looks at (``--llmperf-history-window``).
+    history_gate: bool = False
+    history_window: int = DEFAULT_HISTORY_WINDOW
     policy: Policy = field(default_factory=Policy)
 
     @classmethod
@@ -84,6 +93,7 @@ class RunOptions:
         project, project_from = _project(config)
         benchmark_json = _benchmark_json(config)
         device, device_from = _device(config)
+        history, history_gate, history_window = _history(config)
         return cls(
             enabled=enabled,
             skip=bool(value("skip")),
@@ -103,6 +113,9 @@ class RunOptions:
             machine=machine,
             project=project,
             project_from=project_from,
+            history=history,
+            history_gate=history_gate,
+            history_window=history_window,
             policy=policy,
         )
 
@@ -196,6 +209,24 @@ def _device(config: Any) -> tuple[str | None, str]:
     if device is None:
         return None, flag("device")
     return parse_device(device, device_from), device_from
+
+
+def _history(config: Any) -> tuple[str | None, bool, int]:
+    """``--llmperf-history``, its gate and window; the gate without a history is refused."""
+    history, name = read_option(config, "history")
+    gate, gate_name = read_option(config, "history-gate")
+    raw, window_name = read_option(config, "history-window")
+    if gate and not history:
+        raise ValueError(f"{gate_name} judges against a history: give {flag('history')}=DIR")
+    why = gate and missing("ruptures", gate_name)
+    if why:
+        raise ValueError(why)
+    if history is not None and not str(history).strip():
+        raise ValueError(f"{name}: expected a directory, got {history!r}")
+    window = DEFAULT_HISTORY_WINDOW
+    if raw:
+        window = int(parse_count(raw, window_name, allow_auto=False, minimum=3, maximum=100_000))
+    return history, bool(gate), window
 
 
 def _pool(config: Any) -> int:

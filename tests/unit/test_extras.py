@@ -25,7 +25,7 @@ def test_core_dependencies_are_core_and_every_extra_is_declared() -> None:
     optional = project["optional-dependencies"]
     for extra, dist in extras.EXTRAS.values():
         assert any(d.startswith(dist) for d in optional[extra]), (extra, dist)
-    assert "pytest-llmperf[quant,gpu,export,plots]" in optional["all"]
+    assert "pytest-llmperf[quant,gpu,export,plots,history]" in optional["all"]
     assert "pytest-llmperf[all]" in optional["dev"]
 
 

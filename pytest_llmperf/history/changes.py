@@ -1,0 +1,237 @@
+"""Change points and creep in one series of runs.
+
+Steps come from ``ruptures``' PELT with the ``l2`` cost on the series' logarithm (so a
+change is relative, as every tolerance is), penalised as BIC with a robust noise
+estimate: ``PENALTY * sigma**2 * log(n)``, ``sigma`` from the median absolute difference
+of consecutive runs (a step moves one difference, so it does not inflate the noise).
+Why PELT and ruptures, over e-divisive (MongoDB's ``signal-processing-algorithms``,
+Apache Otava): docs/history.md.
+
+A step is reported when it is past the metric's tolerance and sharp (the runs right after
+it already sit at the new level). A slow change is reported as creep: in each stretch
+between steps, a flat-ramp-flat line is fitted, and a ramp past the tolerance over three
+runs or more, clearly better than a flat line, is creep from its first commit to its last.
+A series whose consecutive runs are mostly equal (work counts) is exact: every change of
+value is a step, of any size past the tolerance (0 for work: any).
+
+numpy, scipy and ruptures are imported only here, when a history is analysed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+#: BIC's 2 per change, with room for the heavy tails of shared runners.
+PENALTY = 3.0
+#: The fewest runs a segment has: a step in a timed metric is confirmed by a second run.
+MIN_SIZE = 2
+#: A segment of fewer runs that returns to the level before it is an excursion (a load
+#: spike), not two changes.
+EXCURSION = 3
+#: The fewest runs a ramp spans to be creep rather than a step.
+CREEP_RUNS = 3
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change of level: a step at ``start``, or creep over ``start`` .. ``end``."""
+
+    kind: str  # "step" or "creep"
+    start: int  # the first run at (or moving to) the new level
+    end: int  # the last run of the ramp (== start for a step)
+    before: float
+    after: float
+    regression: bool
+
+    @property
+    def change(self) -> float:
+        """Relative change, after / before - 1 (an infinite one from 0)."""
+        if self.before == 0:
+            return 0.0 if self.after == 0 else math.copysign(math.inf, self.after)
+        return self.after / self.before - 1.0
+
+
+@dataclass
+class Analysis:
+    """The changes of one series, and the noise they were found against."""
+
+    changes: list[Change] = field(default_factory=list)
+    #: One run's relative noise (robust standard deviation of log values); 0 when exact.
+    noise: float = 0.0
+    exact: bool = False
+    #: Why nothing could be found ("" when the series was analysed).
+    why_not: str = ""
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def _worse(before: float, after: float, higher_is_better: bool) -> bool:
+    return after < before if higher_is_better else after > before
+
+
+def _past(before: float, after: float, tolerance: float) -> bool:
+    if before == 0:
+        return after != 0
+    return abs(after / before - 1.0) > tolerance
+
+
+def _exact(values: list[float], higher: bool, tolerance: float) -> list[Change]:
+    """Every change of value past the tolerance, at the run where it happened; a run of
+    ``CREEP_RUNS`` or more changes one after another, all one way, is creep."""
+    steps = [i for i in range(1, len(values)) if _past(values[i - 1], values[i], tolerance)]
+    out: list[Change] = []
+    i = 0
+    while i < len(steps):
+        j = i
+        up = values[steps[i]] > values[steps[i] - 1]
+        while (
+            j + 1 < len(steps)
+            and steps[j + 1] == steps[j] + 1
+            and (values[steps[j + 1]] > values[steps[j + 1] - 1]) == up
+        ):
+            j += 1
+        a, b = steps[i], steps[j]
+        kind = "creep" if j - i + 1 >= CREEP_RUNS else "step"
+        for lo, hi in [(a, b)] if kind == "creep" else [(c, c) for c in steps[i : j + 1]]:
+            before, after = values[lo - 1], values[hi]
+            out.append(Change(kind, lo, hi, before, after, _worse(before, after, higher)))
+        i = j + 1
+    return out
+
+
+def noise_of(y: list[float]) -> float:
+    """A robust standard deviation of one run from consecutive differences (1.4826 MAD)."""
+    d = [b - a for a, b in zip(y, y[1:], strict=False)]
+    if not d:
+        return 0.0
+    m = _median(d)
+    return 1.4826 * _median([abs(x - m) for x in d]) / math.sqrt(2.0)
+
+
+def hampel(y: list[float], sigma: float, half: int = 2, k: float = 3.0) -> list[float]:
+    """``y`` with each run that sits more than ``k`` noise from the median of its
+    ``2 * half + 1`` neighbours replaced by that median: a load spike of a run or two is
+    taken out, while a step (which moves the neighbours' median too) stays."""
+    out = []
+    for i, v in enumerate(y):
+        m = _median(y[max(0, i - half) : i + half + 1])
+        out.append(m if abs(v - m) > k * sigma else v)
+    return out
+
+
+def _breakpoints(y: list[float], sigma: float) -> list[int]:
+    """PELT's change points (the index of each new segment's first run)."""
+    import numpy as np
+    import ruptures as rpt
+
+    n = len(y)
+    algo = rpt.Pelt(model="l2", min_size=MIN_SIZE, jump=1).fit(np.asarray(y).reshape(-1, 1))
+    return algo.predict(pen=PENALTY * sigma**2 * math.log(n))[:-1]
+
+
+def _without_excursions(bps: list[int], y: list[float], band: float, n: int) -> list[int]:
+    """Drop each short segment whose neighbours agree (a spike of a run or two)."""
+    out = list(bps)
+    i = 0
+    while i + 1 < len(out):
+        a, b = out[i], out[i + 1]
+        lo = out[i - 1] if i > 0 else 0
+        hi = out[i + 2] if i + 2 < len(out) else n
+        if b - a < EXCURSION and abs(_median(y[lo:a]) - _median(y[b:hi])) <= band:
+            del out[i : i + 2]
+            i = max(i - 1, 0)
+        else:
+            i += 1
+    return out
+
+
+def _fit(y: list[float], a: int, b: int) -> tuple[float, float, float]:
+    """Least squares of a flat-ramp-flat line whose ramp's first run is ``a`` and whose new
+    level is reached at run ``b`` (``b == a``: a step at ``a``): levels before and after,
+    and the residual sum of squares."""
+    import numpy as np
+
+    arr = np.asarray(y)
+    w = np.clip((np.arange(len(arr)) - a + 1) / (b - a + 1), 0.0, 1.0)
+    design = np.stack([1.0 - w, w], axis=1)
+    coef, *_ = np.linalg.lstsq(design, arr, rcond=None)
+    return float(coef[0]), float(coef[1]), float(((design @ coef - arr) ** 2).sum())
+
+
+def _shape(y: list[float], lo: int, sigma: float, higher: bool, band: float) -> Change | None:
+    """The change in ``y`` (a stretch starting at run ``lo``), if past ``band``: a step where
+    one fits about as well as any ramp, else creep over the best ramp's runs. A ramp must
+    beat the best step by BIC's price of one more parameter; either must beat a flat line
+    by ``PENALTY`` times that price for each of its two."""
+    n = len(y)
+    # every segment keeps MIN_SIZE runs: a step of the last run alone is not confirmed
+    edge = range(MIN_SIZE, n - MIN_SIZE + 1)
+    fits = {(a, b): _fit(y, a, b) for a in edge for b in range(a, n - MIN_SIZE + 1)}
+    if not fits:
+        return None
+    (a, b), (s, e, sse) = min(fits.items(), key=lambda kv: kv[1][2])
+    mean = sum(y) / n
+    flat = sum((v - mean) ** 2 for v in y)
+    price = PENALTY * max(sigma, 1e-12) ** 2 * math.log(n)
+    if abs(e - s) <= band or flat - sse < 2 * price:
+        return None
+    step_at, (s1, e1, sse1) = min(((c, fits[(c, c)]) for c in edge), key=lambda kv: kv[1][2])
+    if b - a + 1 < CREEP_RUNS or sse1 - sse < price / PENALTY:
+        sign = 1.0 if e1 > s1 else -1.0
+        firm = all(sign * (v - s1) > band / 2 for v in y[step_at : step_at + MIN_SIZE])
+        if abs(e1 - s1) <= band or not firm:
+            return None  # within the tolerance, or a run right after it is not past it
+        lv, rv = math.exp(s1), math.exp(e1)
+        return Change("step", lo + step_at, lo + step_at, lv, rv, _worse(lv, rv, higher))
+    lv, rv = math.exp(s), math.exp(e)
+    return Change("creep", lo + a, lo + b, lv, rv, _worse(lv, rv, higher))
+
+
+def analyse(
+    values: list[float], higher_is_better: bool, tolerance: float, *, exact: bool = False
+) -> Analysis:
+    """The steps and creep of one series of positive values (oldest first); ``exact`` for
+    counted work, whose every change is real (any series whose runs mostly repeat the same
+    value is taken as exact too).
+
+    PELT's change points, less excursions, are grouped where consecutive ones go the same
+    way; each group's stretch (from the segment before it to the one after) is one change,
+    shaped as a step or creep by ``_shape``. A stretch with no change point whose end sits
+    past the tolerance from its start is shaped too: creep too slow for any one change
+    point."""
+    n = len(values)
+    if n < 2:
+        return Analysis(why_not="fewer than 2 runs")
+    y = [math.log(v) if v > 0 else math.nan for v in values]
+    sigma = 0.0 if exact or not all(math.isfinite(v) for v in y) else noise_of(y)
+    if sigma == 0.0:
+        return Analysis(_exact(values, higher_is_better, tolerance), 0.0, exact=True)
+    if n < 2 * MIN_SIZE:
+        return Analysis(noise=sigma, why_not=f"{n} runs: too few to tell a change from noise")
+    band = math.log1p(tolerance)
+    y = hampel(y, sigma)
+    bps = _without_excursions(_breakpoints(y, sigma), y, band, n)
+    bounds = [0, *bps, n]
+    levels = [_median(y[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    # stretches: each group of same-way change points with the segments on either side
+    stretches: list[tuple[int, int]] = []
+    i = 0
+    while i < len(bps):
+        j = i
+        while j + 1 < len(bps) and (levels[j + 2] > levels[j + 1]) == (levels[i + 1] > levels[i]):
+            j += 1
+        stretches.append((bounds[i], bounds[j + 2]))
+        i = j + 1
+    changes = []
+    covered = 0
+    for lo, hi in stretches or [(0, n)]:
+        change = _shape(y[lo:hi], lo, sigma, higher_is_better, band)
+        if change is not None and change.start >= covered:
+            changes.append(change)
+            covered = change.end + 1
+    return Analysis(changes, sigma)
