@@ -1,18 +1,19 @@
 """Change points and creep in one series of runs.
 
-Steps come from ``ruptures``' PELT with the ``l2`` cost on the series' logarithm (so a
-change is relative, as every tolerance is), penalised as BIC with a robust noise
-estimate: ``PENALTY * sigma**2 * log(n)``, ``sigma`` from the median absolute difference
-of consecutive runs (a step moves one difference, so it does not inflate the noise).
-Why PELT and ruptures, over e-divisive (MongoDB's ``signal-processing-algorithms``,
-Apache Otava): docs/history.md.
+The series is taken as its logarithm, so a change is relative, as every tolerance is.
+One run's noise is estimated robustly (``noise_of``: the median absolute difference of
+consecutive runs; a step moves one difference, so it does not inflate the noise). A run
+far from its neighbours' median is a load spike and is replaced by it (``hampel``).
+Candidate change points come from ``ruptures``' PELT with the ``l2`` cost, penalised as
+BIC with that noise: ``PENALTY * sigma**2 * log(n)``. Why PELT and ruptures, over
+e-divisive (MongoDB's ``signal-processing-algorithms``, Apache Otava): docs/history.md.
 
-A step is reported when it is past the metric's tolerance and sharp (the runs right after
-it already sit at the new level). A slow change is reported as creep: in each stretch
-between steps, a flat-ramp-flat line is fitted, and a ramp past the tolerance over three
-runs or more, clearly better than a flat line, is creep from its first commit to its last.
-A series whose consecutive runs are mostly equal (work counts) is exact: every change of
-value is a step, of any size past the tolerance (0 for work: any).
+Change points that go the same way are grouped into a stretch, and each stretch is fitted
+with a step and with a flat-ramp-flat line (``_shape``). A ramp of three runs or more that
+fits clearly better than any step is creep, from its first commit to its last; otherwise a
+step past the tolerance whose next runs already sit past it. Counted work is exact: every
+change of value past the tolerance (0 for work: any) is a step at its run, and a run of
+one-way steps in consecutive runs is creep (``_exact``).
 
 numpy, scipy and ruptures are imported only here, when a history is analysed.
 """
@@ -21,14 +22,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 #: BIC's 2 per change, with room for the heavy tails of shared runners.
 PENALTY = 3.0
 #: The fewest runs a segment has: a step in a timed metric is confirmed by a second run.
 MIN_SIZE = 2
-#: A segment of fewer runs that returns to the level before it is an excursion (a load
-#: spike), not two changes.
-EXCURSION = 3
 #: The fewest runs a ramp spans to be creep rather than a step.
 CREEP_RUNS = 3
 
@@ -134,33 +133,24 @@ def _breakpoints(y: list[float], sigma: float) -> list[int]:
     return algo.predict(pen=PENALTY * sigma**2 * math.log(n))[:-1]
 
 
-def _without_excursions(bps: list[int], y: list[float], band: float, n: int) -> list[int]:
-    """Drop each short segment whose neighbours agree (a spike of a run or two)."""
-    out = list(bps)
-    i = 0
-    while i + 1 < len(out):
-        a, b = out[i], out[i + 1]
-        lo = out[i - 1] if i > 0 else 0
-        hi = out[i + 2] if i + 2 < len(out) else n
-        if b - a < EXCURSION and abs(_median(y[lo:a]) - _median(y[b:hi])) <= band:
-            del out[i : i + 2]
-            i = max(i - 1, 0)
-        else:
-            i += 1
-    return out
-
-
-def _fit(y: list[float], a: int, b: int) -> tuple[float, float, float]:
-    """Least squares of a flat-ramp-flat line whose ramp's first run is ``a`` and whose new
-    level is reached at run ``b`` (``b == a``: a step at ``a``): levels before and after,
-    and the residual sum of squares."""
+def _fits(y: list[float], a: int, last: int) -> tuple[Any, Any, Any]:
+    """Least squares of every flat-ramp-flat line whose ramp's first run is ``a`` and whose
+    new level is reached at run ``b`` for each ``b`` in ``a .. last`` (``b == a``: a step at
+    ``a``), in closed form: the levels before and after, and the residual sums of squares
+    (arrays over ``b``)."""
     import numpy as np
 
     arr = np.asarray(y)
-    w = np.clip((np.arange(len(arr)) - a + 1) / (b - a + 1), 0.0, 1.0)
-    design = np.stack([1.0 - w, w], axis=1)
-    coef, *_ = np.linalg.lstsq(design, arr, rcond=None)
-    return float(coef[0]), float(coef[1]), float(((design @ coef - arr) ** 2).sum())
+    ends = np.arange(a, last + 1)[:, None]
+    w = np.clip((np.arange(len(arr))[None, :] - a + 1) / (ends - a + 1), 0.0, 1.0)
+    v = 1.0 - w
+    s00, s01, s11 = (v * v).sum(1), (v * w).sum(1), (w * w).sum(1)
+    t0, t1 = v @ arr, w @ arr
+    det = s00 * s11 - s01 * s01
+    before = (t0 * s11 - t1 * s01) / det
+    after = (t1 * s00 - t0 * s01) / det
+    sse = float(arr @ arr) - before * t0 - after * t1
+    return before, after, sse
 
 
 def _shape(y: list[float], lo: int, sigma: float, higher: bool, band: float) -> Change | None:
@@ -171,16 +161,21 @@ def _shape(y: list[float], lo: int, sigma: float, higher: bool, band: float) -> 
     n = len(y)
     # every segment keeps MIN_SIZE runs: a step of the last run alone is not confirmed
     edge = range(MIN_SIZE, n - MIN_SIZE + 1)
-    fits = {(a, b): _fit(y, a, b) for a in edge for b in range(a, n - MIN_SIZE + 1)}
-    if not fits:
+    if not edge:
         return None
-    (a, b), (s, e, sse) = min(fits.items(), key=lambda kv: kv[1][2])
+    fits = {a: _fits(y, a, n - MIN_SIZE) for a in edge}
+    best = min(
+        ((a, int(f[2].argmin())) for a, f in fits.items()), key=lambda t: fits[t[0]][2][t[1]]
+    )
+    a, k = best
+    b, s, e, sse = a + k, *(float(x[k]) for x in fits[a])
     mean = sum(y) / n
     flat = sum((v - mean) ** 2 for v in y)
     price = PENALTY * max(sigma, 1e-12) ** 2 * math.log(n)
     if abs(e - s) <= band or flat - sse < 2 * price:
         return None
-    step_at, (s1, e1, sse1) = min(((c, fits[(c, c)]) for c in edge), key=lambda kv: kv[1][2])
+    step_at = min(edge, key=lambda c: fits[c][2][0])
+    s1, e1, sse1 = (float(x[0]) for x in fits[step_at])
     if b - a + 1 < CREEP_RUNS or sse1 - sse < price / PENALTY:
         sign = 1.0 if e1 > s1 else -1.0
         firm = all(sign * (v - s1) > band / 2 for v in y[step_at : step_at + MIN_SIZE])
@@ -199,7 +194,7 @@ def analyse(
     counted work, whose every change is real (any series whose runs mostly repeat the same
     value is taken as exact too).
 
-    PELT's change points, less excursions, are grouped where consecutive ones go the same
+    Spikes are taken out first (``hampel``). PELT's change points are grouped where consecutive ones go the same
     way; each group's stretch (from the segment before it to the one after) is one change,
     shaped as a step or creep by ``_shape``. A stretch with no change point whose end sits
     past the tolerance from its start is shaped too: creep too slow for any one change
@@ -215,7 +210,7 @@ def analyse(
         return Analysis(noise=sigma, why_not=f"{n} runs: too few to tell a change from noise")
     band = math.log1p(tolerance)
     y = hampel(y, sigma)
-    bps = _without_excursions(_breakpoints(y, sigma), y, band, n)
+    bps = _breakpoints(y, sigma)
     bounds = [0, *bps, n]
     levels = [_median(y[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
     # stretches: each group of same-way change points with the segments on either side

@@ -18,7 +18,7 @@ from .series import Series, collect
 from .store import DEFAULT_DIR, HistoryError, append_ack, read
 
 #: The most recent runs of each series the command analyses unless told otherwise.
-DEFAULT_WINDOW = 200
+DEFAULT_WINDOW = 100
 
 
 def parser() -> argparse.ArgumentParser:
@@ -95,6 +95,7 @@ def facts(s: Series, analysis: Analysis, ack_list: list[dict[str, Any]]) -> dict
         "higher_is_better": s.higher_is_better,
         "tolerance": s.tolerance,
         "gated": s.gated,
+        "basis": s.basis,
         "noise": analysis.noise,
         "exact": analysis.exact,
         "why_not": analysis.why_not,

@@ -22,7 +22,7 @@ from ..judge.verdict import tolerance_of
 from ..results import TestResult
 from . import acks
 from .changes import Change, analyse
-from .series import Point, Series, collect, place
+from .series import Point, Series, best, collect, metric_summary, place
 from .store import HistoryError, append_run, read
 
 
@@ -80,8 +80,8 @@ class HistoryRecorder:
             if old is None:
                 continue
             points = acks.since(old.points, ack_list, result.nodeid, name)[-self.window :]
-            git = self._git
-            now = Point(self.session.started, git["commit"], git["dirty"], float(metric.value))
+            git, value = self._git, best(metric_summary(metric))  # the series' own basis
+            now = Point(self.session.started, git["commit"], git["dirty"], value)
             points = [*points, now]
             now_series = replace(
                 old, tolerance=tolerance_of(metric), higher_is_better=bool(metric.higher_is_better)
