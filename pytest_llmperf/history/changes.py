@@ -177,10 +177,8 @@ def _shape(y: list[float], lo: int, sigma: float, higher: bool, band: float) -> 
     step_at = min(edge, key=lambda c: fits[c][2][0])
     s1, e1, sse1 = (float(x[0]) for x in fits[step_at])
     if b - a + 1 < CREEP_RUNS or sse1 - sse < price / PENALTY:
-        sign = 1.0 if e1 > s1 else -1.0
-        firm = all(sign * (v - s1) > band / 2 for v in y[step_at : step_at + MIN_SIZE])
-        if abs(e1 - s1) <= band or not firm:
-            return None  # within the tolerance, or a run right after it is not past it
+        if abs(e1 - s1) <= band:
+            return None
         lv, rv = math.exp(s1), math.exp(e1)
         return Change("step", lo + step_at, lo + step_at, lv, rv, _worse(lv, rv, higher))
     lv, rv = math.exp(s), math.exp(e)
@@ -222,11 +220,23 @@ def analyse(
             j += 1
         stretches.append((bounds[i], bounds[j + 2]))
         i = j + 1
-    changes = []
+    changes: list[Change] = []
     covered = 0
     for lo, hi in stretches or [(0, n)]:
-        change = _shape(y[lo:hi], lo, sigma, higher_is_better, band)
-        if change is not None and change.start >= covered:
-            changes.append(change)
-            covered = change.end + 1
+        for change in _shape_all(y, lo, hi, sigma, higher_is_better, band):
+            if change.start >= covered:
+                changes.append(change)
+                covered = change.end + 1
     return Analysis(changes, sigma)
+
+
+def _shape_all(
+    y: list[float], lo: int, hi: int, sigma: float, higher: bool, band: float
+) -> list[Change]:
+    """Every change in ``y[lo:hi]``: the one ``_shape`` finds, then those in the runs before
+    and after it (a creep and, later, a step the same way are two changes, not one)."""
+    change = _shape(y[lo:hi], lo, sigma, higher, band)
+    if change is None:
+        return []
+    before = _shape_all(y, lo, change.start, sigma, higher, band)
+    return [*before, change, *_shape_all(y, change.end + 1, hi, sigma, higher, band)]

@@ -127,6 +127,11 @@ def text(item: dict[str, Any]) -> list[str]:
         verdict = "regression" if c["regression"] else "improvement"
         if c["acknowledged"]:
             verdict += ", acknowledged"
+        if c.get("shared_with"):
+            verdict += (
+                f"; {c['shared_with']} of {c['shared_of']} other tests moved the same way at "
+                "these runs" + (": the machine?" if 2 * c["shared_with"] > c["shared_of"] else "")
+            )
         lines.append(
             f"  {c['kind']:5s} {where}: {units.quantity(c['before'], item['unit'])} -> "
             f"{units.quantity(c['after'], item['unit'])} ({units.change(c['change'])}, "
@@ -145,7 +150,45 @@ def analysed(args: argparse.Namespace) -> list[dict[str, Any]]:
                 s, analyse(s.values, s.higher_is_better, s.tolerance, exact=s.exact), history.acks
             )
         )
+    shared(out)
     return out
+
+
+def _moved(item: dict[str, Any], change: dict[str, Any]) -> tuple[float, float, bool]:
+    """The times of the runs a change spans (with one run either side) and which way the
+    value went."""
+    pts = item["points"]
+    lo, hi = max(change["index"] - 1, 0), min(change["end_index"] + 1, len(pts) - 1)
+    return pts[lo]["epoch"], pts[hi]["epoch"], change["after"] > change["before"]
+
+
+def shared(items: list[dict[str, Any]]) -> None:
+    """For each change of a timed series, how many of the other timed series of the same
+    machine and tier changed the same way at the same runs (``shared_with`` of
+    ``shared_of``). A change most of them share is the machine's (a spell of another
+    tenant's load, a new clock), not one test's code: the flat controls make it visible.
+    It is said, never hidden."""
+    timed = [i for i in items if not i["exact"]]
+    for item in timed:
+        peers = [
+            j
+            for j in timed
+            if j is not item
+            and (j["where"], j["tier"]) == (item["where"], item["tier"])
+            and j["test"] != item["test"]
+        ]
+        for change in item["changes"]:
+            t0, t1, up = _moved(item, change)
+            change["shared_of"] = len({j["test"] for j in peers})
+            change["shared_with"] = len(
+                {
+                    j["test"]
+                    for j in peers
+                    for c in j["changes"]
+                    if (c["after"] > c["before"]) == up
+                    and t0 <= j["points"][c["index"]]["epoch"] <= t1
+                }
+            )
 
 
 def main(argv: list[str]) -> int:

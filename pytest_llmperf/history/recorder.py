@@ -148,14 +148,21 @@ class HistoryRecorder:
             s.messages.append(f"appended {n} test{'s' if n != 1 else ''} to the history: {path}")
 
 
+#: The latest runs of a timed series that must all sit past the tolerance for the gate to
+#: fail: a spell of another tenant's load over the last run or two fails nothing.
+STILL_RUNS = 3
+
+
 def _still(change: Change, values: list[float], tolerance: float, exact: bool) -> bool:
-    """Whether this run (exact work), or the median of the last three runs (timed), still
-    sits past the tolerance from the level before ``change``: an undone regression fails
-    nothing."""
-    after = sorted(values[change.end :][-1 if exact else -3 :])
-    level = after[len(after) // 2]
+    """Whether the regression ``change`` is still there: this run (exact work), or each of
+    the last ``STILL_RUNS`` runs (timed), past the tolerance from the level before it the
+    same way. An undone regression fails nothing."""
+    recent = values[change.end :][-1 if exact else -STILL_RUNS :]
+    if not exact and len(recent) < STILL_RUNS:
+        return False
+    up = change.after > change.before
     if change.before == 0:
-        return level != 0
-    return abs(level / change.before - 1.0) > tolerance and (
-        (level > change.before) == (change.after > change.before)
+        return all(v != 0 for v in recent)
+    return all(
+        abs(v / change.before - 1.0) > tolerance and (v > change.before) == up for v in recent
     )

@@ -5,7 +5,6 @@ the history gate failing a test whose work stepped and passing it once acknowled
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import subprocess
@@ -76,9 +75,12 @@ def test_each_run_appends_one_record_with_its_commit_and_machine(
     run(pytester).assert_outcomes(passed=2)
     (project / "knobs.json").write_text(json.dumps({"rows": 64, "edited": True}))
     run(pytester).assert_outcomes(passed=2)
-    first, second = runs(project)
+    git(project, "checkout", "--", "knobs.json")
+    run(pytester).assert_outcomes(passed=2)
+    first, second, third = runs(project)
     assert first["run"]["commit"] == sha and first["run"]["dirty"] is False
     assert second["run"]["dirty"] is True  # a tracked file differed from the commit
+    assert third["run"]["dirty"] is False  # the history directory itself is untracked
     assert first["run"]["machine"] and first["run"]["context"].startswith("cpu")
     assert first["run"]["versions"]["torch"]
     mm = first["tests"]["test_hist.py::test_mm"]["metrics"]
@@ -232,32 +234,33 @@ def test_history_options_are_checked(pytester: pytest.Pytester, args: list[str],
     assert said in result.stderr.str()
 
 
-def _append_many(directory: str, who: int, start: float, count: int) -> None:
-    while time.time() < start:
-        time.sleep(0.001)
-    for i in range(count):
-        record = {
-            "schema": store.SCHEMA,
-            "schema_version": store.SCHEMA_VERSION,
-            "run": {"epoch": start, "commit": f"{who:02d}{i:038d}"},
-            "tests": {"t": {"metrics": {}}},
-        }
-        store.append_run(directory, record)
+APPENDER = """
+import sys, time
+from pytest_llmperf.history import store
+directory, who, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+while time.time() < start:
+    time.sleep(0.001)
+for i in range(25):
+    store.append_run(directory, {
+        "schema": store.SCHEMA, "schema_version": store.SCHEMA_VERSION,
+        "run": {"epoch": start, "commit": "c" * 40},
+        "tests": {f"t{who}-{i}": {"metrics": {}}},
+    })
+"""
 
 
 def test_runners_appending_at_once_lose_nothing(tmp_path: Path) -> None:
-    """Four processes append 25 runs each at the same instant, every file named by the same
-    second: all 100 are read back, and no temporary file is left."""
-    ctx = multiprocessing.get_context("fork")
-    start = time.time() + 0.5
-    procs = [ctx.Process(target=_append_many, args=(str(tmp_path), w, start, 25)) for w in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0] * 4
+    """Four processes (no torch in them) append 25 runs each from the same instant, every
+    record with the same time and commit, so only the random part tells their files apart:
+    all 100 are read back, and no temporary file is left."""
+    start = time.time() + 1.0
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, str(tmp_path), str(w), str(start)])
+        for w in range(4)
+    ]
+    assert [p.wait(120) for p in procs] == [0] * 4
     got = store.read(tmp_path).runs
-    assert len(got) == 100 and len({r["run"]["commit"] for r in got}) == 100
+    assert len(got) == 100 and len({next(iter(r["tests"])) for r in got}) == 100
     assert sorted(os.listdir(tmp_path / "runs")) == sorted(r["file"] for r in got)
 
 
@@ -334,3 +337,54 @@ def test_the_history_gate_and_command_name_the_extra_they_need(
     assert cli.main([str(pytester.path)]) == 2
     assert "pip install 'pytest-llmperf[history]'" in capsys.readouterr().err
     pytester.runpytest("--llmperf", "--llmperf-history=h").assert_outcomes(passed=1)
+
+
+def test_a_change_most_tests_share_at_the_same_runs_is_said_to_be_the_machines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Four tests of one machine: three slow down together at run 6 (a spell of load), one
+    alone at run 3 (its code). The shared change names how many moved with it; the lone
+    one is said to be shared by none."""
+    import argparse
+
+    from pytest_llmperf.history.series import collect
+
+    def record(i: int) -> dict:
+        slow = 1.7 if i >= 6 else 1.0
+        wobble = [1 + 0.01 * ((i * 7 + k) % 5 - 2) for k in range(4)]  # noise: not exact
+        levels = {"a": slow, "b": slow, "c": slow, "d": 1.3 if i >= 3 else 1.0}
+        values = {name: v * w for (name, v), w in zip(levels.items(), wobble, strict=True)}
+        tests = {
+            f"t.py::{name}": {"tier": "smoke", "metrics": {"time": {
+                "value": v, "min": v, "unit": "s", "kind": "time", "higher_is_better": False,
+                "tolerance": 0.1, "gated": True}}}
+            for name, v in values.items()
+        }  # fmt: skip
+        return {"run": {"epoch": float(i), "commit": f"{i:040x}", "machine": "m"}, "tests": tests}
+
+    args = argparse.Namespace(all=False, metric=[], test=[], window=100)
+    items = [
+        cli.facts(s, cli.analyse(s.values, False, 0.1), [])
+        for s in cli.select(collect([record(i) for i in range(10)]), args)
+    ]
+    cli.shared(items)
+    by_test = {i["test"][-1]: i["changes"] for i in items}
+    assert [(c["index"], c["shared_with"], c["shared_of"]) for c in by_test["a"]] == [(6, 2, 3)]
+    assert [(c["index"], c["shared_with"]) for c in by_test["d"]] == [(3, 0)]
+    assert "2 of 3 other tests moved the same way at these runs: the machine?" in "\n".join(
+        cli.text(next(i for i in items if i["test"].endswith("a")))
+    )
+
+
+def test_a_timed_regression_fails_while_each_of_its_last_three_runs_is_past_it() -> None:
+    """A spell of load over the last two runs is not yet a regression to fail on; three runs
+    past the tolerance are. Counted work fails on its first run, and an undone one on none."""
+    from pytest_llmperf.history.changes import Change
+    from pytest_llmperf.history.recorder import _still
+
+    step = Change("step", 10, 10, 1.0, 1.2, True)
+    assert not _still(step, [1.0] * 10 + [1.2, 1.2], 0.1, exact=False)
+    assert _still(step, [1.0] * 10 + [1.2, 1.2, 1.2], 0.1, exact=False)
+    assert not _still(step, [1.0] * 10 + [1.2, 1.2, 1.2, 1.0], 0.1, exact=False)
+    assert _still(step, [1.0] * 10 + [1.2], 0.0, exact=True)
+    assert not _still(step, [1.0] * 10 + [1.2, 1.0], 0.0, exact=True)
