@@ -4,8 +4,9 @@ An acknowledgement names a test, a metric (or every metric of the test) and the 
 where the accepted change began, and accepts the level the series had when it was made:
 from the last run before it on, the series is the new normal, and the history gate looks
 only at those runs, as Bencher's and CodSpeed's acknowledged alerts do. A creep accepted
-while it is still going on fails again once it has crept past the tolerance once more. It is a file of its own
-(``store.append_ack``), so acknowledging never rewrites the history.
+while it is still going on fails again once it has crept past the tolerance once more.
+It is a file of its own (``store.append_ack``), so acknowledging never rewrites the
+history.
 """
 
 from __future__ import annotations

@@ -53,7 +53,10 @@ def _write_new(folder: Path, stem: str, data: dict[str, Any]) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HistoryError(f"history: cannot create {folder}: {exc.strerror or exc}") from None
-    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    try:
+        text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:  # a value JSON cannot hold: nothing is written
+        raise HistoryError(f"history: this run's record cannot be written as JSON: {exc}") from None
     tmp = folder / f".{stem}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
         with open(tmp, "x", encoding="utf-8") as fh:

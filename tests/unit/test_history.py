@@ -388,3 +388,10 @@ def test_a_timed_regression_fails_while_each_of_its_last_three_runs_is_past_it()
     assert not _still(step, [1.0] * 10 + [1.2, 1.2, 1.2, 1.0], 0.1, exact=False)
     assert _still(step, [1.0] * 10 + [1.2], 0.0, exact=True)
     assert not _still(step, [1.0] * 10 + [1.2, 1.0], 0.0, exact=True)
+
+
+def test_a_record_json_cannot_hold_is_an_error_that_writes_nothing(tmp_path: Path) -> None:
+    record = {"run": {"epoch": 1.0, "commit": None, "odd": object()}, "tests": {}}
+    with pytest.raises(store.HistoryError, match="cannot be written as JSON"):
+        store.append_run(tmp_path, record)
+    assert not list((tmp_path / "runs").iterdir())
