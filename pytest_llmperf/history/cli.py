@@ -130,7 +130,7 @@ def text(item: dict[str, Any]) -> list[str]:
         if c.get("shared_with"):
             verdict += (
                 f"; {c['shared_with']} of {c['shared_of']} other tests moved the same way at "
-                "these runs" + (": the machine?" if 2 * c["shared_with"] > c["shared_of"] else "")
+                "these runs" + (": the machine?" if machine_like(c) else "")
             )
         lines.append(
             f"  {c['kind']:5s} {where}: {units.quantity(c['before'], item['unit'])} -> "
@@ -141,54 +141,63 @@ def text(item: dict[str, Any]) -> list[str]:
 
 
 def analysed(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The chosen series' facts, each timed change marked with how many other tests of the
+    same machine, tier and metric moved the same way at the same runs (``shared``): those
+    other tests are analysed too, chosen or not."""
     history = read(args.directory, missing_ok=False)
+    every = collect(history.runs)
+    done: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+
+    def facts_of(s: Series) -> dict[str, Any]:
+        if s.key not in done:
+            s.points = s.points[-args.window :]
+            found = analyse(s.values, s.higher_is_better, s.tolerance, exact=s.exact)
+            done[s.key] = facts(s, found, history.acks)
+        return done[s.key]
+
     out = []
-    for s in select(collect(history.runs), args):
-        s.points = s.points[-args.window :]
-        out.append(
-            facts(
-                s, analyse(s.values, s.higher_is_better, s.tolerance, exact=s.exact), history.acks
-            )
-        )
-    shared(out)
+    for s in select(every, args):
+        item = facts_of(s)
+        if not item["exact"]:
+            peers = [
+                facts_of(p)
+                for p in every.values()
+                if (p.metric, p.where, p.tier) == (s.metric, s.where, s.tier) and p.test != s.test
+            ]
+            shared(item, peers)
+        out.append(item)
     return out
 
 
-def _moved(item: dict[str, Any], change: dict[str, Any]) -> tuple[float, float, bool]:
-    """The times of the runs a change spans (with one run either side) and which way the
-    value went."""
+#: How many runs apart two changes' first runs may be to count as the same moment.
+SAME_RUNS = 2
+
+
+def shared(item: dict[str, Any], peers: list[dict[str, Any]]) -> None:
+    """For each change of a timed series, how many of ``peers`` (the other tests' series of
+    the same metric, machine and tier) changed the same way within ``SAME_RUNS`` runs of its
+    first run (``shared_with`` of ``shared_of``). A change most of at least two others share
+    is the machine's (a spell of another tenant's load, a new clock), not one test's code:
+    the flat controls make it visible. It is said, never hidden."""
     pts = item["points"]
-    lo, hi = max(change["index"] - 1, 0), min(change["end_index"] + 1, len(pts) - 1)
-    return pts[lo]["epoch"], pts[hi]["epoch"], change["after"] > change["before"]
-
-
-def shared(items: list[dict[str, Any]]) -> None:
-    """For each change of a timed series, how many of the other timed series of the same
-    machine and tier changed the same way at the same runs (``shared_with`` of
-    ``shared_of``). A change most of them share is the machine's (a spell of another
-    tenant's load, a new clock), not one test's code: the flat controls make it visible.
-    It is said, never hidden."""
-    timed = [i for i in items if not i["exact"]]
-    for item in timed:
-        peers = [
-            j
-            for j in timed
-            if j is not item
-            and (j["where"], j["tier"]) == (item["where"], item["tier"])
-            and j["test"] != item["test"]
-        ]
-        for change in item["changes"]:
-            t0, t1, up = _moved(item, change)
-            change["shared_of"] = len({j["test"] for j in peers})
-            change["shared_with"] = len(
-                {
-                    j["test"]
-                    for j in peers
-                    for c in j["changes"]
-                    if (c["after"] > c["before"]) == up
-                    and t0 <= j["points"][c["index"]]["epoch"] <= t1
-                }
+    for change in item["changes"]:
+        lo = pts[max(change["index"] - SAME_RUNS, 0)]["epoch"]
+        hi = pts[min(change["index"] + SAME_RUNS, len(pts) - 1)]["epoch"]
+        up = change["after"] > change["before"]
+        change["shared_of"] = len(peers)
+        change["shared_with"] = sum(
+            any(
+                (c["after"] > c["before"]) == up and lo <= p["points"][c["index"]]["epoch"] <= hi
+                for c in p["changes"]
             )
+            for p in peers
+        )
+
+
+def machine_like(change: dict[str, Any]) -> bool:
+    """Whether most of at least two other tests moved with ``change``."""
+    of = change.get("shared_of", 0)
+    return of >= 2 and 2 * change.get("shared_with", 0) > of
 
 
 def main(argv: list[str]) -> int:

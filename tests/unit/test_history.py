@@ -340,40 +340,30 @@ def test_the_history_gate_and_command_name_the_extra_they_need(
 
 
 def test_a_change_most_tests_share_at_the_same_runs_is_said_to_be_the_machines(
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Four tests of one machine: three slow down together at run 6 (a spell of load), one
-    alone at run 3 (its code). The shared change names how many moved with it; the lone
-    one is said to be shared by none."""
-    import argparse
-
-    from pytest_llmperf.history.series import collect
-
-    def record(i: int) -> dict:
+    alone at run 3 (its code). Asked for one test only, the shared change still counts the
+    others; the lone one is shared by none."""
+    for i in range(12):
         slow = 1.7 if i >= 6 else 1.0
-        wobble = [1 + 0.01 * ((i * 7 + k) % 5 - 2) for k in range(4)]  # noise: not exact
         levels = {"a": slow, "b": slow, "c": slow, "d": 1.3 if i >= 3 else 1.0}
-        values = {name: v * w for (name, v), w in zip(levels.items(), wobble, strict=True)}
-        tests = {
-            f"t.py::{name}": {"tier": "smoke", "metrics": {"time": {
-                "value": v, "min": v, "unit": "s", "kind": "time", "higher_is_better": False,
-                "tolerance": 0.1, "gated": True}}}
-            for name, v in values.items()
-        }  # fmt: skip
-        return {"run": {"epoch": float(i), "commit": f"{i:040x}", "machine": "m"}, "tests": tests}
-
-    args = argparse.Namespace(all=False, metric=[], test=[], window=100)
-    items = [
-        cli.facts(s, cli.analyse(s.values, False, 0.1), [])
-        for s in cli.select(collect([record(i) for i in range(10)]), args)
-    ]
-    cli.shared(items)
-    by_test = {i["test"][-1]: i["changes"] for i in items}
+        tests = {}
+        for k, (name, level) in enumerate(levels.items()):
+            v = level * (1 + 0.01 * ((i * 7 + k) % 5 - 2))  # noise: not exact
+            metric = {"value": v, "min": v, "unit": "s", "kind": "time",
+                      "higher_is_better": False, "tolerance": 0.1, "gated": True}  # fmt: skip
+            tests[f"t.py::{name}"] = {"tier": "smoke", "metrics": {"time": metric}}
+        run = {"epoch": float(i), "commit": f"{i:040x}", "machine": "m", "tier": "smoke"}
+        record = {"schema": store.SCHEMA, "schema_version": store.SCHEMA_VERSION}
+        store.append_run(tmp_path, {**record, "run": run, "tests": tests})
+    out = tmp_path / "h.json"
+    assert cli.main([str(tmp_path), "--test", "::a", "--test", "::d", "--json", str(out)]) == 0
+    said = capsys.readouterr().out
+    by_test = {s["test"][-1]: s["changes"] for s in json.loads(out.read_text())["series"]}
     assert [(c["index"], c["shared_with"], c["shared_of"]) for c in by_test["a"]] == [(6, 2, 3)]
     assert [(c["index"], c["shared_with"]) for c in by_test["d"]] == [(3, 0)]
-    assert "2 of 3 other tests moved the same way at these runs: the machine?" in "\n".join(
-        cli.text(next(i for i in items if i["test"].endswith("a")))
-    )
+    assert "2 of 3 other tests moved the same way at these runs: the machine?" in said
 
 
 def test_a_timed_regression_fails_while_each_of_its_last_three_runs_is_past_it() -> None:
