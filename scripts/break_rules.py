@@ -1146,8 +1146,8 @@ BREAKS = [
     Break(
         "history: a change most other tests share at the same runs is said to be the machine's",
         "pytest_llmperf/history/cli.py",
-        "and 2 * change.get(\"shared_with\", 0) > of",
-        "and change.get(\"shared_with\", 0) > of",
+        'and 2 * change.get("shared_with", 0) > of',
+        'and change.get("shared_with", 0) > of',
         ("tests/unit/test_history.py",),
     ),
     Break(
