@@ -23,9 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "unit"))
 from test_readme import QUICK_START, quick_start_commands, quick_start_test  # noqa: E402
 
+from pytest_llmperf.extras import EXTRAS  # noqa: E402
+
 #: The CPU build of torch that .ci/run and the README's set-up install.
 TORCH = "torch==2.13.0"
-OPTIONAL = ("torchao", "pynvml", "pytest_benchmark", "matplotlib")
+#: Every extra's module (``pytest_llmperf.extras``): none may come with the plain wheel.
+OPTIONAL = tuple(EXTRAS)
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
