@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import median
 from typing import Any
 
 #: BIC's 2 per change, with room for the heavy tails of shared runners.
@@ -63,12 +64,6 @@ class Analysis:
     why_not: str = ""
 
 
-def _median(xs: list[float]) -> float:
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
 def _worse(before: float, after: float, higher_is_better: bool) -> bool:
     return after < before if higher_is_better else after > before
 
@@ -108,8 +103,8 @@ def noise_of(y: list[float]) -> float:
     d = [b - a for a, b in zip(y, y[1:], strict=False)]
     if not d:
         return 0.0
-    m = _median(d)
-    return 1.4826 * _median([abs(x - m) for x in d]) / math.sqrt(2.0)
+    m = median(d)
+    return 1.4826 * median([abs(x - m) for x in d]) / math.sqrt(2.0)
 
 
 def hampel(y: list[float], sigma: float, half: int = 2, k: float = 3.0) -> list[float]:
@@ -118,7 +113,7 @@ def hampel(y: list[float], sigma: float, half: int = 2, k: float = 3.0) -> list[
     taken out, while a step (which moves the neighbours' median too) stays."""
     out = []
     for i, v in enumerate(y):
-        m = _median(y[max(0, i - half) : i + half + 1])
+        m = median(y[max(0, i - half) : i + half + 1])
         out.append(m if abs(v - m) > k * sigma else v)
     return out
 
@@ -210,7 +205,7 @@ def analyse(
     y = hampel(y, sigma)
     bps = _breakpoints(y, sigma)
     bounds = [0, *bps, n]
-    levels = [_median(y[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    levels = [median(y[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
     # stretches: each group of same-way change points with the segments on either side
     stretches: list[tuple[int, int]] = []
     i = 0

@@ -130,7 +130,7 @@ class HistoryRecorder:
 
         record = run_record(
             s.results,
-            root=s.rootdir,
+            git=self._git,
             machine=s.device_info["key"],
             device=s.device_info["name"],
             dispatch=s.work_fingerprint,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..baselines.entries import summarize
 from ..judge.verdict import tolerance_of
 from ..measure.dispatch import context_id
 from ..metrics import Kind, Metric
@@ -62,28 +63,25 @@ def git_state(root: Path) -> dict[str, Any]:
 
 def metric_summary(m: Metric) -> dict[str, Any]:
     """What the history keeps of a metric: its value, direction, tolerance and the summary
-    of its samples (not the samples: a history of thousands of runs stays small)."""
+    of its samples (``baselines.entries.summarize``; not the samples: a history of thousands
+    of runs stays small)."""
     xs = [float(x) for x in m.samples if isinstance(x, (int, float)) and math.isfinite(x)]
-    out: dict[str, Any] = {
+    return {
         "value": float(m.value) if math.isfinite(m.value) else None,
         "unit": m.unit,
         "kind": Kind(m.kind).value,
         "higher_is_better": bool(m.higher_is_better),
         "tolerance": tolerance_of(m),
         "gated": bool(m.gated),
-        "n": len(xs),
+        "n": 0,
+        **summarize(xs),
     }
-    if xs:
-        mean = sum(xs) / len(xs)
-        var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
-        out.update(mean=mean, std=math.sqrt(var), min=min(xs), max=max(xs))
-    return out
 
 
 def run_record(
     results: Iterable[TestResult],
     *,
-    root: Path,
+    git: dict[str, Any],
     machine: str,
     device: str,
     dispatch: dict[str, Any],
@@ -92,12 +90,13 @@ def run_record(
     gate: Iterable[str] | None = None,
     epoch: float | None = None,
 ) -> dict[str, Any]:
-    """One run's record: where and what it measured, and every test's metrics and verdict."""
+    """One run's record: where and what it measured (``git``: ``git_state``'s facts), and
+    every test's metrics and verdict."""
     epoch = time.time() if epoch is None else epoch
     run = {
         "epoch": epoch,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)),
-        **git_state(root),
+        **git,
         "machine": machine,
         "device": device,
         "context": context_id(dispatch),
@@ -128,9 +127,6 @@ class Point:
     dirty: bool | None
     value: float
     std: float = 0.0
-    n: int = 0
-    #: The run's file in the history ("" for the run being judged, not written yet).
-    file: str = ""
 
     @property
     def short(self) -> str:
@@ -219,8 +215,6 @@ def collect(runs: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], S
                         run.get("dirty"),
                         best(m),
                         float(m.get("std") or 0.0),
-                        int(m.get("n") or 0),
-                        record.get("file", ""),
                     )
                 )
     return out

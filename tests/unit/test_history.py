@@ -139,7 +139,7 @@ def test_work_series_are_kept_per_dispatch_context_and_time_per_machine() -> Non
         result.add(Metric("time", 0.01, "s", kind=Kind.TIME, samples=[0.01, 0.011]))
         result.add(Metric("work.ops", 10.0, "", kind=Kind.WORK))
         dispatch = {"device_type": "cpu", "cpu_capability": "AVX2", "torch": torch_version}
-        records.append(run_record([result], root=Path("/nonexistent"), machine="cpu-x",
+        records.append(run_record([result], git={"commit": None, "dirty": None, "branch": None}, machine="cpu-x",
                                   device="x", dispatch=dispatch, fingerprint={},
                                   tier="smoke"))  # fmt: skip
     series = collect(records)
