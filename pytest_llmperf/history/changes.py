@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+from ..judge.decision import relative_change
+
 #: BIC's 2 per change, with room for the heavy tails of shared runners.
 PENALTY = 3.0
 #: The fewest runs a segment has: a step in a timed metric is confirmed by a second run.
@@ -47,9 +49,7 @@ class Change:
     @property
     def change(self) -> float:
         """Relative change, after / before - 1 (an infinite one from 0)."""
-        if self.before == 0:
-            return 0.0 if self.after == 0 else math.copysign(math.inf, self.after)
-        return self.after / self.before - 1.0
+        return relative_change(self.before, self.after)
 
 
 @dataclass
@@ -68,16 +68,15 @@ def _worse(before: float, after: float, higher_is_better: bool) -> bool:
     return after < before if higher_is_better else after > before
 
 
-def _past(before: float, after: float, tolerance: float) -> bool:
-    if before == 0:
-        return after != 0
-    return abs(after / before - 1.0) > tolerance
+def past(before: float, after: float, tolerance: float) -> bool:
+    """Whether ``after`` differs from ``before`` by more than ``tolerance`` (any change off 0)."""
+    return abs(relative_change(before, after)) > tolerance
 
 
 def _exact(values: list[float], higher: bool, tolerance: float) -> list[Change]:
     """Every change of value past the tolerance, at the run where it happened; a run of
     ``CREEP_RUNS`` or more changes one after another, all one way, is creep."""
-    steps = [i for i in range(1, len(values)) if _past(values[i - 1], values[i], tolerance)]
+    steps = [i for i in range(1, len(values)) if past(values[i - 1], values[i], tolerance)]
     out: list[Change] = []
     i = 0
     while i < len(steps):
@@ -187,11 +186,11 @@ def analyse(
     counted work, whose every change is real (any series whose runs mostly repeat the same
     value is taken as exact too).
 
-    Spikes are taken out first (``hampel``). PELT's change points are grouped where consecutive ones go the same
-    way; each group's stretch (from the segment before it to the one after) is one change,
-    shaped as a step or creep by ``_shape``. A stretch with no change point whose end sits
-    past the tolerance from its start is shaped too: creep too slow for any one change
-    point."""
+    Spikes are taken out first (``hampel``). PELT's change points are grouped where
+    consecutive ones go the same way; each group's stretch (from the segment before it to
+    the one after) is one change, shaped as a step or creep by ``_shape``. A stretch with no
+    change point whose end sits past the tolerance from its start is shaped too: creep too
+    slow for any one change point."""
     n = len(values)
     if n < 2:
         return Analysis(why_not="fewer than 2 runs")

@@ -14,7 +14,7 @@ from .. import units
 from ..extras import missing
 from . import acks
 from .changes import Analysis, Change, analyse
-from .series import Series, collect
+from .series import Series, collect, short_sha
 from .store import DEFAULT_DIR, HistoryError, append_ack, read
 
 #: The most recent runs of each series the command analyses unless told otherwise.
@@ -113,16 +113,16 @@ def text(item: dict[str, Any]) -> list[str]:
     noise = "exact" if item["exact"] else f"noise {units.percent(item['noise'])}"
     head = (
         f"{item['test']}  {item['metric']}  ({item['where']}, {item['tier']})  "
-        f"{len(pts)} runs {(pts[0]['commit'] or '?')[:8]} .. {(pts[-1]['commit'] or '?')[:8]}, "
+        f"{len(pts)} runs {short_sha(pts[0]['commit'])} .. {short_sha(pts[-1]['commit'])}, "
         f"{noise}"
     )
     lines = [head + (f"  ({item['why_not']})" if item["why_not"] else "")]
     for c in item["changes"]:
         where = (
-            f"at {(c['commit'] or '?')[:8]} (run {c['index'] + 1})"
+            f"at {short_sha(c['commit'])} (run {c['index'] + 1})"
             if c["kind"] == "step"
             else f"over runs {c['index'] + 1}..{c['end_index'] + 1}, "
-            f"{(c['commit'] or '?')[:8]} .. {(c['end_commit'] or '?')[:8]}"
+            f"{short_sha(c['commit'])} .. {short_sha(c['end_commit'])}"
         )
         verdict = "regression" if c["regression"] else "improvement"
         if c["acknowledged"]:

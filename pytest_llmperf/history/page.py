@@ -13,6 +13,7 @@ import html
 from typing import Any
 
 from .. import units
+from .series import short_sha
 
 WIDTH, HEIGHT = 760, 230
 LEFT, RIGHT, TOP, BOTTOM = 78, 16, 28, 58
@@ -40,7 +41,7 @@ def _label(change: dict[str, Any]) -> str:
     what = "regression" if change["regression"] else "improvement"
     if change["acknowledged"]:
         what += ", acknowledged"
-    commit = (change["commit"] or "?")[:8]
+    commit = short_sha(change["commit"])
     return f"{change['kind']} {units.change(change['change'])} at {commit} ({what})"
 
 
@@ -97,14 +98,14 @@ def plot(item: dict[str, Any]) -> str:
     line = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
     out.append(f'<polyline points="{line}" fill="none" stroke="#3465a4" stroke-width="1.5"/>')
     for i, p in enumerate(pts):
-        tip = f"run {i + 1}, commit {(p['commit'] or '?')[:8]}: {units.quantity(p['value'], unit)}"
+        tip = f"run {i + 1}, commit {short_sha(p['commit'])}: {units.quantity(p['value'], unit)}"
         out.append(
             f'<circle class="run" cx="{x(i):.1f}" cy="{y(p["value"]):.1f}" r="2.8" '
             f'fill="#3465a4"><title>{html.escape(tip)}</title></circle>'
         )
     every = max(1, -(-n // LABELS))
     for i in range(0, n, every):
-        sha = html.escape((pts[i]["commit"] or "?")[:7])
+        sha = html.escape(short_sha(pts[i]["commit"], 7))
         out.append(
             f'<text x="{x(i):.1f}" y="{TOP + h + 14}" font-size="10" text-anchor="end" '
             f'transform="rotate(-40 {x(i):.1f} {TOP + h + 14})" font-family="monospace">'

@@ -19,10 +19,21 @@ import pytest
 from .. import units
 from ..judge.outcome import Verdict
 from ..judge.verdict import tolerance_of
+from ..measure.dispatch import context_id
 from ..results import TestResult
 from . import acks
-from .changes import Change, analyse
-from .series import Point, Series, best, collect, metric_summary, place
+from .changes import Change, analyse, past
+from .series import (
+    Point,
+    Series,
+    best,
+    collect,
+    git_state,
+    metric_summary,
+    place,
+    run_record,
+    short_sha,
+)
 from .store import HistoryError, append_run, read
 
 
@@ -55,14 +66,10 @@ class HistoryRecorder:
     @functools.cached_property
     def _git(self) -> dict[str, Any]:
         """This run's commit, found once (``series.git_state``)."""
-        from .series import git_state
-
         return git_state(self.session.rootdir)
 
     @functools.cached_property
     def _context(self) -> str:
-        from ..measure.dispatch import context_id
-
         return context_id(self.session.work_fingerprint)
 
     def judge(self, result: TestResult) -> None:
@@ -115,7 +122,7 @@ class HistoryRecorder:
             f"tolerance {units.percent(s.tolerance)}) in {shape}, over the last "
             f"{len(points)} runs in {self.directory}; a deliberate change is acknowledged "
             f"with: python -m pytest_llmperf history ack {self.directory} --test "
-            f"'{s.test}' --metric {s.metric} --commit {(a.commit or '?')[:12]}"
+            f"'{s.test}' --metric {s.metric} --commit {short_sha(a.commit, 12)}"
         )
 
     @pytest.hookimpl(trylast=True)
@@ -126,8 +133,6 @@ class HistoryRecorder:
         if exitstatus == pytest.ExitCode.INTERRUPTED:
             s.messages.append(f"interrupted: nothing appended to the history {self.directory}")
             return
-        from .series import run_record
-
         record = run_record(
             s.results,
             git=self._git,
@@ -161,8 +166,4 @@ def _still(change: Change, values: list[float], tolerance: float, exact: bool) -
     if not exact and len(recent) < STILL_RUNS:
         return False
     up = change.after > change.before
-    if change.before == 0:
-        return all(v != 0 for v in recent)
-    return all(
-        abs(v / change.before - 1.0) > tolerance and (v > change.before) == up for v in recent
-    )
+    return all(past(change.before, v, tolerance) and (v > change.before) == up for v in recent)

@@ -118,6 +118,11 @@ def run_record(
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run": run, "tests": tests}
 
 
+def short_sha(commit: str | None, digits: int = 8) -> str:
+    """A commit as people read it: its first ``digits`` hex digits (``?`` when unknown)."""
+    return (commit or "?")[:digits]
+
+
 @dataclass
 class Point:
     """One run's value of a series."""
@@ -131,7 +136,7 @@ class Point:
     @property
     def short(self) -> str:
         """The commit as people read it (its first 8 hex digits), marked when dirty."""
-        sha = (self.commit or "?")[:8]
+        sha = short_sha(self.commit)
         return sha + "+dirty" if self.dirty else sha
 
 
